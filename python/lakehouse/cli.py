@@ -1,0 +1,251 @@
+"""`lakehouse` command line: parses arguments, calls the layer packages, prints once.
+
+Errors raised by the layers carry a message a user can act on; they are printed here,
+once, without a traceback, and turn into a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse import __version__
+from lakehouse.ingest import IngestError, IngestReport, ingest
+from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
+from lakehouse.synth import GenerateConfig, generate
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lakehouse",
+        description=(
+            "From raw app logs to training batches. Landing files are ingested into bronze "
+            "Delta tables (with quarantine and an ingest log); later steps build the "
+            "warehouse with dbt, validate it and export shards."
+        ),
+        epilog="Run `lakehouse <command> --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lakehouse {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    gen = commands.add_parser(
+        "generate",
+        help="write realistic sample landing data (events, photos, users, embeddings)",
+        description=(
+            "Write what a photo-sharing app dumps: events/*.jsonl.gz (daily interaction "
+            "logs), photos/*.jsonl, users/*.csv (with PII) and embeddings/*.parquet. "
+            "Deterministic for a seed and an end date; streams a day at a time. With "
+            "--dirty-rate, broken rows of every kind ingest must handle are mixed in and "
+            "counted in <out>/_generator.json."
+        ),
+    )
+    gen.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/landing"),
+        help="landing folder to write (default: data/landing)",
+    )
+    gen.add_argument("--users", type=_positive, default=5_000, help="number of users")
+    gen.add_argument("--photos", type=_positive, default=50_000, help="number of photos")
+    gen.add_argument("--days", type=_positive, default=60, help="days of activity")
+    gen.add_argument(
+        "--events",
+        type=_positive,
+        default=None,
+        help="total events, approximately (default: 40 per photo)",
+    )
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    gen.add_argument(
+        "--dirty-rate",
+        type=_rate,
+        default=0.0,
+        help="fraction of rows that get a broken sibling row (e.g. 0.01)",
+    )
+    gen.add_argument(
+        "--end",
+        type=_date,
+        default=datetime(2026, 11, 1, tzinfo=UTC),
+        help="last day of activity, exclusive, YYYY-MM-DD (default: 2026-11-01)",
+    )
+
+    ing = commands.add_parser(
+        "ingest",
+        help="land landing files into bronze Delta tables",
+        description=(
+            "Land every new file under LANDING (users/, photos/, embeddings/, events/) into "
+            "<lake>/bronze/<table> as one Delta commit per file. Files already ingested "
+            "(same content hash) are skipped. Rows that fail parsing or the schema go to "
+            "<lake>/bronze/_quarantine with file, line, raw text and reason; per-file counts "
+            "go to <lake>/bronze/_ingest_log. Exit code 1 when any file could not be read."
+        ),
+    )
+    ing.add_argument("landing", help="landing folder: local path or s3://bucket/prefix")
+    ing.add_argument("--lake", default="lake", help="lake root (default: ./lake)")
+    ing.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        choices=["users", "photos", "photo_embeddings", "events"],
+        help="only this bronze table (repeatable)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="generate sample data and run the pipeline on it (the README's main job)",
+        description="Generate a small sample landing folder and ingest it into a local lake.",
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("data/demo"),
+        help="folder for landing/ and lake/ (default: data/demo)",
+    )
+    demo.add_argument("--dirty-rate", type=_rate, default=0.01)
+    demo.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    err = make_console()
+    try:
+        if args.command == "generate":
+            return _generate(args, console, err)
+        if args.command == "ingest":
+            return _ingest(args.landing, args.lake, args.tables, console, err)
+        if args.command == "demo":
+            return _demo(args, console, err)
+    except IngestError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]: nothing half-written was committed")
+        return 130
+    return EXIT_USAGE
+
+
+def _generate(args: argparse.Namespace, console: Console, err: Console) -> int:
+    config = GenerateConfig(
+        out=args.out,
+        users=args.users,
+        photos=args.photos,
+        days=args.days,
+        events=args.events,
+        seed=args.seed,
+        dirty_rate=args.dirty_rate,
+        end=args.end,
+    )
+    with RichStepProgress(err, "generate") as progress:
+        report = generate(config, progress)
+    table = Table(title=f"landing data in {report.out}")
+    for column in ("source", "files", "clean rows", "rows written", "dirty rows injected"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for name, stats in report.tables.items():
+        table.add_row(
+            name,
+            str(len(stats.files)),
+            f"{stats.clean_rows:,}",
+            f"{stats.rows_written:,}",
+            f"{sum(stats.injected.values()):,}",
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _ingest(
+    landing: str, lake: str, tables: list[str] | None, console: Console, err: Console
+) -> int:
+    progress = RichIngestProgress(err)
+    try:
+        report = ingest(landing, lake, tables=tables, progress=progress)
+    finally:
+        progress.stop()
+    print_ingest_report(report, console)
+    for failed in report.failed:
+        err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def print_ingest_report(report: IngestReport, console: Console) -> None:
+    table = Table(title=f"ingest run {report.run_id} into {report.lake}/bronze")
+    for column in ("table", "files", "skipped", "failed", "read", "landed", "quarantined", "dupes"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name in dict.fromkeys(f.table for f in report.files):
+        files = [f for f in report.files if f.table == name]
+        table.add_row(
+            name,
+            str(sum(f.status == "ingested" for f in files)),
+            str(sum(f.status == "skipped" for f in files)),
+            str(sum(f.status == "failed" for f in files)),
+            *(
+                f"{sum(getattr(f, a) for f in files):,}"
+                for a in ("rows_read", "rows_landed", "rows_quarantined", "rows_duplicate")
+            ),
+        )
+    console.print(table)
+    reasons: dict[str, int] = {}
+    for f in report.files:
+        for code, count in f.reasons.items():
+            reasons[code] = reasons.get(code, 0) + count
+    if reasons:
+        detail = ", ".join(f"{code} {count:,}" for code, count in sorted(reasons.items()))
+        console.print(f"quarantined by reason: {detail}", highlight=False)
+    if report.ignored:
+        console.print(
+            f"[yellow]ignored[/] (no bronze table for their folder): {', '.join(report.ignored)}",
+            highlight=False,
+        )
+
+
+def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
+    workdir: Path = args.workdir
+    landing, lake = workdir / "landing", workdir / "lake"
+    console.rule("1/2 generate sample landing data")
+    generate_args = argparse.Namespace(
+        out=landing,
+        users=2_000,
+        photos=20_000,
+        days=45,
+        events=None,
+        seed=args.seed,
+        dirty_rate=args.dirty_rate,
+        end=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    _generate(generate_args, console, err)
+    console.rule("2/2 ingest into bronze Delta tables")
+    code = _ingest(str(landing), str(lake), None, console, err)
+    console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
+    return code
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text}") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Bronze Delta tables: idempotent appends, the quarantine table and the ingest log.
+
+Each file's rows reach up to three tables (its bronze table, ``_quarantine``, ``_ingest_log``)
+in three Delta commits. Every commit carries a Delta application transaction
+(``txn`` action) keyed by the file's batch id, so a run that died between two commits is
+completed by the next run without writing anything twice; ``_ingest_log`` is written last
+and is what marks a file as ingested. See docs/decisions/0002-bronze-ingest-commits.md.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, Transaction, write_deltalake
+
+from lakehouse.ingest.errors import SchemaMismatchError
+from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
+from lakehouse.storage import delta_exists, join_uri, open_delta, read_delta, storage_options
+
+QUARANTINE_TABLE = "_quarantine"
+INGEST_LOG_TABLE = "_ingest_log"
+_APP_ID = "lakehouse-ingest"
+_BATCH_KEY = "lakehouse.batch_id"
+
+
+class Bronze:
+    """The bronze layer of one lake: ``<lake>/bronze/<table>``."""
+
+    def __init__(self, lake_uri: str) -> None:
+        self.lake_uri = lake_uri
+        self.root = join_uri(lake_uri, "bronze")
+
+    def uri(self, table: str) -> str:
+        return join_uri(self.root, table)
+
+    # ------------------------------------------------------------ reads
+
+    def check_schema(self, spec: SourceSpec) -> None:
+        """Refuse to append to a bronze table whose schema is not the contract's."""
+        uri = self.uri(spec.table)
+        if not delta_exists(uri):
+            return
+        actual = pa.schema(open_delta(uri).schema().to_arrow())
+        problems = _schema_differences(spec.bronze_schema, actual)
+        if problems:
+            raise SchemaMismatchError(
+                f"bronze table {uri} does not match the {spec.table} contract: "
+                + "; ".join(problems)
+                + ". Migrate or move that table aside before ingesting into it."
+            )
+
+    def ingested_files(self) -> dict[str, str]:
+        """content sha256 -> source file, for every file already ingested."""
+        uri = self.uri(INGEST_LOG_TABLE)
+        if not delta_exists(uri):
+            return {}
+        log = read_delta(uri, columns=["content_sha256", "source_file", "status"])
+        log = log.filter(pc.equal(log.column("status"), "ingested"))
+        return dict(
+            zip(
+                log.column("content_sha256").to_pylist(),
+                log.column("source_file").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def distinct_values(self, table: str, column: str) -> pa.Array | None:
+        """Distinct values of a column, or None when the table does not exist yet."""
+        uri = self.uri(table)
+        if not delta_exists(uri):
+            return None
+        return pc.unique(read_delta(uri, columns=[column]).column(column).combine_chunks())
+
+    # ------------------------------------------------------------ writes
+
+    def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
+        """Append once per batch id; returns the Delta version holding the batch."""
+        uri = self.uri(table)
+        app_id = f"{_APP_ID}:{batch_id}"
+        if delta_exists(uri):
+            existing = open_delta(uri)
+            if existing.transaction_version(app_id) is not None:
+                return _version_of_batch(existing, batch_id)
+        write_deltalake(
+            uri,
+            data,
+            mode="append",
+            storage_options=storage_options() or None,
+            commit_properties=CommitProperties(
+                custom_metadata={_BATCH_KEY: batch_id},
+                app_transactions=[Transaction(app_id=app_id, version=1)],
+            ),
+        )
+        return open_delta(uri).version()
+
+    def append_quarantine(self, rows: pa.Table, batch_id: str) -> int:
+        return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
+
+    def append_log(self, rows: pa.Table, batch_id: str) -> int:
+        return self.append(INGEST_LOG_TABLE, rows.cast(INGEST_LOG_SCHEMA), batch_id)
+
+
+def _version_of_batch(table, batch_id: str) -> int:
+    for entry in table.history():
+        if entry.get(_BATCH_KEY) == batch_id:
+            return int(entry["version"])
+    return table.version()
+
+
+def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    problems = []
+    actual_types = {f.name: _logical(f.type) for f in actual}
+    for field in expected:
+        if field.name not in actual_types:
+            problems.append(f"column {field.name} is missing")
+        elif actual_types[field.name] != _logical(field.type):
+            problems.append(
+                f"column {field.name} is {actual_types[field.name]}, expected {_logical(field.type)}"
+            )
+    extra = sorted(set(actual_types) - set(expected.names))
+    if extra:
+        problems.append(f"unexpected column(s) {', '.join(extra)}")
+    return problems
+
+
+def _logical(t: pa.DataType) -> str:
+    """Type names as Delta round-trips them (string/large_string/string_view are one)."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return f"list<{_logical(t.value_type)}>"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.unit}, tz={t.tz}]"
+    return str(t)

@@ -1,0 +1,20 @@
+"""Errors a user can act on: each names the file (and column) and what to do next."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class for ingestion failures printed once at the CLI edge."""
+
+
+class UnreadableFileError(IngestError):
+    """A landing file that cannot be read at all: wrong format, wrong encoding, empty."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
+class SchemaMismatchError(IngestError):
+    """A file or an existing bronze table whose columns disagree with the bronze contract."""

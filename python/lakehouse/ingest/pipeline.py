@@ -1,0 +1,307 @@
+"""Landing folder -> bronze: discover files, skip what was ingested, land each file whole.
+
+For every file: rows read = rows landed + rows quarantined + duplicates skipped, and the
+numbers go to ``_ingest_log``. A file that cannot be read is reported with its name and the
+rest still lands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from lakehouse.ingest.bronze import Bronze
+from lakehouse.ingest.errors import IngestError
+from lakehouse.ingest.readers import read_blocks
+from lakehouse.ingest.rejects import Reject
+from lakehouse.ingest.schemas import SOURCES_BY_DIR, TIMESTAMP, SourceSpec
+from lakehouse.ingest.validate import ValidationContext, validate_block
+from lakehouse.storage import filesystem_for, join_uri, normalize_uri
+
+_HASH_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    uri: str
+    path: str  # inside the filesystem
+    size: int
+    spec: SourceSpec
+
+
+@dataclass
+class FileResult:
+    """What happened to one landing file."""
+
+    source_file: str
+    table: str
+    status: str  # ingested | skipped | failed
+    content_sha256: str = ""
+    bytes: int = 0
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    delta_version: int | None = None
+    error: str | None = None
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_landed + self.rows_quarantined + self.rows_duplicate
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    lake: str
+    files: list[FileResult]
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def total(self, attribute: str) -> int:
+        return sum(getattr(f, attribute) for f in self.files)
+
+
+class IngestProgress(Protocol):
+    def start(self, total_bytes: int) -> None: ...
+    def file_started(self, name: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, result: FileResult) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total_bytes: int) -> None: ...
+    def file_started(self, name: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, result: FileResult) -> None: ...
+
+
+def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
+    """Landing files by source (bronze table order), plus files in folders no source owns."""
+    fs, root = filesystem_for(landing_uri)
+    info = fs.get_file_info(root)
+    if info.type != pafs.FileType.Directory:
+        raise IngestError(
+            f"landing folder {landing_uri} does not exist; generate sample data with "
+            "`lakehouse generate --out <folder>` or point at the app's dump"
+        )
+    files, ignored = [], []
+    for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if entry.type != pafs.FileType.File:
+            continue
+        relative = entry.path[len(root.rstrip("/")) + 1 :]
+        parts = relative.split("/")
+        if any(p.startswith((".", "_")) for p in parts):
+            continue
+        spec = SOURCES_BY_DIR.get(parts[0]) if len(parts) > 1 else None
+        if spec is None:
+            ignored.append(relative)
+            continue
+        files.append(LandingFile(join_uri(landing_uri, relative), entry.path, entry.size, spec))
+    files.sort(key=lambda f: (f.spec.order, f.path))
+    return files, sorted(ignored)
+
+
+def ingest(
+    landing: str,
+    lake: str,
+    *,
+    tables: list[str] | None = None,
+    now: datetime | None = None,
+    progress: IngestProgress | None = None,
+) -> IngestReport:
+    """Land every new file of ``landing`` into ``<lake>/bronze``."""
+    landing, lake = normalize_uri(landing), normalize_uri(lake)
+    progress = progress or _NoProgress()
+    run_id = uuid.uuid4().hex[:12]
+    bronze = Bronze(lake)
+    fs, _ = filesystem_for(landing)
+    files, ignored = discover(landing)
+    if tables:
+        files = [f for f in files if f.spec.table in tables]
+    done = bronze.ingested_files()
+    results: list[FileResult] = []
+    refused: dict[str, str] = {}
+    for spec in {f.spec.table: f.spec for f in files}.values():
+        try:
+            bronze.check_schema(spec)
+        except IngestError as exc:
+            refused[spec.table] = str(exc)
+    known_photos: pa.Array | None = None
+    photos_loaded = False
+    progress.start(sum(f.size for f in files))
+    for landing_file in files:
+        spec = landing_file.spec
+        progress.file_started(landing_file.uri, landing_file.size)
+        started = datetime.now(UTC)
+        result = FileResult(landing_file.uri, spec.table, "failed", bytes=landing_file.size)
+        try:
+            result.content_sha256 = _sha256(fs, landing_file.path)
+            if result.content_sha256 in done:
+                result.status = "skipped"
+                result.error = f"already ingested as {done[result.content_sha256]}"
+                progress.advance(landing_file.size)
+            elif spec.table in refused:
+                result.error = refused[spec.table]
+                progress.advance(landing_file.size)
+            else:
+                if spec.table == "events" and not photos_loaded:
+                    known_photos, photos_loaded = bronze.distinct_values("photos", "photo_id"), True
+                ctx = ValidationContext(
+                    now=now or started,
+                    known_keys={} if known_photos is None else {"photos.photo_id": known_photos},
+                )
+                _land_file(bronze, fs, landing_file, ctx, result, progress)
+                done[result.content_sha256] = landing_file.uri
+        except IngestError as exc:
+            result.status, result.error = "failed", str(exc)
+        except (OSError, pa.ArrowException) as exc:  # I/O trouble with this file only
+            result.status, result.error = "failed", f"{landing_file.uri}: {exc}"
+        if result.status != "skipped":
+            _log(bronze, run_id, result, started)
+        progress.file_done(result)
+        results.append(result)
+    return IngestReport(run_id, lake, results, ignored)
+
+
+def _land_file(
+    bronze: Bronze,
+    fs: pafs.FileSystem,
+    landing_file: LandingFile,
+    ctx: ValidationContext,
+    result: FileResult,
+    progress: IngestProgress,
+) -> None:
+    """Stream one file into its bronze table as a single commit, then its quarantine rows."""
+    spec = landing_file.spec
+    batch_id = "b-" + result.content_sha256[:24]
+    ingested_at = ctx.now
+    rejects: list[Reject] = []
+    seen_keys: set[object] = set()
+    failure: list[BaseException] = []
+
+    def good_batches() -> Iterator[pa.RecordBatch]:
+        try:
+            blocks = read_blocks(fs, landing_file.path, spec, progress.advance)
+            for block in blocks:
+                result.rows_read += block.table.num_rows + len(block.rejects)
+                checked = validate_block(block, spec, ctx, seen_keys)
+                rejects.extend(checked.rejects)
+                result.rows_duplicate += checked.duplicates
+                if checked.table.num_rows:
+                    result.rows_landed += checked.table.num_rows
+                    table = _with_ingestion_columns(
+                        checked.table, landing_file.uri, batch_id, ingested_at, spec
+                    )
+                    yield from table.to_batches()
+        except BaseException as exc:  # surfaced after deltalake unwinds
+            failure.append(exc)
+            raise
+
+    batches = good_batches()
+    first = next(batches, None)
+    if failure:
+        raise failure[0]
+    if first is not None:
+        reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
+        try:
+            result.delta_version = bronze.append(spec.table, reader, batch_id)
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+        if failure:
+            raise failure[0]
+    if rejects:
+        bronze.append_quarantine(
+            _quarantine_rows(rejects, spec, landing_file.uri, batch_id, ingested_at), batch_id
+        )
+    result.rows_quarantined = len(rejects)
+    result.reasons = Counter(r.code for r in rejects)
+    result.status = "ingested"
+    if not result.reconciles:  # a bug, never bad input: refuse to log a count that lies
+        raise AssertionError(f"counts do not reconcile for {landing_file.uri}: {result}")
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _with_ingestion_columns(
+    table: pa.Table, source: str, batch_id: str, ingested_at: datetime, spec: SourceSpec
+) -> pa.Table:
+    n = table.num_rows
+    columns = {name: table.column(name) for name in spec.column_names}
+    columns["_source_file"] = pa.array([source] * n, pa.string())
+    columns["_source_line"] = table.column("_source_line")
+    columns["_batch_id"] = pa.array([batch_id] * n, pa.string())
+    columns["_ingested_at"] = pa.array([ingested_at] * n, TIMESTAMP)
+    return pa.table(columns).cast(spec.bronze_schema)
+
+
+def _quarantine_rows(
+    rejects: list[Reject], spec: SourceSpec, source: str, batch_id: str, ingested_at: datetime
+) -> pa.Table:
+    n = len(rejects)
+    return pa.table(
+        {
+            "table": [spec.table] * n,
+            "source_file": [source] * n,
+            "line_number": [r.line for r in rejects],
+            "reason_code": [r.code for r in rejects],
+            "column": [r.column for r in rejects],
+            "reason": [r.message for r in rejects],
+            "raw": [r.raw for r in rejects],
+            "_batch_id": [batch_id] * n,
+            "_ingested_at": pa.array([ingested_at] * n, TIMESTAMP),
+        }
+    )
+
+
+def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> None:
+    batch_id = "b-" + (result.content_sha256 or uuid.uuid4().hex)[:24]
+    if result.status == "failed":
+        batch_id = f"{batch_id}-failed-{run_id}"
+    row = {
+        "run_id": [run_id],
+        "batch_id": [batch_id],
+        "table": [result.table],
+        "source_file": [result.source_file],
+        "content_sha256": [result.content_sha256],
+        "bytes": [result.bytes],
+        "status": [result.status],
+        "rows_read": [result.rows_read],
+        "rows_landed": [result.rows_landed],
+        "rows_quarantined": [result.rows_quarantined],
+        "rows_duplicate": [result.rows_duplicate],
+        "delta_version": [result.delta_version],
+        "error": [result.error],
+        "started_at": pa.array([started], TIMESTAMP),
+        "finished_at": pa.array([datetime.now(UTC)], TIMESTAMP),
+    }
+    bronze.append_log(pa.table(row), batch_id)
+
+
+def _sha256(fs: pafs.FileSystem, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path, compression=None) as stream:
+        while chunk := stream.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

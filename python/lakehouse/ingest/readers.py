@@ -1,0 +1,359 @@
+"""Landing formats -> blocks of rows in the bronze column layout, with line numbers.
+
+Readers stream: a file is never held whole in memory, only one block of lines at a time.
+Parse-level problems (broken JSON, wrong JSON types, wrong CSV column count, invalid UTF-8)
+are diagnosed per line here; value-level checks live in ``validate``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.fs as pafs
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from lakehouse.ingest import rejects as r
+from lakehouse.ingest.errors import SchemaMismatchError, UnreadableFileError
+from lakehouse.ingest.rejects import Reject, raw_text
+from lakehouse.ingest.schemas import Column, SourceSpec
+
+BLOCK_LINES = 8192
+CHUNK_BYTES = 8 << 20
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass
+class RawBlock:
+    """Rows as read: source columns (native JSON types, or strings for CSV), their line
+    numbers, a way to fetch the raw text of row i, and the lines already rejected."""
+
+    table: pa.Table
+    lines: list[int]
+    raw: Callable[[int], str]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def format_of(name: str) -> str:
+    lower = name.lower()
+    for ext in (".jsonl.gz", ".csv.gz", ".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
+        if lower.endswith(ext):
+            return ext
+    return "." + lower.rsplit(".", 1)[-1] if "." in lower else ""
+
+
+def read_blocks(
+    fs: pafs.FileSystem, path: str, spec: SourceSpec, on_bytes: Callable[[int], None]
+) -> Iterator[RawBlock]:
+    """Blocks of rows from one landing file; raises UnreadableFileError naming it."""
+    fmt = format_of(path)
+    if fmt not in spec.formats:
+        raise UnreadableFileError(
+            path,
+            f"format {fmt or '(none)'} is not accepted for {spec.table}; "
+            f"expected one of {', '.join(spec.formats)}",
+        )
+    if fmt == ".parquet":
+        yield from _parquet_blocks(fs, path, spec, on_bytes)
+        return
+    lines = _line_blocks(fs, path, gz=fmt.endswith(".gz"), on_bytes=on_bytes)
+    if fmt.startswith(".csv"):
+        yield from _csv_blocks(path, lines, spec)
+    else:
+        yield from _json_blocks(lines, spec)
+
+
+# ---------------------------------------------------------------- lines
+
+
+def _line_blocks(
+    fs: pafs.FileSystem, path: str, gz: bool, on_bytes: Callable[[int], None]
+) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Non-blank lines in blocks, with 1-based line numbers; gzip decoded on the fly."""
+    with fs.open_input_file(path) as raw:
+        stream = pa.CompressedInputStream(raw, "gzip") if gz else raw
+        position = 0
+        carry = b""
+        number = 0
+        block: list[bytes] = []
+        numbers: list[int] = []
+        seen_any = False
+        while True:
+            try:
+                chunk = stream.read(CHUNK_BYTES)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise UnreadableFileError(path, f"cannot decompress as gzip ({exc})") from exc
+            on_bytes(raw.tell() - position)
+            position = raw.tell()
+            if not chunk:
+                break
+            seen_any = True
+            pieces = (carry + chunk).split(b"\n")
+            carry = pieces.pop()
+            for piece in pieces:
+                number += 1
+                if piece.strip():
+                    block.append(piece.rstrip(b"\r"))
+                    numbers.append(number)
+            if len(block) >= BLOCK_LINES:
+                yield block, numbers
+                block, numbers = [], []
+        if carry.strip():
+            block.append(carry.rstrip(b"\r"))
+            numbers.append(number + 1)
+        if not seen_any:
+            raise UnreadableFileError(path, "file is empty")
+        if block:
+            yield block, numbers
+
+
+def _split_invalid_utf8(
+    lines: list[bytes], numbers: list[int]
+) -> tuple[list[bytes], list[int], list[Reject]]:
+    try:
+        b"\n".join(lines).decode("utf-8")
+        return lines, numbers, []
+    except UnicodeDecodeError:
+        pass
+    good, good_numbers, bad = [], [], []
+    for line, number in zip(lines, numbers, strict=True):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append(
+                Reject(number, r.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw_text(line))
+            )
+            continue
+        good.append(line)
+        good_numbers.append(number)
+    return good, good_numbers, bad
+
+
+# ---------------------------------------------------------------- JSON lines
+
+
+def _json_read_schema(spec: SourceSpec) -> pa.Schema:
+    """JSON types as the app writes them: timestamps arrive as strings."""
+    return pa.schema(
+        [pa.field(c.name, pa.string() if c.is_timestamp else c.type) for c in spec.columns]
+    )
+
+
+def _json_blocks(
+    blocks: Iterator[tuple[list[bytes], list[int]]], spec: SourceSpec
+) -> Iterator[RawBlock]:
+    options = pjson.ParseOptions(
+        explicit_schema=_json_read_schema(spec), unexpected_field_behavior="ignore"
+    )
+    for lines, numbers in blocks:
+        lines, numbers, rejected = _split_invalid_utf8(lines, numbers)
+        table = _try_read_json(lines, options)
+        if table is None:
+            lines, numbers, more = _diagnose_json_lines(lines, numbers, spec)
+            rejected += more
+            table = _try_read_json(lines, options)
+            if table is None:  # a case the diagnosis missed: fall back to one line at a time
+                lines, numbers, table, more = _read_json_line_by_line(lines, numbers, options)
+                rejected += more
+        kept = lines
+        yield RawBlock(table, numbers, lambda i, kept=kept: raw_text(kept[i]), rejected)
+
+
+def _try_read_json(lines: list[bytes], options: pjson.ParseOptions) -> pa.Table | None:
+    if not lines:
+        return options.explicit_schema.empty_table()
+    try:
+        return pjson.read_json(io.BytesIO(b"\n".join(lines)), parse_options=options)
+    except pa.ArrowInvalid:
+        return None
+
+
+def _diagnose_json_lines(
+    lines: list[bytes], numbers: list[int], spec: SourceSpec
+) -> tuple[list[bytes], list[int], list[Reject]]:
+    """The slow path, taken only for a block that Arrow refused: find the guilty lines."""
+    good, good_numbers, bad = [], [], []
+    for line, number in zip(lines, numbers, strict=True):
+        problem = _json_line_problem(line, spec)
+        if problem is None:
+            good.append(line)
+            good_numbers.append(number)
+        else:
+            code, column, message = problem
+            bad.append(Reject(number, code, message, raw_text(line), column))
+    return good, good_numbers, bad
+
+
+def _json_line_problem(line: bytes, spec: SourceSpec) -> tuple[str, str | None, str] | None:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        return r.MALFORMED_RECORD, None, f"malformed JSON: {exc}"
+    if not isinstance(record, dict):
+        return r.MALFORMED_RECORD, None, f"expected a JSON object, got {type(record).__name__}"
+    for column in spec.columns:
+        value = record.get(column.name)
+        if value is not None and not _json_type_ok(value, column):
+            return (
+                r.WRONG_TYPE,
+                column.name,
+                f"column {column.name}: expected {_kind(column)}, got "
+                f"{type(value).__name__} {_short(value)}",
+            )
+    return None
+
+
+def _json_type_ok(value: object, column: Column) -> bool:
+    t = column.type
+    if pa.types.is_integer(t):
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (_INT64[0] <= value <= _INT64[1])
+        )
+    if pa.types.is_floating(t):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if pa.types.is_boolean(t):
+        return isinstance(value, bool)
+    if pa.types.is_string(t) or column.is_timestamp:
+        return isinstance(value, str)
+    return True
+
+
+def _read_json_line_by_line(
+    lines: list[bytes], numbers: list[int], options: pjson.ParseOptions
+) -> tuple[list[bytes], list[int], pa.Table, list[Reject]]:
+    tables, good, good_numbers, bad = [], [], [], []
+    for line, number in zip(lines, numbers, strict=True):
+        try:
+            tables.append(pjson.read_json(io.BytesIO(line), parse_options=options))
+        except pa.ArrowInvalid as exc:
+            bad.append(Reject(number, r.WRONG_TYPE, f"cannot read record: {exc}", raw_text(line)))
+            continue
+        good.append(line)
+        good_numbers.append(number)
+    table = pa.concat_tables(tables) if tables else options.explicit_schema.empty_table()
+    return good, good_numbers, table, bad
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _csv_blocks(
+    path: str, blocks: Iterator[tuple[list[bytes], list[int]]], spec: SourceSpec
+) -> Iterator[RawBlock]:
+    """CSV with a header; every record on one line (quoted newlines are not supported)."""
+    header: list[str] | None = None
+    for lines, numbers in blocks:
+        if header is None:
+            try:
+                header_text = lines[0].decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise UnreadableFileError(
+                    path, "header is not UTF-8 text; re-export the file as UTF-8"
+                ) from exc
+            header = next(csv.reader([header_text]))
+            _check_csv_header(path, header, spec)
+            lines, numbers = lines[1:], numbers[1:]
+        lines, numbers, rejected = _split_invalid_utf8(lines, numbers)
+        table, kept, kept_numbers, more = _read_csv_block(lines, numbers, header)
+        rejected += more
+        table = table.select([c for c in spec.column_names if c in table.column_names])
+        yield RawBlock(table, kept_numbers, lambda i, kept=kept: raw_text(kept[i]), rejected)
+    if header is None:
+        raise UnreadableFileError(path, "file is empty")
+
+
+def _check_csv_header(path: str, header: list[str], spec: SourceSpec) -> None:
+    missing = [c.name for c in spec.columns if c.required and c.name not in header]
+    if missing:
+        raise SchemaMismatchError(
+            f"{path}: header lacks required column(s) {', '.join(missing)} for bronze table "
+            f"{spec.table}; header has: {', '.join(header)}"
+        )
+
+
+def _read_csv_block(
+    lines: list[bytes], numbers: list[int], header: list[str]
+) -> tuple[pa.Table, list[bytes], list[int], list[Reject]]:
+    invalid: dict[int, str] = {}
+
+    def on_invalid(row: pcsv.InvalidRow) -> str:
+        invalid[row.number] = f"expected {row.expected_columns} columns, got {row.actual_columns}"
+        return "skip"
+
+    # Arrow numbers rows 1.. within this block (no header line inside the block).
+    table = pcsv.read_csv(
+        io.BytesIO(b"\n".join(lines) + b"\n"),
+        read_options=pcsv.ReadOptions(column_names=header, use_threads=False),
+        parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pcsv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=True
+        ),
+    )
+    kept, kept_numbers, bad = [], [], []
+    for index, (line, number) in enumerate(zip(lines, numbers, strict=True), start=1):
+        if index in invalid:
+            bad.append(Reject(number, r.WRONG_COLUMN_COUNT, invalid[index], raw_text(line)))
+        else:
+            kept.append(line)
+            kept_numbers.append(number)
+    return table, kept, kept_numbers, bad
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def _parquet_blocks(
+    fs: pafs.FileSystem, path: str, spec: SourceSpec, on_bytes: Callable[[int], None]
+) -> Iterator[RawBlock]:
+    try:
+        handle = fs.open_input_file(path)
+        parquet = pq.ParquetFile(handle)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UnreadableFileError(path, f"not a readable Parquet file ({exc})") from exc
+    names = parquet.schema_arrow.names
+    missing = [c.name for c in spec.columns if c.required and c.name not in names]
+    if missing:
+        raise SchemaMismatchError(
+            f"{path}: lacks required column(s) {', '.join(missing)} for bronze table "
+            f"{spec.table}; file has: {', '.join(names)}"
+        )
+    present = [c for c in spec.column_names if c in names]
+    size = handle.size()
+    first = 1
+    with handle:
+        for batch in parquet.iter_batches(batch_size=BLOCK_LINES, columns=present):
+            table = pa.Table.from_batches([batch])
+            numbers = list(range(first, first + table.num_rows))
+            first += table.num_rows
+            on_bytes(size * table.num_rows // max(parquet.metadata.num_rows, 1))
+            yield RawBlock(table, numbers, lambda i, t=table: _row_as_json(t, i))
+
+
+def _row_as_json(table: pa.Table, index: int) -> str:
+    row = table.slice(index, 1).to_pylist()[0]
+    return json.dumps(row, default=str)[: r.MAX_RAW_CHARS]
+
+
+def _kind(column: Column) -> str:
+    if column.is_timestamp:
+        return "an ISO-8601 timestamp string"
+    if pa.types.is_integer(column.type):
+        return "an integer"
+    if pa.types.is_boolean(column.type):
+        return "a boolean"
+    if pa.types.is_string(column.type):
+        return "a string"
+    return str(column.type)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

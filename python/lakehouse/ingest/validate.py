@@ -1,0 +1,275 @@
+"""Value checks over whole blocks, vectorised with Arrow compute.
+
+Each check yields a boolean mask; a row is quarantined for the first check it fails, and
+only those rows get a per-row message (so the fast path costs no Python per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.ingest import rejects as r
+from lakehouse.ingest.readers import RawBlock
+from lakehouse.ingest.rejects import Reject
+from lakehouse.ingest.schemas import TIMESTAMP, Column, SourceSpec
+
+_ISO_UTC = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$"
+_INTEGER = r"^[+-]?\d{1,18}$"
+_TRUE = ("true", "t", "1", "yes")
+_FALSE = ("false", "f", "0", "no")
+
+
+@dataclass
+class ValidationContext:
+    """What checks need beyond the row: the clock, and keys other tables hold."""
+
+    now: datetime
+    future_skew: timedelta = timedelta(hours=1)
+    known_keys: dict[str, pa.Array] = field(default_factory=dict)
+
+
+@dataclass
+class ValidatedBlock:
+    table: pa.Table  # bronze source columns + _source_line, good rows only
+    rejects: list[Reject]
+    duplicates: int
+
+
+@dataclass
+class _Check:
+    code: str
+    column: str | None
+    mask: np.ndarray
+    message: Callable[[object], str]
+
+
+def validate_block(
+    block: RawBlock, spec: SourceSpec, ctx: ValidationContext, seen_keys: set[object]
+) -> ValidatedBlock:
+    source = block.table
+    n = source.num_rows
+    typed: dict[str, pa.Array] = {}
+    checks: list[_Check] = []
+    for column in spec.columns:
+        values = _column_or_nulls(source, column.name, n)
+        typed[column.name], conversion_failed = _coerce(values, column)
+        if column.required:
+            checks.append(
+                _Check(
+                    r.MISSING_FIELD,
+                    column.name,
+                    _np(values.is_null()),
+                    lambda _v, c=column.name: f"required column {c} is missing or null",
+                )
+            )
+        if conversion_failed is not None:
+            code = r.BAD_TIMESTAMP if column.is_timestamp else r.WRONG_TYPE
+            checks.append(_Check(code, column.name, conversion_failed, _conversion_message(column)))
+        checks.extend(_value_checks(column, values, typed[column.name], spec, ctx))
+
+    reason = _first_failed(checks, n)
+    rejects = [
+        _reject(block, i, checks[reason[i]], source) for i in np.flatnonzero(reason >= 0).tolist()
+    ]
+    good = reason < 0
+    table = pa.table({**typed, "_source_line": pa.array(block.lines, pa.int64())}).filter(
+        pa.array(good)
+    )
+    table, duplicates = _drop_duplicate_keys(table, spec, seen_keys)
+    return ValidatedBlock(table, block.rejects + rejects, duplicates)
+
+
+# ---------------------------------------------------------------- coercion
+
+
+def _column_or_nulls(table: pa.Table, name: str, n: int) -> pa.Array:
+    if name in table.column_names:
+        return table.column(name).combine_chunks()
+    return pa.nulls(n, pa.string())
+
+
+def _coerce(values: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray | None]:
+    """Values in the bronze type, and a mask of non-null inputs that could not convert."""
+    target = column.type
+    if values.type == target:
+        return values, None
+    if column.is_timestamp and pa.types.is_string(values.type):
+        return _parse_utc(values)
+    if pa.types.is_string(values.type) and pa.types.is_integer(target):
+        ok = pc.fill_null(pc.match_substring_regex(values, _INTEGER), False)
+        converted = pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), target)
+        return converted, _np(pc.and_(values.is_valid(), pc.invert(ok)))
+    if pa.types.is_string(values.type) and pa.types.is_boolean(target):
+        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+        is_true = pc.is_in(lowered, pa.array(_TRUE))
+        is_false = pc.is_in(lowered, pa.array(_FALSE))
+        converted = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+        return converted, _np(pc.and_(values.is_valid(), pc.invert(pc.or_(is_true, is_false))))
+    try:
+        return pc.cast(values, target), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(values), target), _np(values.is_valid())
+
+
+def _parse_utc(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """ISO-8601 strings with a zone (Z or +hh:mm) -> UTC timestamps; others fail."""
+    ok = pc.fill_null(pc.match_substring_regex(values, _ISO_UTC), False)
+    candidate = pc.if_else(ok, values, pa.scalar(None, pa.string()))
+    try:
+        parsed = pc.cast(candidate, TIMESTAMP)
+    except pa.ArrowInvalid:  # shape is right but the value is not (e.g. month 13)
+        parsed = pa.array([_cast_one(v) for v in candidate.to_pylist()], TIMESTAMP)
+    return parsed, _np(pc.and_(values.is_valid(), parsed.is_null()))
+
+
+def _cast_one(value: str | None) -> pa.Scalar | None:
+    if value is None:
+        return None
+    try:
+        return pc.cast(pa.array([value]), TIMESTAMP)[0].as_py()
+    except pa.ArrowInvalid:
+        return None
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _value_checks(
+    column: Column, raw: pa.Array, typed: pa.Array, spec: SourceSpec, ctx: ValidationContext
+) -> list[_Check]:
+    name = column.name
+    checks: list[_Check] = []
+    if column.max_length is not None and pa.types.is_string(typed.type):
+        too_long = pc.fill_null(pc.greater(pc.binary_length(typed), column.max_length), False)
+        checks.append(
+            _Check(
+                r.OVERSIZED_VALUE,
+                name,
+                _np(too_long),
+                lambda v, c=column: (
+                    f"column {c.name}: {len(str(v).encode())} bytes, "
+                    f"more than the limit of {c.max_length}"
+                ),
+            )
+        )
+    accepted = spec.accepted_values.get(name)
+    if accepted:
+        unknown = pc.and_(typed.is_valid(), pc.invert(pc.is_in(typed, pa.array(accepted))))
+        checks.append(
+            _Check(
+                r.UNACCEPTED_VALUE,
+                name,
+                _np(unknown),
+                lambda v, c=name, a=accepted: f"column {c}: {v!r} is not one of {', '.join(a)}",
+            )
+        )
+    if column.is_timestamp:
+        limit = pa.scalar(ctx.now + ctx.future_skew, TIMESTAMP)
+        future = pc.fill_null(pc.greater(typed, limit), False)
+        checks.append(
+            _Check(
+                r.FUTURE_TIMESTAMP,
+                name,
+                _np(future),
+                lambda v, c=name, now=ctx.now: (
+                    f"column {c}: {v} is after the ingest time {now.isoformat()}"
+                ),
+            )
+        )
+    if column.references and column.references in ctx.known_keys:
+        known = ctx.known_keys[column.references]
+        unknown = pc.and_(typed.is_valid(), pc.invert(pc.is_in(typed, known)))
+        checks.append(
+            _Check(
+                r.UNKNOWN_REFERENCE,
+                name,
+                _np(unknown),
+                lambda v, c=name, ref=column.references: f"column {c}: {v} not found in {ref}",
+            )
+        )
+    if column.fixed_size is not None and pa.types.is_list(typed.type):
+        lengths = pc.list_value_length(typed)
+        wrong = pc.fill_null(pc.not_equal(lengths, column.fixed_size), False)
+        non_finite = _rows_with_non_finite(typed)
+        checks.append(
+            _Check(
+                r.BAD_EMBEDDING,
+                name,
+                _np(wrong) | non_finite,
+                lambda v, c=column: _embedding_message(c, v),
+            )
+        )
+    return checks
+
+
+def _rows_with_non_finite(lists: pa.Array) -> np.ndarray:
+    flat = pc.list_flatten(lists)
+    bad_value = pc.invert(pc.fill_null(pc.is_finite(flat), False))
+    if not pc.any(bad_value).as_py():
+        return np.zeros(len(lists), dtype=bool)
+    parent = pc.list_parent_indices(lists).to_numpy()
+    out = np.zeros(len(lists), dtype=bool)
+    out[parent[_np(bad_value)]] = True
+    return out
+
+
+def _embedding_message(column: Column, value: object) -> str:
+    vector = list(value) if isinstance(value, list | tuple) else []
+    if len(vector) != column.fixed_size:
+        return f"column {column.name}: {len(vector)} values, expected {column.fixed_size}"
+    return f"column {column.name}: contains NaN or infinity"
+
+
+def _conversion_message(column: Column) -> Callable[[object], str]:
+    if column.is_timestamp:
+        return lambda v: (
+            f"column {column.name}: cannot parse {v!r} as an ISO-8601 timestamp with a time "
+            "zone (e.g. 2026-01-31T18:04:05Z or +02:00)"
+        )
+    return lambda v: f"column {column.name}: cannot convert {v!r} to {column.type}"
+
+
+def _first_failed(checks: list[_Check], n: int) -> np.ndarray:
+    """Index of the first failed check per row, -1 where all pass."""
+    reason = np.full(n, -1, dtype=np.int32)
+    for index, check in enumerate(checks):
+        reason[(reason < 0) & check.mask] = index
+    return reason
+
+
+def _reject(block: RawBlock, i: int, check: _Check, source: pa.Table) -> Reject:
+    value = (
+        source.column(check.column)[i].as_py()
+        if check.column and check.column in source.column_names
+        else None
+    )
+    return Reject(block.lines[i], check.code, check.message(value), block.raw(i), check.column)
+
+
+def _drop_duplicate_keys(
+    table: pa.Table, spec: SourceSpec, seen: set[object]
+) -> tuple[pa.Table, int]:
+    """Keep the first row of each key in this file; later ones are counted, not landed."""
+    columns = [table.column(k).to_pylist() for k in spec.key]
+    keys = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
+    keep = np.ones(len(keys), dtype=bool)
+    for index, key in enumerate(keys):
+        if key in seen:
+            keep[index] = False
+        else:
+            seen.add(key)
+    duplicates = int((~keep).sum())
+    return (table.filter(pa.array(keep)) if duplicates else table), duplicates
+
+
+def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    filled = pc.fill_null(mask, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return filled.to_numpy(zero_copy_only=False).astype(bool, copy=False)

@@ -1,0 +1,82 @@
+"""Rich progress for long steps; silent when output is not a terminal (CI logs stay clean)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from lakehouse.ingest import FileResult
+
+
+def make_console() -> Console:
+    return Console(stderr=True)
+
+
+class RichIngestProgress:
+    """Bytes of landing files read, across all files, with the current file's name."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]ingest[/] {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task = self._progress.add_task("", total=0)
+
+    def start(self, total_bytes: int) -> None:
+        self._progress.update(self._task, total=total_bytes)
+        self._progress.start()
+
+    def file_started(self, name: str, size: int) -> None:
+        self._progress.update(self._task, description=name.rsplit("/", 2)[-2:][-1])
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._task, nbytes)
+
+    def file_done(self, result: FileResult) -> None:
+        if result.status != "ingested":
+            return
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+class RichStepProgress:
+    """Progress over named steps of known size (the generator's days)."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._progress = Progress(
+            TextColumn(f"[bold]{label}[/] {{task.description}}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._tasks: dict[str, int] = {}
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step not in self._tasks:
+            self._tasks[step] = self._progress.add_task(step, total=total)
+        self._progress.update(self._tasks[step], completed=done, total=total)
+
+    def __enter__(self) -> RichStepProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()

@@ -1,0 +1,404 @@
+"""Write a landing folder the way a photo-sharing app dumps it.
+
+Streams: one day of events (or one chunk of photos) in memory at a time, so 100M events
+need no more memory than 1M. Deterministic for a seed and an end date.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakehouse.synth import dirty
+from lakehouse.synth.events import COMMENTS, EVENT_TYPES, day_events
+from lakehouse.synth.world import (
+    CAMERAS,
+    COUNTRIES,
+    DEVICES,
+    DOMAINS,
+    EMBEDDING_DIM,
+    FIRST_NAMES,
+    LAST_NAMES,
+    SECONDS_PER_DAY,
+    SIZES,
+    day_volume_weights,
+    make_photos,
+    make_users,
+)
+
+DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
+MANIFEST = "_generator.json"
+MODEL_VERSION = "clf-v3"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    out: Path
+    users: int = 5_000
+    photos: int = 50_000
+    days: int = 60
+    events: int | None = None  # total, approximately; default 40 per photo
+    seed: int = 7
+    dirty_rate: float = 0.0
+    end: datetime = DEFAULT_END
+    rows_per_file: int = 100_000
+
+    @property
+    def total_events(self) -> int:
+        return self.events if self.events is not None else self.photos * 40
+
+
+@dataclass
+class TableStats:
+    files: list[str] = field(default_factory=list)
+    clean_rows: int = 0
+    injected: Counter[str] = field(default_factory=Counter)
+    rows_written: int = 0
+
+
+@dataclass
+class GenerateReport:
+    out: str
+    config: dict[str, object]
+    tables: dict[str, TableStats]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "out": self.out,
+                "config": self.config,
+                "tables": {
+                    k: {**asdict(v), "injected": dict(v.injected)} for k, v in self.tables.items()
+                },
+            },
+            indent=2,
+            default=str,
+        )
+
+
+ProgressFn = Callable[[str, int, int], None]  # (step, done, total)
+
+
+def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> GenerateReport:
+    """Write users/, photos/, embeddings/ and events/ under ``config.out``."""
+    report = progress or (lambda step, done, total: None)
+    rng = np.random.default_rng(config.seed)
+    end_s = int(config.end.timestamp()) // SECONDS_PER_DAY * SECONDS_PER_DAY
+    start_s = end_s - config.days * SECONDS_PER_DAY
+    out = Path(config.out)
+    for folder in ("users", "photos", "embeddings", "events"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+
+    users = make_users(rng, config.users, start_s, end_s)
+    photos = make_photos(rng, config.photos, users, start_s, end_s)
+    stats = {name: TableStats() for name in ("users", "photos", "photo_embeddings", "events")}
+    dirt = np.random.default_rng([config.seed, 1])  # dirt never shifts the clean data
+
+    report("users", 0, 1)
+    _write_users(out, users, config, dirt, stats["users"])
+    report("photos", 0, 1)
+    _write_photos(out, photos, config, dirt, stats["photos"])
+    _write_embeddings(out, photos, config, dirt, stats["photo_embeddings"])
+
+    volume = day_volume_weights(datetime.fromtimestamp(start_s, UTC), config.days)
+    per_day = np.floor(config.total_events * volume / volume.sum()).astype(np.int64)
+    for day in range(config.days):
+        report("events", day, config.days)
+        day_start = start_s + day * SECONDS_PER_DAY
+        events = day_events(rng, users, photos, day_start, int(per_day[day]))
+        _write_event_day(out, day, day_start, events, users, photos, config, dirt, stats["events"])
+    report("events", config.days, config.days)
+
+    result = GenerateReport(
+        str(out),
+        {k: (str(v) if isinstance(v, Path | datetime) else v) for k, v in asdict(config).items()},
+        stats,
+    )
+    (out / MANIFEST).write_text(result.to_json())
+    return result
+
+
+def iso(seconds: np.ndarray) -> np.ndarray:
+    """UTC ISO-8601 strings with milliseconds and a Z, vectorised."""
+    as_dt = (np.asarray(seconds, dtype=np.float64) * 1000).astype("datetime64[ms]")
+    return np.char.add(np.datetime_as_string(as_dt, unit="ms"), "Z")
+
+
+# ---------------------------------------------------------------- users (CSV)
+
+USER_COLUMNS = (
+    "user_id",
+    "signup_at",
+    "country",
+    "email",
+    "display_name",
+    "birth_year",
+    "is_verified",
+)
+
+
+def _write_users(out: Path, users, config: GenerateConfig, dirt, stats: TableStats) -> None:
+    signup = iso(users.signup_s)
+    verified = users.influence > np.quantile(users.influence, 0.99)
+    rows = []
+    for i in range(len(users.ids)):
+        first, last = FIRST_NAMES[users.first[i]], LAST_NAMES[users.last[i]]
+        email = f"{first.lower()}.{_ascii(last).lower()}{users.ids[i]}@{DOMAINS[i % 3]}"
+        rows.append(
+            [
+                int(users.ids[i]),
+                str(signup[i]),
+                COUNTRIES[users.country[i]],
+                email,
+                f"{first} {last}",
+                int(users.birth_year[i]),
+                bool(verified[i]),
+            ]
+        )
+    for index, start in enumerate(range(0, len(rows), config.rows_per_file)):
+        chunk = rows[start : start + config.rows_per_file]
+        lines = [_csv_line(row) for row in chunk]
+        extra: list[tuple[int, bytes]] = []
+        for row_index, kind in dirty.plan(dirt, len(chunk), config.dirty_rate, dirty.USER_KINDS):
+            stats.injected[kind] += 1
+            row = list(chunk[row_index])
+            if kind == "timezone_offset":
+                row[1] = dirty.offset_timestamp(row[1])
+                lines[row_index] = _csv_line(row)
+                continue
+            if kind != "duplicate_id":
+                row[0] = dirty.FRESH_ID_BASE + sum(stats.injected.values())
+            line = _dirty_user_line(row, kind)
+            extra.append((row_index, line))
+        path = out / "users" / f"users-{index:05d}.csv"
+        body = _merge(lines, extra)
+        path.write_bytes(_csv_line(list(USER_COLUMNS)) + b"\n" + b"\n".join(body) + b"\n")
+        stats.files.append(str(path))
+        stats.clean_rows += len(chunk)
+        stats.rows_written += len(body)
+
+
+def _dirty_user_line(row: list[object], kind: str) -> bytes:
+    if kind == "wrong_column_count":
+        return _csv_line([*row, "extra"])
+    if kind == "missing_field":
+        row[0] = ""
+    elif kind == "wrong_type":
+        row[0] = f"user-{row[0]}"
+    elif kind == "bad_timestamp_format":
+        row[1] = dirty.naive_other_format(str(row[1]))
+    elif kind == "oversized_string":
+        row[4] = "X" * 300
+    elif kind == "invalid_utf8":
+        return _csv_line(row[:4]) + b",Jos\xe9 Latin1," + _csv_line(row[5:])
+    return _csv_line(row)
+
+
+def _csv_line(row: list[object]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(
+        ["true" if v is True else "false" if v is False else v for v in row]
+    )
+    return buffer.getvalue().encode()
+
+
+# ---------------------------------------------------------------- photos (JSONL)
+
+
+def _write_photos(out: Path, photos, config: GenerateConfig, dirt, stats: TableStats) -> None:
+    posted = iso(photos.posted_s)
+    for index, start in enumerate(range(0, len(photos.ids), config.rows_per_file)):
+        stop = min(start + config.rows_per_file, len(photos.ids))
+        records = []
+        for i in range(start, stop):
+            width, height = SIZES[photos.size[i]]
+            records.append(
+                {
+                    "photo_id": int(photos.ids[i]),
+                    "owner_id": int(photos.owner[i]) + 1,
+                    "posted_at": str(posted[i]),
+                    "caption": photos.caption[i],
+                    "width": width,
+                    "height": height,
+                    "camera": CAMERAS[photos.camera[i]] if photos.camera[i] >= 0 else None,
+                    "lang": photos.lang[i],
+                }
+            )
+        lines, extra = _json_with_dirt(
+            records,
+            dirt,
+            config.dirty_rate,
+            dirty.PHOTO_KINDS,
+            stats,
+            id_field="photo_id",
+            ts_field="posted_at",
+            type_field="owner_id",
+            text_field="caption",
+            fresh_id=lambda k: dirty.FRESH_ID_BASE + k,
+        )
+        path = out / "photos" / f"photos-{index:05d}.jsonl"
+        body = _merge(lines, extra)
+        path.write_bytes(b"\n".join(body) + b"\n")
+        stats.files.append(str(path))
+        stats.clean_rows += len(records)
+        stats.rows_written += len(body)
+
+
+def _json_with_dirt(records, dirt, rate, kinds, stats: TableStats, *, fresh_id, **fields):
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in records]
+    extra: list[tuple[int, bytes]] = []
+    for row_index, kind in dirty.plan(dirt, len(records), rate, kinds):
+        stats.injected[kind] += 1
+        record = records[row_index]
+        if kind == "timezone_offset":
+            ts_field = fields["ts_field"]
+            changed = {**record, ts_field: dirty.offset_timestamp(str(record[ts_field]))}
+            lines[row_index] = json.dumps(changed, ensure_ascii=False).encode()
+            continue
+        line = dirty.dirty_json_line(
+            record, kind, fresh_id=fresh_id(sum(stats.injected.values())), **fields
+        )
+        extra.append((row_index, line))
+    return lines, extra
+
+
+def _merge(lines: list[bytes], extra: list[tuple[int, bytes]]) -> list[bytes]:
+    """Clean lines with each dirty line placed right after the clean row it was made from."""
+    if not extra:
+        return lines
+    out: list[bytes] = []
+    cursor = 0
+    for row_index, line in extra:
+        out.extend(lines[cursor : row_index + 1])
+        cursor = max(cursor, row_index + 1)
+        out.append(line)
+    out.extend(lines[cursor:])
+    return out
+
+
+# ---------------------------------------------------------------- embeddings (Parquet)
+
+
+def _write_embeddings(out: Path, photos, config: GenerateConfig, dirt, stats: TableStats) -> None:
+    for index, start in enumerate(range(0, len(photos.ids), config.rows_per_file)):
+        stop = min(start + config.rows_per_file, len(photos.ids))
+        ids: list[int | None] = photos.ids[start:stop].tolist()
+        vectors: list[list[float]] = photos.embedding[start:stop].tolist()
+        clean = len(ids)
+        for row_index, kind in dirty.plan(dirt, clean, config.dirty_rate, dirty.EMBEDDING_KINDS):
+            stats.injected[kind] += 1
+            fresh = dirty.FRESH_ID_BASE + sum(stats.injected.values())
+            vector = list(vectors[row_index])
+            if kind == "missing_field":
+                ids.append(None)
+            elif kind == "duplicate_id":
+                ids.append(ids[row_index])
+            elif kind == "wrong_length":
+                ids.append(fresh)
+                vector = vector[:-1]
+            else:  # non_finite
+                ids.append(fresh)
+                vector[3] = float("nan")
+            vectors.append(vector)
+        table = pa.table(
+            {
+                "photo_id": pa.array(ids, pa.int64()),
+                "model_version": pa.array([MODEL_VERSION] * len(ids)),
+                "embedding": pa.array(vectors, pa.list_(pa.float32())),
+            }
+        )
+        path = out / "embeddings" / f"embeddings-{index:05d}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        stats.files.append(str(path))
+        stats.clean_rows += clean
+        stats.rows_written += len(ids)
+    assert photos.embedding.shape[1] == EMBEDDING_DIM
+
+
+# ---------------------------------------------------------------- events (JSONL.gz, daily)
+
+
+def _write_event_day(
+    out: Path,
+    day: int,
+    day_start: int,
+    events,
+    users,
+    photos,
+    config: GenerateConfig,
+    dirt,
+    stats: TableStats,
+) -> None:
+    n = events.ts_us.size
+    ts = iso(events.ts_us // 1000 / 1000)
+    user_ids = (events.user + 1).tolist()
+    photo_ids = (events.photo + 1).tolist()
+    hours = ((events.ts_us // 1_000_000 - day_start) // 3600).tolist()
+    devices = users.device[events.user].tolist()
+    types = events.event_type.tolist()
+    dwell = events.dwell_ms.tolist()
+    comment = events.comment.tolist()
+    records = []
+    for i in range(n):
+        records.append(
+            {
+                "event_id": f"e{day:04d}-{i:08d}",
+                "event_type": EVENT_TYPES[types[i]],
+                "ts": str(ts[i]),
+                "user_id": user_ids[i],
+                "photo_id": photo_ids[i],
+                "session_id": f"s{user_ids[i]:x}-{day}-{hours[i]}",
+                "device": DEVICES[devices[i]],
+                "dwell_ms": dwell[i] if dwell[i] >= 0 else None,
+                "comment_text": _comment(comment[i], user_ids[i]) if comment[i] >= 0 else None,
+            }
+        )
+    lines, extra = _json_with_dirt(
+        records,
+        dirt,
+        config.dirty_rate,
+        dirty.EVENT_KINDS,
+        stats,
+        id_field="event_id",
+        ts_field="ts",
+        type_field="user_id",
+        text_field="comment_text",
+        fresh_id=lambda k: f"e-dirty-{k:08d}",
+    )
+    date = datetime.fromtimestamp(day_start, UTC).date().isoformat()
+    path = out / "events" / f"events-{date}.jsonl.gz"
+    body = _merge(lines, extra)
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(
+            fileobj=raw,
+            mode="wb",
+            compresslevel=3,
+            mtime=0,  # mtime=0: same seed, same bytes
+        ) as handle,
+    ):
+        for start in range(0, len(body), 65_536):
+            handle.write(b"".join(line + b"\n" for line in body[start : start + 65_536]))
+    stats.files.append(str(path))
+    stats.clean_rows += n
+    stats.rows_written += len(body)
+
+
+def _comment(index: int, user_id: int) -> str:
+    text = COMMENTS[index]
+    return text.format(name=f"{FIRST_NAMES[user_id % len(FIRST_NAMES)].lower()}{user_id}")
+
+
+def _ascii(text: str) -> str:
+    return text.replace("ü", "u").replace("í", "i").replace("ó", "o")
