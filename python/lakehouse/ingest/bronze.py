@@ -114,8 +114,9 @@ def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
         if field.name not in actual_types:
             problems.append(f"column {field.name} is missing")
         elif actual_types[field.name] != _logical(field.type):
+            expected_type = _logical(field.type)
             problems.append(
-                f"column {field.name} is {actual_types[field.name]}, expected {_logical(field.type)}"
+                f"column {field.name} is {actual_types[field.name]}, not {expected_type}"
             )
     extra = sorted(set(actual_types) - set(expected.names))
     if extra:

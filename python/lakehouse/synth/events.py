@@ -17,7 +17,7 @@ EVENT_TYPE_P = np.array([0.72, 0.16, 0.03, 0.03, 0.04, 0.02])
 COMMENTS = (
     "love this! 😍",
     "¡Qué bonito!",
-    "すごい！",
+    "すごい!",
     "Where is this?",
     "amazing shot 🔥",
     "so cute",

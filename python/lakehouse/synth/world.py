@@ -196,7 +196,7 @@ def make_photos(rng: np.random.Generator, n: int, users: Users, start_s: int, en
     n_emoji = rng.integers(0, 4, n)
     pick = rng.random((n, 3))
     for i in range(n):
-        effect, texts, tags = TOPICS[TOPIC_NAMES[topic[i]]]
+        _, texts, tags = TOPICS[TOPIC_NAMES[topic[i]]]
         lang = sorted(texts)[int(pick[i, 0] * len(texts))]
         options = texts[lang]
         text = options[int(pick[i, 1] * len(options))]
