@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args, console, err)
     except IngestError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -145,7 +145,7 @@ def _generate(args: argparse.Namespace, console: Console, err: Console) -> int:
     )
     with RichStepProgress(err, "generate") as progress:
         report = generate(config, progress)
-    table = Table(title=f"landing data in {report.out}")
+    table = Table(title=f"landing data in {args.out}")
     for column in ("source", "files", "clean rows", "rows written", "dirty rows injected"):
         table.add_column(column, justify="right" if column != "source" else "left")
     for name, stats in report.tables.items():
@@ -170,7 +170,7 @@ def _ingest(
         progress.stop()
     print_ingest_report(report, console)
     for failed in report.failed:
-        err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
+        err.print(f"[bold red]error:[/] {failed.error}", highlight=False, soft_wrap=True)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

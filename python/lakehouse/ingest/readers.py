@@ -101,9 +101,9 @@ def _line_blocks(
                 if piece.strip():
                     block.append(piece.rstrip(b"\r"))
                     numbers.append(number)
-            if len(block) >= BLOCK_LINES:
-                yield block, numbers
-                block, numbers = [], []
+                    if len(block) >= BLOCK_LINES:
+                        yield block, numbers
+                        block, numbers = [], []
         if carry.strip():
             block.append(carry.rstrip(b"\r"))
             numbers.append(number + 1)

@@ -69,14 +69,15 @@ class TableStats:
 
 @dataclass
 class GenerateReport:
-    out: str
+    """What was written: per source its files (relative to the landing folder), clean rows,
+    dirty rows injected by kind, and rows written in all."""
+
     config: dict[str, object]
     tables: dict[str, TableStats]
 
     def to_json(self) -> str:
         return json.dumps(
             {
-                "out": self.out,
                 "config": self.config,
                 "tables": {
                     k: {**asdict(v), "injected": dict(v.injected)} for k, v in self.tables.items()
@@ -121,8 +122,11 @@ def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> Gene
     report("events", config.days, config.days)
 
     result = GenerateReport(
-        str(out),
-        {k: (str(v) if isinstance(v, Path | datetime) else v) for k, v in asdict(config).items()},
+        {
+            k: (str(v) if isinstance(v, datetime) else v)
+            for k, v in asdict(config).items()
+            if k != "out"  # paths in the manifest are relative to the landing folder
+        },
         stats,
     )
     (out / MANIFEST).write_text(result.to_json())
@@ -184,7 +188,7 @@ def _write_users(out: Path, users, config: GenerateConfig, dirt, stats: TableSta
         path = out / "users" / f"users-{index:05d}.csv"
         body = _merge(lines, extra)
         path.write_bytes(_csv_line(list(USER_COLUMNS)) + b"\n" + b"\n".join(body) + b"\n")
-        stats.files.append(str(path))
+        stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += len(chunk)
         stats.rows_written += len(body)
 
@@ -250,7 +254,7 @@ def _write_photos(out: Path, photos, config: GenerateConfig, dirt, stats: TableS
         path = out / "photos" / f"photos-{index:05d}.jsonl"
         body = _merge(lines, extra)
         path.write_bytes(b"\n".join(body) + b"\n")
-        stats.files.append(str(path))
+        stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += len(records)
         stats.rows_written += len(body)
 
@@ -320,7 +324,7 @@ def _write_embeddings(out: Path, photos, config: GenerateConfig, dirt, stats: Ta
         )
         path = out / "embeddings" / f"embeddings-{index:05d}.parquet"
         pq.write_table(table, path, compression="zstd")
-        stats.files.append(str(path))
+        stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += clean
         stats.rows_written += len(ids)
     assert photos.embedding.shape[1] == EMBEDDING_DIM
@@ -390,7 +394,7 @@ def _write_event_day(
     ):
         for start in range(0, len(body), 65_536):
             handle.write(b"".join(line + b"\n" for line in body[start : start + 65_536]))
-    stats.files.append(str(path))
+    stats.files.append(str(path.relative_to(out)))
     stats.clean_rows += n
     stats.rows_written += len(body)
 

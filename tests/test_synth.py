@@ -1,0 +1,150 @@
+"""The sample data looks like a real app's: deterministic, heavy-tailed, rhythmic, decaying,
+and with a label that the features can predict."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lakehouse.synth import generate
+from tests.conftest import small_config
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    config = small_config(out, dirty_rate=0.0, seed=5)
+    generate(type(config)(**{**config.__dict__, "days": 30, "photos": 4_000, "events": 120_000}))
+    return out
+
+
+def _events(folder: Path) -> list[dict]:
+    rows = []
+    for path in sorted((folder / "events").iterdir()):
+        rows.extend(json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines())
+    return rows
+
+
+def _photos(folder: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for p in sorted((folder / "photos").iterdir())
+        for line in p.read_text().splitlines()
+    ]
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
+    generate(small_config(tmp_path / "a", dirty_rate=0.02))
+    generate(small_config(tmp_path / "b", dirty_rate=0.02))
+    generate(small_config(tmp_path / "c", dirty_rate=0.02, seed=12))
+    a, b, c = (_digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and a != c
+
+
+def test_event_volume_matches_the_request(clean: Path) -> None:
+    assert abs(len(_events(clean)) - 120_000) / 120_000 < 0.01
+
+
+def test_popularity_is_heavy_tailed(clean: Path) -> None:
+    counts = np.bincount([e["photo_id"] for e in _events(clean)])
+    counts = np.sort(counts[counts > 0])[::-1]
+    top_decile = counts[: len(counts) // 10].sum() / counts.sum()
+    assert top_decile > 0.4, f"top 10% of photos get only {top_decile:.0%} of events"
+    assert counts[0] > 20 * np.median(counts)
+
+
+def test_activity_follows_the_time_of_day_and_the_week(clean: Path) -> None:
+    events = _events(clean)
+    hours = np.bincount([_ts(e["ts"]).hour for e in events], minlength=24)
+    assert hours[18:22].mean() > 3 * hours[2:5].mean()
+    per_day: dict[object, int] = {}
+    for e in events:
+        day = _ts(e["ts"]).date()
+        per_day[day] = per_day.get(day, 0) + 1
+    days = sorted(per_day)[7:]  # skip the warm-up week with few photos online
+    weekend = np.mean([per_day[d] for d in days if d.weekday() >= 5])
+    weekday = np.mean([per_day[d] for d in days if d.weekday() < 5])
+    assert weekend > 1.1 * weekday
+
+
+def test_engagement_decays_after_posting(clean: Path) -> None:
+    posted = {p["photo_id"]: _ts(p["posted_at"]) for p in _photos(clean)}
+    ages = np.array(
+        [(_ts(e["ts"]) - posted[e["photo_id"]]) / timedelta(days=1) for e in _events(clean)]
+    )
+    assert ages.min() >= 0  # nobody sees a photo before it is posted
+    first_day = (ages < 1).sum()
+    days_3_to_7 = ((ages >= 3) & (ages < 7)).sum()
+    assert first_day > 2 * days_3_to_7 > 0
+
+
+def test_users_have_pii_and_photos_have_multilingual_captions(clean: Path) -> None:
+    with open(next((clean / "users").iterdir()), newline="") as handle:
+        users = list(csv.DictReader(handle))
+    assert all("@" in u["email"] and " " in u["display_name"] for u in users)
+    photos = _photos(clean)
+    assert {p["lang"] for p in photos} >= {"en", "es", "ja", "pt", "de", "fr"}
+    assert any("#" in p["caption"] for p in photos)
+    assert any(ord(ch) > 0x2000 for p in photos for ch in p["caption"])  # emoji / CJK
+
+
+def test_seven_day_likes_are_learnable_from_features(clean: Path) -> None:
+    """Least squares on (embedding, owner's likes before posting) beats a constant."""
+    photos = {p["photo_id"]: p for p in _photos(clean)}
+    events = _events(clean)
+    end = max(_ts(e["ts"]) for e in events)
+    likes_7d: dict[int, int] = {}
+    owner_likes: dict[int, list[datetime]] = {}
+    for e in events:
+        if e["event_type"] != "like":
+            continue
+        photo = photos[e["photo_id"]]
+        ts, posted = _ts(e["ts"]), _ts(photo["posted_at"])
+        if ts < posted + timedelta(days=7):
+            likes_7d[e["photo_id"]] = likes_7d.get(e["photo_id"], 0) + 1
+        owner_likes.setdefault(photo["owner_id"], []).append(ts)
+    embeddings = pq.read_table(clean / "embeddings").to_pydict()
+    vectors = dict(zip(embeddings["photo_id"], embeddings["embedding"], strict=True))
+    mature = [pid for pid, p in photos.items() if _ts(p["posted_at"]) + timedelta(days=7) <= end]
+    x = np.array(
+        [
+            [
+                *vectors[pid],
+                np.log1p(
+                    sum(
+                        t < _ts(photos[pid]["posted_at"])
+                        for t in owner_likes.get(photos[pid]["owner_id"], [])
+                    )
+                ),
+            ]
+            for pid in mature
+        ]
+    )
+    x = np.hstack([x, np.ones((len(x), 1))])
+    y = np.log1p(np.array([likes_7d.get(pid, 0) for pid in mature]))
+    half = len(y) // 2
+    coef, *_ = np.linalg.lstsq(x[:half], y[:half], rcond=None)
+    model_mse = np.mean((x[half:] @ coef - y[half:]) ** 2)
+    constant_mse = np.mean((y[:half].mean() - y[half:]) ** 2)
+    assert model_mse < 0.8 * constant_mse, (model_mse, constant_mse)
