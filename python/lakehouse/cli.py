@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    err = make_console()
+    console = make_console()
+    err = make_console(stderr=True)
     try:
         if args.command == "generate":
             return _generate(args, console, err)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args, console, err)
     except IngestError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -170,7 +170,7 @@ def _ingest(
         progress.stop()
     print_ingest_report(report, console)
     for failed in report.failed:
-        err.print(f"[bold red]error:[/] {failed.error}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

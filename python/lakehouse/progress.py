@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,8 +18,10 @@ from rich.progress import (
 from lakehouse.ingest import FileResult
 
 
-def make_console() -> Console:
-    return Console(stderr=True)
+def make_console(stderr: bool = False) -> Console:
+    """Long lines (paths) are never hard-wrapped; logs get room for the summary tables."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 120)
 
 
 class RichIngestProgress:

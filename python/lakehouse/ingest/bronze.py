@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from lakehouse.ingest.errors import SchemaMismatchError
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
@@ -29,6 +29,18 @@ class Bronze:
     def __init__(self, lake_uri: str) -> None:
         self.lake_uri = lake_uri
         self.root = join_uri(lake_uri, "bronze")
+        self._open: dict[str, DeltaTable] = {}
+
+    def _table(self, table: str) -> DeltaTable | None:
+        """The table at its latest version (kept open: opening costs a log replay)."""
+        if table in self._open:
+            self._open[table].update_incremental()
+            return self._open[table]
+        uri = self.uri(table)
+        if not delta_exists(uri):
+            return None
+        self._open[table] = open_delta(uri)
+        return self._open[table]
 
     def uri(self, table: str) -> str:
         return join_uri(self.root, table)
@@ -75,14 +87,12 @@ class Bronze:
 
     def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
         """Append once per batch id; returns the Delta version holding the batch."""
-        uri = self.uri(table)
         app_id = f"{_APP_ID}:{batch_id}"
-        if delta_exists(uri):
-            existing = open_delta(uri)
-            if existing.transaction_version(app_id) is not None:
-                return _version_of_batch(existing, batch_id)
+        existing = self._table(table)
+        if existing is not None and existing.transaction_version(app_id) is not None:
+            return _version_of_batch(existing, batch_id)
         write_deltalake(
-            uri,
+            existing if existing is not None else self.uri(table),
             data,
             mode="append",
             storage_options=storage_options() or None,
@@ -91,7 +101,9 @@ class Bronze:
                 app_transactions=[Transaction(app_id=app_id, version=1)],
             ),
         )
-        return open_delta(uri).version()
+        written = self._table(table)
+        assert written is not None
+        return written.version()
 
     def append_quarantine(self, rows: pa.Table, batch_id: str) -> int:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
@@ -100,7 +112,7 @@ class Bronze:
         return self.append(INGEST_LOG_TABLE, rows.cast(INGEST_LOG_SCHEMA), batch_id)
 
 
-def _version_of_batch(table, batch_id: str) -> int:
+def _version_of_batch(table: DeltaTable, batch_id: str) -> int:
     for entry in table.history():
         if entry.get(_BATCH_KEY) == batch_id:
             return int(entry["version"])

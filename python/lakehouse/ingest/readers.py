@@ -25,6 +25,7 @@ from lakehouse.ingest.rejects import Reject, raw_text
 from lakehouse.ingest.schemas import Column, SourceSpec
 
 BLOCK_LINES = 8192
+RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
 CHUNK_BYTES = 8 << 20
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -151,16 +152,34 @@ def _json_blocks(
     options = pjson.ParseOptions(
         explicit_schema=_json_read_schema(spec), unexpected_field_behavior="ignore"
     )
+    checks = _json_type_checks(spec)
     for lines, numbers in blocks:
         lines, numbers, rejected = _split_invalid_utf8(lines, numbers)
         table = _try_read_json(lines, options)
-        if table is None:
-            lines, numbers, more = _diagnose_json_lines(lines, numbers, spec)
-            rejected += more
-            table = _try_read_json(lines, options)
-            if table is None:  # a case the diagnosis missed: fall back to one line at a time
-                lines, numbers, table, more = _read_json_line_by_line(lines, numbers, options)
-                rejected += more
+        if table is None:  # some line is broken: retry in sub-blocks, diagnose only those
+            parts: list[pa.Table] = []
+            kept_lines: list[bytes] = []
+            kept_numbers: list[int] = []
+            for start in range(0, len(lines), RETRY_LINES):
+                sub_lines = lines[start : start + RETRY_LINES]
+                sub_numbers = numbers[start : start + RETRY_LINES]
+                sub = _try_read_json(sub_lines, options)
+                if sub is None:
+                    sub_lines, sub_numbers, more = _diagnose_json_lines(
+                        sub_lines, sub_numbers, checks
+                    )
+                    rejected += more
+                    sub = _try_read_json(sub_lines, options)
+                    if sub is None:  # a case the diagnosis missed: one line at a time
+                        sub_lines, sub_numbers, sub, more = _read_json_line_by_line(
+                            sub_lines, sub_numbers, options
+                        )
+                        rejected += more
+                parts.append(sub)
+                kept_lines += sub_lines
+                kept_numbers += sub_numbers
+            table = pa.concat_tables(parts)
+            lines, numbers = kept_lines, kept_numbers
         kept = lines
         yield RawBlock(table, numbers, lambda i, kept=kept: raw_text(kept[i]), rejected)
 
@@ -174,13 +193,32 @@ def _try_read_json(lines: list[bytes], options: pjson.ParseOptions) -> pa.Table 
         return None
 
 
+_TypeCheck = tuple[str, type | tuple[type, ...], bool, Column]
+
+
+def _json_type_checks(spec: SourceSpec) -> list[_TypeCheck]:
+    """Per column: the Python types JSON may hold for it, and whether it is an integer."""
+    checks = []
+    for column in spec.columns:
+        t = column.type
+        if pa.types.is_integer(t):
+            checks.append((column.name, int, True, column))
+        elif pa.types.is_floating(t):
+            checks.append((column.name, (int, float), False, column))
+        elif pa.types.is_boolean(t):
+            checks.append((column.name, bool, False, column))
+        elif pa.types.is_string(t) or column.is_timestamp:
+            checks.append((column.name, str, False, column))
+    return checks
+
+
 def _diagnose_json_lines(
-    lines: list[bytes], numbers: list[int], spec: SourceSpec
+    lines: list[bytes], numbers: list[int], checks: list[_TypeCheck]
 ) -> tuple[list[bytes], list[int], list[Reject]]:
-    """The slow path, taken only for a block that Arrow refused: find the guilty lines."""
+    """The slow path, for a sub-block Arrow refused: find the guilty lines and say why."""
     good, good_numbers, bad = [], [], []
     for line, number in zip(lines, numbers, strict=True):
-        problem = _json_line_problem(line, spec)
+        problem = _json_line_problem(line, checks)
         if problem is None:
             good.append(line)
             good_numbers.append(number)
@@ -190,40 +228,28 @@ def _diagnose_json_lines(
     return good, good_numbers, bad
 
 
-def _json_line_problem(line: bytes, spec: SourceSpec) -> tuple[str, str | None, str] | None:
+def _json_line_problem(line: bytes, checks: list[_TypeCheck]) -> tuple[str, str | None, str] | None:
     try:
         record = json.loads(line)
     except ValueError as exc:
         return r.MALFORMED_RECORD, None, f"malformed JSON: {exc}"
     if not isinstance(record, dict):
         return r.MALFORMED_RECORD, None, f"expected a JSON object, got {type(record).__name__}"
-    for column in spec.columns:
-        value = record.get(column.name)
-        if value is not None and not _json_type_ok(value, column):
+    for name, allowed, is_int, column in checks:
+        value = record.get(name)
+        if value is None:
+            continue
+        ok = isinstance(value, allowed) and (not isinstance(value, bool) or allowed is bool)
+        if ok and is_int:
+            ok = _INT64[0] <= value <= _INT64[1]
+        if not ok:
             return (
                 r.WRONG_TYPE,
-                column.name,
-                f"column {column.name}: expected {_kind(column)}, got "
+                name,
+                f"column {name}: expected {_kind(column)}, got "
                 f"{type(value).__name__} {_short(value)}",
             )
     return None
-
-
-def _json_type_ok(value: object, column: Column) -> bool:
-    t = column.type
-    if pa.types.is_integer(t):
-        return (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and (_INT64[0] <= value <= _INT64[1])
-        )
-    if pa.types.is_floating(t):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if pa.types.is_boolean(t):
-        return isinstance(value, bool)
-    if pa.types.is_string(t) or column.is_timestamp:
-        return isinstance(value, str)
-    return True
 
 
 def _read_json_line_by_line(

@@ -1,0 +1,83 @@
+"""The command line explains itself and runs the main job end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.cli import main
+from tests.helpers import bronze
+
+
+@pytest.mark.parametrize("command", ["generate", "ingest", "demo"])
+def test_help_explains_each_command(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"usage: lakehouse {command}" in out
+    assert "--help" in out and len(out.splitlines()) > 6
+
+
+def test_bad_arguments_are_refused_with_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--dirty-rate", "2"])
+    assert exit_info.value.code == 2
+    assert "must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_missing_landing_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["ingest", str(tmp_path / "nope"), "--lake", str(tmp_path / "lake")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "lakehouse generate" in err
+
+
+def test_generate_then_ingest_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(landing),
+                "--users",
+                "50",
+                "--photos",
+                "300",
+                "--days",
+                "5",
+                "--events",
+                "3000",
+                "--dirty-rate",
+                "0.02",
+            ]
+        )
+        == 0
+    )
+    assert main(["ingest", str(landing), "--lake", str(lake)]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined by reason" in out
+    assert bronze(lake, "photos").num_rows == 300
+    assert bronze(lake, "users").num_rows == 50
+
+
+def test_demo_generates_and_ingests(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert bronze(tmp_path / "lake", "events").num_rows > 500_000
+    assert "quarantine at" in result.stdout
