@@ -54,6 +54,7 @@ def test_exception_mid_file_leaves_the_table_unchanged(
     before = delta_versions(lake)
     single = _one_big_events_file(clean_landing, tmp_path)
     monkeypatch.setattr("lakehouse.ingest.readers.BLOCK_LINES", 500)
+    monkeypatch.setattr("lakehouse.ingest.readers.CHUNK_BYTES", 64 << 10)
     real = pipeline.validate_block
     calls = {"n": 0}
 
@@ -93,7 +94,7 @@ def test_kill_9_mid_file_then_rerun_lands_each_row_once(
             return real(block, spec, *a, **k)
         pipeline.validate_block = kill_on_second_events_block
         import lakehouse.ingest.readers as readers
-        readers.BLOCK_LINES = 500
+        readers.BLOCK_LINES, readers.CHUNK_BYTES = 500, 64 << 10
         ingest({str(clean_landing)!r}, {str(lake)!r})
         """
     )

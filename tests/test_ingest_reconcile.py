@@ -154,3 +154,59 @@ def test_a_copy_of_an_ingested_file_under_another_name_is_skipped(tmp_path: Path
     report = ingest(str(landing), str(lake), tables=["users"])
     assert [f.status for f in report.files] == ["skipped", "skipped"]
     assert bronze(lake, "users").num_rows == 1_000
+
+
+def _event(i: int, **overrides: object) -> str:
+    record = {"event_id": f"e{i}", "event_type": "like", "ts": "2026-10-01T10:00:00Z",
+              "user_id": 1, "photo_id": 1, **overrides}
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize("blank_line", [False, True], ids=["fast-path", "blank-line"])
+def test_value_rejects_keep_their_line_number_and_raw_text(
+    tmp_path: Path, blank_line: bool
+) -> None:
+    lines = [_event(i) for i in range(1, 8)]
+    lines[2] = _event(3, ts="2099-01-01T00:00:00Z")  # line 3: future
+    lines[5] = _event(6, event_type="superlike")  # line 6: unknown type
+    if blank_line:
+        lines.insert(4, "")  # shifts the second reject to line 7
+    landing = tmp_path / "landing"
+    (landing / "events").mkdir(parents=True)
+    (landing / "events" / "day.jsonl").write_text("\n".join(lines) + "\n")
+    report = ingest(str(landing), str(tmp_path / "lake"))
+    (result,) = report.files
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (7, 5, 2)
+    rows = sorted(bronze(tmp_path / "lake", "_quarantine").to_pylist(),
+                  key=lambda r: r["line_number"])
+    expected_lines = [3, 7] if blank_line else [3, 6]
+    assert [r["line_number"] for r in rows] == expected_lines
+    assert [r["reason_code"] for r in rows] == ["future_timestamp", "unaccepted_value"]
+    assert [r["raw"] for r in rows] == [lines[n - 1] for n in expected_lines]
+    landed = bronze(tmp_path / "lake", "events")
+    source_lines = dict(zip(landed.column("event_id").to_pylist(),
+                            landed.column("_source_line").to_pylist(), strict=True))
+    assert source_lines["e7"] == (8 if blank_line else 7)
+
+
+def test_chunk_and_block_sizes_do_not_change_the_outcome(
+    ingested, landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, _ = ingested
+    monkeypatch.setattr("lakehouse.ingest.readers.CHUNK_BYTES", 4096)
+    monkeypatch.setattr("lakehouse.ingest.readers.BLOCK_LINES", 7)
+    monkeypatch.setattr("lakehouse.ingest.readers.RETRY_LINES", 3)
+    small = tmp_path / "lake"
+    ingest(str(landing), str(small))
+
+    def outcome(root: Path) -> tuple[set, dict]:
+        q = bronze(root, "_quarantine")
+        rejects = set(zip(q.column("source_file").to_pylist(),
+                          q.column("line_number").to_pylist(),
+                          q.column("reason_code").to_pylist(), strict=True))
+        events = bronze(root, "events")
+        lines = dict(zip(events.column("event_id").to_pylist(),
+                         events.column("_source_line").to_pylist(), strict=True))
+        return rejects, lines
+
+    assert outcome(small) == outcome(lake)

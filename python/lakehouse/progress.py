@@ -51,8 +51,7 @@ class RichIngestProgress:
         self._progress.advance(self._task, nbytes)
 
     def file_done(self, result: FileResult) -> None:
-        if result.status != "ingested":
-            return
+        """Per-file outcomes are summarised by the CLI after the run."""
 
     def stop(self) -> None:
         self._progress.stop()

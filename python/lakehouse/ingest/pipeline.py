@@ -190,7 +190,7 @@ def _land_file(
 ) -> None:
     """Stream one file into its bronze table as a single commit, then its quarantine rows."""
     spec = landing_file.spec
-    batch_id = "b-" + result.content_sha256[:24]
+    batch_id = batch_id_for(result.content_sha256)
     ingested_at = ctx.now
     rejects: list[Reject] = []
     seen_keys: set[object] = set()
@@ -249,10 +249,10 @@ def _with_ingestion_columns(
 ) -> pa.Table:
     n = table.num_rows
     columns = {name: table.column(name) for name in spec.column_names}
-    columns["_source_file"] = pa.array([source] * n, pa.string())
+    columns["_source_file"] = pa.repeat(pa.scalar(source, pa.string()), n)
     columns["_source_line"] = table.column("_source_line")
-    columns["_batch_id"] = pa.array([batch_id] * n, pa.string())
-    columns["_ingested_at"] = pa.array([ingested_at] * n, TIMESTAMP)
+    columns["_batch_id"] = pa.repeat(pa.scalar(batch_id, pa.string()), n)
+    columns["_ingested_at"] = pa.repeat(pa.scalar(ingested_at, TIMESTAMP), n)
     return pa.table(columns).cast(spec.bronze_schema)
 
 
@@ -276,7 +276,7 @@ def _quarantine_rows(
 
 
 def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> None:
-    batch_id = "b-" + (result.content_sha256 or uuid.uuid4().hex)[:24]
+    batch_id = batch_id_for(result.content_sha256 or uuid.uuid4().hex)
     if result.status == "failed":
         batch_id = f"{batch_id}-failed-{run_id}"
     row = {
@@ -297,6 +297,11 @@ def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> 
         "finished_at": pa.array([datetime.now(UTC)], TIMESTAMP),
     }
     bronze.append_log(pa.table(row), batch_id)
+
+
+def batch_id_for(content_sha256: str) -> str:
+    """A file's batch id: derived from its content, so a retry after a crash reuses it."""
+    return "b-" + content_sha256[:24]
 
 
 def _sha256(fs: pafs.FileSystem, path: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -26,7 +26,7 @@ from lakehouse.ingest.schemas import Column, SourceSpec
 
 BLOCK_LINES = 8192
 RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 16 << 20  # decompressed bytes handed to Arrow at once on the fast path
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -36,7 +36,7 @@ class RawBlock:
     numbers, a way to fetch the raw text of row i, and the lines already rejected."""
 
     table: pa.Table
-    lines: list[int]
+    lines: Sequence[int]
     raw: Callable[[int], str]
     rejects: list[Reject] = field(default_factory=list)
 
@@ -63,55 +63,64 @@ def read_blocks(
     if fmt == ".parquet":
         yield from _parquet_blocks(fs, path, spec, on_bytes)
         return
-    lines = _line_blocks(fs, path, gz=fmt.endswith(".gz"), on_bytes=on_bytes)
+    chunks = _text_chunks(fs, path, gz=fmt.endswith(".gz"), on_bytes=on_bytes)
     if fmt.startswith(".csv"):
-        yield from _csv_blocks(path, lines, spec)
+        yield from _csv_blocks(path, _line_blocks(chunks), spec)
     else:
-        yield from _json_blocks(lines, spec)
+        yield from _json_chunks(chunks, spec)
 
 
 # ---------------------------------------------------------------- lines
 
 
-def _line_blocks(
+def _text_chunks(
     fs: pafs.FileSystem, path: str, gz: bool, on_bytes: Callable[[int], None]
-) -> Iterator[tuple[list[bytes], list[int]]]:
-    """Non-blank lines in blocks, with 1-based line numbers; gzip decoded on the fly."""
+) -> Iterator[tuple[bytes, int]]:
+    """Decoded text in chunks that end at a newline, each with its first line's number."""
     with fs.open_input_file(path) as raw:
         stream = pa.CompressedInputStream(raw, "gzip") if gz else raw
-        position = 0
-        carry = b""
-        number = 0
-        block: list[bytes] = []
-        numbers: list[int] = []
-        seen_any = False
+        position, carry, first_line, seen_any = 0, b"", 1, False
         while True:
             try:
-                chunk = stream.read(CHUNK_BYTES)
+                data = stream.read(CHUNK_BYTES)
             except (OSError, pa.ArrowInvalid) as exc:
                 raise UnreadableFileError(path, f"cannot decompress as gzip ({exc})") from exc
             on_bytes(raw.tell() - position)
             position = raw.tell()
-            if not chunk:
+            if not data:
                 break
             seen_any = True
-            pieces = (carry + chunk).split(b"\n")
-            carry = pieces.pop()
-            for piece in pieces:
-                number += 1
-                if piece.strip():
-                    block.append(piece.rstrip(b"\r"))
-                    numbers.append(number)
-                    if len(block) >= BLOCK_LINES:
-                        yield block, numbers
-                        block, numbers = [], []
-        if carry.strip():
-            block.append(carry.rstrip(b"\r"))
-            numbers.append(number + 1)
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry += data
+                continue
+            chunk, carry = carry + data[: cut + 1], data[cut + 1 :]
+            yield chunk, first_line
+            first_line += chunk.count(b"\n")
         if not seen_any:
             raise UnreadableFileError(path, "file is empty")
-        if block:
-            yield block, numbers
+        if carry:
+            yield carry, first_line
+
+
+def _chunk_lines(chunk: bytes, first_line: int) -> Iterator[tuple[list[bytes], list[int]]]:
+    """Non-blank lines of a chunk in blocks of BLOCK_LINES, with 1-based line numbers."""
+    block: list[bytes] = []
+    numbers: list[int] = []
+    for number, piece in enumerate(chunk.split(b"\n"), start=first_line):
+        if piece.strip():
+            block.append(piece.rstrip(b"\r"))
+            numbers.append(number)
+            if len(block) >= BLOCK_LINES:
+                yield block, numbers
+                block, numbers = [], []
+    if block:
+        yield block, numbers
+
+
+def _line_blocks(chunks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[list[bytes], list[int]]]:
+    for chunk, first_line in chunks:
+        yield from _chunk_lines(chunk, first_line)
 
 
 def _split_invalid_utf8(
@@ -146,12 +155,53 @@ def _json_read_schema(spec: SourceSpec) -> pa.Schema:
     )
 
 
-def _json_blocks(
-    blocks: Iterator[tuple[list[bytes], list[int]]], spec: SourceSpec
-) -> Iterator[RawBlock]:
+def _json_chunks(chunks: Iterator[tuple[bytes, int]], spec: SourceSpec) -> Iterator[RawBlock]:
+    """Fast path: Arrow parses a whole chunk. It is taken when the chunk is valid UTF-8,
+    Arrow accepts it, and no blank line was skipped (so row i is line first + i); any other
+    chunk goes through the line-by-line path that can name each broken line."""
     options = pjson.ParseOptions(
         explicit_schema=_json_read_schema(spec), unexpected_field_behavior="ignore"
     )
+    for chunk, first_line in chunks:
+        table = _fast_json_chunk(chunk, options)
+        if table is not None:
+            yield RawBlock(
+                table,
+                range(first_line, first_line + table.num_rows),
+                _LazyLines(chunk),
+            )
+        else:
+            yield from _json_blocks(_chunk_lines(chunk, first_line), spec, options)
+
+
+def _fast_json_chunk(chunk: bytes, options: pjson.ParseOptions) -> pa.Table | None:
+    try:
+        chunk.decode("utf-8")
+        table = pjson.read_json(io.BytesIO(chunk), parse_options=options)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    return table if table.num_rows == lines else None
+
+
+class _LazyLines:
+    """Raw text of row i of a fast-path chunk, split into lines only if someone asks."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk = chunk
+        self._lines: list[bytes] | None = None
+
+    def __call__(self, index: int) -> str:
+        if self._lines is None:
+            self._lines = self._chunk.split(b"\n")
+        return raw_text(self._lines[index].rstrip(b"\r"))
+
+
+def _json_blocks(
+    blocks: Iterator[tuple[list[bytes], list[int]]],
+    spec: SourceSpec,
+    options: pjson.ParseOptions,
+) -> Iterator[RawBlock]:
     checks = _json_type_checks(spec)
     for lines, numbers in blocks:
         lines, numbers, rejected = _split_invalid_utf8(lines, numbers)

@@ -6,7 +6,7 @@ only those rows get a per-row message (so the fast path costs no Python per row)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -86,6 +86,12 @@ def validate_block(
 
 
 # ---------------------------------------------------------------- coercion
+
+
+def _line_numbers(lines: Sequence[int]) -> pa.Array:
+    if isinstance(lines, range):
+        return pa.array(np.arange(lines.start, lines.stop, dtype=np.int64))
+    return pa.array(lines, pa.int64())
 
 
 def _column_or_nulls(table: pa.Table, name: str, n: int) -> pa.Array:
