@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -118,6 +119,7 @@ def test_crash_between_commits_is_completed_without_duplicates(
     clean_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake = tmp_path / "lake"
+    monkeypatch.setattr("lakehouse.ingest.readers.CHUNK_BYTES", 64 << 10)  # many batches a file
     real_log = Bronze.append_log
     state = {"failed": False}
 
@@ -148,6 +150,19 @@ def test_crash_between_commits_is_completed_without_duplicates(
         )
     )
     assert len(keys) == len(set(keys))  # no quarantine row written twice
+    by_file = dict(
+        zip(
+            *np.unique(
+                events.column("_source_file").to_numpy(zero_copy_only=False), return_counts=True
+            ),
+            strict=True,
+        )
+    )
+    for entry in events_log.to_pylist():  # the completed file's counts are whole, too
+        assert entry["rows_landed"] == by_file[entry["source_file"]]
+        assert entry["rows_read"] == (
+            entry["rows_landed"] + entry["rows_quarantined"] + entry["rows_duplicate"]
+        )
     assert len({f.source_file for f in report.files if f.status == "ingested"}) > 0
 
 

@@ -157,8 +157,14 @@ def test_a_copy_of_an_ingested_file_under_another_name_is_skipped(tmp_path: Path
 
 
 def _event(i: int, **overrides: object) -> str:
-    record = {"event_id": f"e{i}", "event_type": "like", "ts": "2026-10-01T10:00:00Z",
-              "user_id": 1, "photo_id": 1, **overrides}
+    record = {
+        "event_id": f"e{i}",
+        "event_type": "like",
+        "ts": "2026-10-01T10:00:00Z",
+        "user_id": 1,
+        "photo_id": 1,
+        **overrides,
+    }
     return json.dumps(record)
 
 
@@ -177,15 +183,21 @@ def test_value_rejects_keep_their_line_number_and_raw_text(
     report = ingest(str(landing), str(tmp_path / "lake"))
     (result,) = report.files
     assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (7, 5, 2)
-    rows = sorted(bronze(tmp_path / "lake", "_quarantine").to_pylist(),
-                  key=lambda r: r["line_number"])
+    rows = sorted(
+        bronze(tmp_path / "lake", "_quarantine").to_pylist(), key=lambda r: r["line_number"]
+    )
     expected_lines = [3, 7] if blank_line else [3, 6]
     assert [r["line_number"] for r in rows] == expected_lines
     assert [r["reason_code"] for r in rows] == ["future_timestamp", "unaccepted_value"]
     assert [r["raw"] for r in rows] == [lines[n - 1] for n in expected_lines]
     landed = bronze(tmp_path / "lake", "events")
-    source_lines = dict(zip(landed.column("event_id").to_pylist(),
-                            landed.column("_source_line").to_pylist(), strict=True))
+    source_lines = dict(
+        zip(
+            landed.column("event_id").to_pylist(),
+            landed.column("_source_line").to_pylist(),
+            strict=True,
+        )
+    )
     assert source_lines["e7"] == (8 if blank_line else 7)
 
 
@@ -196,17 +208,28 @@ def test_chunk_and_block_sizes_do_not_change_the_outcome(
     monkeypatch.setattr("lakehouse.ingest.readers.CHUNK_BYTES", 4096)
     monkeypatch.setattr("lakehouse.ingest.readers.BLOCK_LINES", 7)
     monkeypatch.setattr("lakehouse.ingest.readers.RETRY_LINES", 3)
+    monkeypatch.setattr("lakehouse.ingest.readers.RETRY_CHUNK_BYTES", 700)
     small = tmp_path / "lake"
     ingest(str(landing), str(small))
 
     def outcome(root: Path) -> tuple[set, dict]:
         q = bronze(root, "_quarantine")
-        rejects = set(zip(q.column("source_file").to_pylist(),
-                          q.column("line_number").to_pylist(),
-                          q.column("reason_code").to_pylist(), strict=True))
+        rejects = set(
+            zip(
+                q.column("source_file").to_pylist(),
+                q.column("line_number").to_pylist(),
+                q.column("reason_code").to_pylist(),
+                strict=True,
+            )
+        )
         events = bronze(root, "events")
-        lines = dict(zip(events.column("event_id").to_pylist(),
-                         events.column("_source_line").to_pylist(), strict=True))
+        lines = dict(
+            zip(
+                events.column("event_id").to_pylist(),
+                events.column("_source_line").to_pylist(),
+                strict=True,
+            )
+        )
         return rejects, lines
 
     assert outcome(small) == outcome(lake)

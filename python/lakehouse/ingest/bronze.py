@@ -85,12 +85,20 @@ class Bronze:
 
     # ------------------------------------------------------------ writes
 
+    def committed_version(self, table: str, batch_id: str) -> int | None:
+        """The Delta version that holds this batch, or None when it was never committed."""
+        existing = self._table(table)
+        if existing is None or existing.transaction_version(f"{_APP_ID}:{batch_id}") is None:
+            return None
+        return _version_of_batch(existing, batch_id)
+
     def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
         """Append once per batch id; returns the Delta version holding the batch."""
-        app_id = f"{_APP_ID}:{batch_id}"
+        done = self.committed_version(table, batch_id)
+        if done is not None:
+            return done
         existing = self._table(table)
-        if existing is not None and existing.transaction_version(app_id) is not None:
-            return _version_of_batch(existing, batch_id)
+        app_id = f"{_APP_ID}:{batch_id}"
         write_deltalake(
             existing if existing is not None else self.uri(table),
             data,

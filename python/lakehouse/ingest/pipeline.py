@@ -215,19 +215,25 @@ def _land_file(
             raise
 
     batches = good_batches()
-    first = next(batches, None)
-    if failure:
-        raise failure[0]
-    if first is not None:
-        reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
-        try:
-            result.delta_version = bronze.append(spec.table, reader, batch_id)
-        except Exception:
-            if failure:
-                raise failure[0] from None
-            raise
+    committed = bronze.committed_version(spec.table, batch_id)
+    if committed is not None:  # an earlier run died after this commit: count, don't write
+        for _ in batches:
+            pass
+        result.delta_version = committed
+    else:
+        first = next(batches, None)
         if failure:
             raise failure[0]
+        if first is not None:
+            reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
+            try:
+                result.delta_version = bronze.append(spec.table, reader, batch_id)
+            except Exception:
+                if failure:
+                    raise failure[0] from None
+                raise
+    if failure:
+        raise failure[0]
     if rejects:
         bronze.append_quarantine(
             _quarantine_rows(rejects, spec, landing_file.uri, batch_id, ingested_at), batch_id

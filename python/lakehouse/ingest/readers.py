@@ -26,6 +26,7 @@ from lakehouse.ingest.schemas import Column, SourceSpec
 
 BLOCK_LINES = 8192
 RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
+RETRY_CHUNK_BYTES = 64 << 10  # a refused chunk is retried in pieces of this size
 CHUNK_BYTES = 16 << 20  # decompressed bytes handed to Arrow at once on the fast path
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -165,13 +166,28 @@ def _json_chunks(chunks: Iterator[tuple[bytes, int]], spec: SourceSpec) -> Itera
     for chunk, first_line in chunks:
         table = _fast_json_chunk(chunk, options)
         if table is not None:
-            yield RawBlock(
-                table,
-                range(first_line, first_line + table.num_rows),
-                _LazyLines(chunk),
-            )
-        else:
-            yield from _json_blocks(_chunk_lines(chunk, first_line), spec, options)
+            yield RawBlock(table, range(first_line, first_line + table.num_rows), _LazyLines(chunk))
+            continue
+        for piece, piece_line in _split_at_newlines(chunk, first_line, RETRY_CHUNK_BYTES):
+            table = _fast_json_chunk(piece, options)
+            if table is not None:
+                yield RawBlock(
+                    table, range(piece_line, piece_line + table.num_rows), _LazyLines(piece)
+                )
+            else:
+                yield from _json_blocks(_chunk_lines(piece, piece_line), spec, options)
+
+
+def _split_at_newlines(chunk: bytes, first_line: int, size: int) -> Iterator[tuple[bytes, int]]:
+    """Pieces of about ``size`` bytes that end at a newline, with their first line number."""
+    start = 0
+    while start < len(chunk):
+        end = chunk.find(b"\n", start + size)
+        end = len(chunk) if end < 0 else end + 1
+        piece = chunk[start:end]
+        yield piece, first_line
+        first_line += piece.count(b"\n")
+        start = end
 
 
 def _fast_json_chunk(chunk: bytes, options: pjson.ParseOptions) -> pa.Table | None:
