@@ -23,7 +23,7 @@ from lakehouse.ingest.errors import IngestError
 from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
 from lakehouse.ingest.schemas import SOURCES_BY_DIR, TIMESTAMP, SourceSpec
-from lakehouse.ingest.validate import ValidationContext, validate_block
+from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
 from lakehouse.storage import filesystem_for, join_uri, normalize_uri
 
 _HASH_CHUNK = 8 << 20
@@ -143,7 +143,7 @@ def ingest(
             bronze.check_schema(spec)
         except IngestError as exc:
             refused[spec.table] = str(exc)
-    known_photos: pa.Array | None = None
+    known_photos: KnownKeys | None = None
     photos_loaded = False
     progress.start(sum(f.size for f in files))
     for landing_file in files:
@@ -162,7 +162,8 @@ def ingest(
                 progress.advance(landing_file.size)
             else:
                 if spec.table == "events" and not photos_loaded:
-                    known_photos, photos_loaded = bronze.distinct_values("photos", "photo_id"), True
+                    ids = bronze.distinct_values("photos", "photo_id")
+                    known_photos, photos_loaded = (None if ids is None else KnownKeys(ids)), True
                 ctx = ValidationContext(
                     now=now or started,
                     known_keys={} if known_photos is None else {"photos.photo_id": known_photos},
