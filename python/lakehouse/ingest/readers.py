@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.fs as pafs
@@ -37,7 +38,7 @@ class RawBlock:
     numbers, a way to fetch the raw text of row i, and the lines already rejected."""
 
     table: pa.Table
-    lines: Sequence[int]
+    lines: Sequence[int] | np.ndarray
     raw: Callable[[int], str]
     rejects: list[Reject] = field(default_factory=list)
 
@@ -168,14 +169,32 @@ def _json_chunks(chunks: Iterator[tuple[bytes, int]], spec: SourceSpec) -> Itera
         if table is not None:
             yield RawBlock(table, range(first_line, first_line + table.num_rows), _LazyLines(chunk))
             continue
+        parts: list[RawBlock] = []
         for piece, piece_line in _split_at_newlines(chunk, first_line, RETRY_CHUNK_BYTES):
             table = _fast_json_chunk(piece, options)
             if table is not None:
-                yield RawBlock(
-                    table, range(piece_line, piece_line + table.num_rows), _LazyLines(piece)
-                )
+                lines = range(piece_line, piece_line + table.num_rows)
+                parts.append(RawBlock(table, lines, _LazyLines(piece)))
             else:
-                yield from _json_blocks(_chunk_lines(piece, piece_line), spec, options)
+                parts.extend(_json_blocks(_chunk_lines(piece, piece_line), spec, options))
+        yield _merge_blocks(parts)  # one block a chunk: validation has a cost per block
+
+
+def _merge_blocks(parts: list[RawBlock]) -> RawBlock:
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [p.table.num_rows for p in parts])
+
+    def raw(index: int) -> str:
+        part = int(np.searchsorted(offsets, index, side="right")) - 1
+        return parts[part].raw(index - int(offsets[part]))
+
+    return RawBlock(
+        pa.concat_tables([p.table for p in parts]),
+        np.concatenate([np.asarray(p.lines, dtype=np.int64) for p in parts]),
+        raw,
+        [reject for p in parts for reject in p.rejects],
+    )
 
 
 def _split_at_newlines(chunk: bytes, first_line: int, size: int) -> Iterator[tuple[bytes, int]]:

@@ -105,10 +105,10 @@ def validate_block(
 # ---------------------------------------------------------------- coercion
 
 
-def _line_numbers(lines: Sequence[int]) -> pa.Array:
+def _line_numbers(lines: Sequence[int] | np.ndarray) -> pa.Array:
     if isinstance(lines, range):
         return pa.array(np.arange(lines.start, lines.stop, dtype=np.int64))
-    return pa.array(lines, pa.int64())
+    return pa.array(np.asarray(lines, dtype=np.int64))
 
 
 def _column_or_nulls(table: pa.Table, name: str, n: int) -> pa.Array:
@@ -271,7 +271,7 @@ def _reject(block: RawBlock, i: int, check: _Check, source: pa.Table) -> Reject:
         if check.column and check.column in source.column_names
         else None
     )
-    return Reject(block.lines[i], check.code, check.message(value), block.raw(i), check.column)
+    return Reject(int(block.lines[i]), check.code, check.message(value), block.raw(i), check.column)
 
 
 def _drop_duplicate_keys(
