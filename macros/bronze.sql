@@ -1,0 +1,91 @@
+{#- Reading the bronze Delta tables: where they are, which version, and a clear error
+    when they are not there. -#}
+
+{% macro lake_root() -%}
+    {#- --vars '{lake_root: ...}' wins over LAKEHOUSE_LAKE; the demo lake is the default -#}
+    {{ var('lake_root', env_var('LAKEHOUSE_LAKE', 'data/demo/lake')).rstrip('/') }}
+{%- endmacro %}
+
+
+{% macro bronze_path(table) -%}
+    {{ lake_root() }}/bronze/{{ table }}
+{%- endmacro %}
+
+
+{% macro bronze_version(table) -%}
+    {{ return(var('bronze_versions', {}).get(table)) }}
+{%- endmacro %}
+
+
+{% macro bronze_scan(table) -%}
+    {%- set version = bronze_version(table) -%}
+    delta_scan('{{ bronze_path(table) }}'{% if version is not none %}, version => {{ version }}{% endif %})
+{%- endmacro %}
+
+
+{% macro load_delta_extension() %}
+    {%- if execute -%}
+        {%- set found = run_query(
+            "select count(*) from duckdb_extensions() where extension_name = 'delta' and installed"
+        ).columns[0].values()[0] -%}
+        {%- if found == 0 -%}
+            {{ exceptions.raise_compiler_error(
+                "DuckDB's delta extension is not installed in the extension directory of this "
+                ~ "profile. Run `make setup` (or `lakehouse build`), which installs it from the "
+                ~ "duckdb-extension-delta wheel; nothing is downloaded."
+            ) }}
+        {%- endif -%}
+    {%- endif -%}
+    load delta
+{% endmacro %}
+
+
+{% macro assert_bronze_exists(tables) %}
+    {%- if execute -%}
+        {%- for table in tables -%}
+            {%- set commits = run_query(
+                "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
+            ).columns[0].values()[0] -%}
+            {%- if commits == 0 -%}
+                {{ exceptions.raise_compiler_error(
+                    "No bronze Delta table at " ~ bronze_path(table) ~ ". Ingest first: "
+                    ~ "`lakehouse ingest <landing> --lake " ~ lake_root() ~ "` (or `make demo`"
+                    ~ " for sample data), or point dbt at your lake with LAKEHOUSE_LAKE."
+                ) }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{% endmacro %}
+
+
+{% macro latest_bronze_version_sql(table) -%}
+    select max(cast(regexp_extract(file, '(\d+)\.json$', 1) as bigint))
+    from glob('{{ bronze_path(table) }}/_delta_log/*.json')
+{%- endmacro %}
+
+
+{% macro record_bronze_reads(tables) %}
+    {#- Which Delta version of each bronze table this invocation read, for the exporter's
+        lineage manifest. Pinned versions are exact; unpinned ones are the latest at the
+        end of the run (pin with `lakehouse build` for an exact record). -#}
+    {%- if execute -%}
+        create table if not exists {{ target.schema }}.lakehouse_bronze_reads (
+            invocation_id varchar,
+            table_name varchar,
+            delta_version bigint,
+            pinned boolean,
+            recorded_at timestamp with time zone
+        );
+        {% for table in tables -%}
+            {%- set pinned = bronze_version(table) -%}
+            insert into {{ target.schema }}.lakehouse_bronze_reads
+            select
+                '{{ invocation_id }}',
+                '{{ table }}',
+                {% if pinned is not none %}{{ pinned }}{% else %}({{ latest_bronze_version_sql(table) }}){% endif %},
+                {{ 'true' if pinned is not none else 'false' }},
+                current_timestamp;
+        {% endfor -%}
+    {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,71 @@
+-- Engagement each photo got in its first 24 hours and first 7 days: the label.
+-- Only events in [posted_at, posted_at + window) count; a photo's label is mature once the
+-- data reaches 7 days past its posting.
+
+with
+
+photos as (
+    select photo_id, posted_at from {{ ref('stg_app__photos') }}
+),
+
+events as (
+    select photo_id, event_type, occurred_at from {{ ref('stg_app__events') }}
+),
+
+event_types as (
+    select event_type, engagement_weight from {{ ref('event_types') }}
+),
+
+data_horizon as (
+    select max(occurred_at) as observed_until from events
+),
+
+events_in_first_week as (
+    select
+        photos.photo_id,
+        events.event_type,
+        event_types.engagement_weight,
+        events.occurred_at < {{ dbt.dateadd('hour', 24, 'photos.posted_at') }} as in_first_day
+    from photos
+    inner join events
+        on events.photo_id = photos.photo_id
+        and events.occurred_at >= photos.posted_at
+        and events.occurred_at < {{ dbt.dateadd('day', 7, 'photos.posted_at') }}
+    inner join event_types on event_types.event_type = events.event_type
+),
+
+windowed as (
+    select
+        photo_id,
+        count(case when event_type = 'view' and in_first_day then 1 end) as views_24h,
+        count(case when event_type = 'like' and in_first_day then 1 end) as likes_24h,
+        count(case when event_type = 'view' then 1 end) as views_7d,
+        count(case when event_type = 'like' then 1 end) as likes_7d,
+        count(case when event_type = 'comment' then 1 end) as comments_7d,
+        count(case when event_type = 'share' then 1 end) as shares_7d,
+        count(case when event_type = 'save' then 1 end) as saves_7d,
+        sum(engagement_weight) as engagement_score_7d
+    from events_in_first_week
+    group by photo_id
+),
+
+final as (
+    select
+        photos.photo_id,
+        photos.posted_at,
+        coalesce(windowed.views_24h, 0) as views_24h,
+        coalesce(windowed.likes_24h, 0) as likes_24h,
+        coalesce(windowed.views_7d, 0) as views_7d,
+        coalesce(windowed.likes_7d, 0) as likes_7d,
+        coalesce(windowed.comments_7d, 0) as comments_7d,
+        coalesce(windowed.shares_7d, 0) as shares_7d,
+        coalesce(windowed.saves_7d, 0) as saves_7d,
+        coalesce(windowed.engagement_score_7d, 0) as engagement_score_7d,
+        {{ dbt.dateadd('day', 7, 'photos.posted_at') }} <= data_horizon.observed_until
+            as is_label_mature
+    from photos
+    cross join data_horizon
+    left join windowed on windowed.photo_id = photos.photo_id
+)
+
+select * from final

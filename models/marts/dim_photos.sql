@@ -1,0 +1,37 @@
+with
+
+photos as (
+    select * from {{ ref('stg_app__photos') }}
+),
+
+embeddings as (
+    select photo_id, model_version from {{ ref('stg_ml__photo_embeddings') }}
+),
+
+weak_labels as (
+    select * from {{ ref('int_photos_weak_labeled') }}
+),
+
+final as (
+    select
+        photos.photo_id,
+        photos.owner_user_id,
+        photos.posted_at,
+        photos.caption_lang,
+        coalesce(length(photos.caption), 0) as caption_length,
+        coalesce(length(photos.caption) - length(replace(photos.caption, '#', '')), 0)
+            as hashtag_count,
+        photos.width,
+        photos.height,
+        cast(photos.width as double) / nullif(photos.height, 0) as aspect_ratio,
+        photos.camera,
+        embeddings.model_version as embedding_model_version,
+        weak_labels.weak_label,
+        weak_labels.votes_popular,
+        weak_labels.votes_not_popular
+    from photos
+    left join embeddings on embeddings.photo_id = photos.photo_id
+    left join weak_labels on weak_labels.photo_id = photos.photo_id
+)
+
+select * from final

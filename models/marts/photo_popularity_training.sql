@@ -1,0 +1,69 @@
+-- The nightly training set: one row per photo whose 7-day label is mature, with the owner's
+-- point-in-time features, caption and image features, the weak label, the label, and a
+-- deterministic split (md5 of photo_id: 80% train, 10% val, 10% test).
+
+with
+
+photos as (
+    select * from {{ ref('dim_photos') }}
+),
+
+labels as (
+    select * from {{ ref('int_photo_engagement_windows') }}
+    where is_label_mature
+),
+
+owner_features as (
+    select * from {{ ref('int_owner_features_as_of_posting') }}
+),
+
+embeddings as (
+    select photo_id, embedding from {{ ref('stg_ml__photo_embeddings') }}
+),
+
+split_buckets as (
+    select photo_id, {{ deterministic_bucket('photo_id') }} as bucket from labels
+),
+
+final as (
+    select
+        ---------- ids and split
+        photos.photo_id,
+        case
+            when split_buckets.bucket < 80 then 'train'
+            when split_buckets.bucket < 90 then 'val'
+            else 'test'
+        end as split,
+        photos.posted_at,
+        ---------- owner features, as of posting
+        cast(owner_features.owner_account_age_days as integer) as owner_account_age_days,
+        owner_features.owner_is_verified,
+        owner_features.owner_country_code,
+        cast(owner_features.owner_prior_photos as integer) as owner_prior_photos,
+        cast(owner_features.owner_likes_received as integer) as owner_likes_received,
+        cast(owner_features.owner_followers as integer) as owner_followers,
+        cast(owner_features.owner_events_30d as integer) as owner_events_30d,
+        owner_features.features_as_of,
+        ---------- photo features
+        photos.caption_lang,
+        cast(photos.caption_length as integer) as caption_length,
+        cast(photos.hashtag_count as integer) as hashtag_count,
+        cast(photos.width as integer) as width,
+        cast(photos.height as integer) as height,
+        cast(photos.aspect_ratio as float) as aspect_ratio,
+        embeddings.embedding,
+        ---------- weak supervision
+        photos.weak_label,
+        ---------- labels
+        cast(labels.likes_24h as integer) as likes_24h,
+        cast(labels.likes_7d as integer) as likes_7d,
+        cast(labels.engagement_score_7d as integer) as engagement_score_7d,
+        labels.likes_7d >= {{ var('popular_likes_threshold') }} as is_popular
+    from labels
+    inner join photos on photos.photo_id = labels.photo_id
+    inner join split_buckets on split_buckets.photo_id = labels.photo_id
+    inner join embeddings on embeddings.photo_id = labels.photo_id
+    left join owner_features on owner_features.photo_id = labels.photo_id
+)
+
+select * from final
