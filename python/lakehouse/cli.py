@@ -17,7 +17,16 @@ from rich.table import Table
 from lakehouse import __version__
 from lakehouse.ingest import IngestError, IngestReport, ingest
 from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
+from lakehouse.storage import normalize_uri
 from lakehouse.synth import GenerateConfig, generate
+from lakehouse.warehouse import (
+    DEFAULT_DUCKDB,
+    BuildResult,
+    WarehouseError,
+    bronze_versions,
+    project_dir,
+    run_dbt,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakehouse",
         description=(
-            "From raw app logs to training batches. Landing files are ingested into bronze "
-            "Delta tables (with quarantine and an ingest log); later steps build the "
-            "warehouse with dbt, validate it and export shards."
+            "From raw app logs to training batches. `ingest` lands files into bronze Delta "
+            "tables (with quarantine and an ingest log); `build` turns them into a DuckDB "
+            "warehouse with dbt; `demo` runs it all on generated sample data."
         ),
         epilog="Run `lakehouse <command> --help` for the options of one command.",
     )
@@ -96,10 +105,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this bronze table (repeatable)",
     )
 
+    bld = commands.add_parser(
+        "build",
+        help="build the DuckDB warehouse from bronze with dbt (`dbt build`, versions pinned)",
+        description=(
+            "Run the dbt project at the repo root (`dbt build`: seeds, models, data and unit "
+            "tests) on DuckDB, reading the bronze Delta tables of --lake. The current Delta "
+            "version of every bronze table is pinned for the whole run and recorded in the "
+            "warehouse table lakehouse_bronze_reads. Exit code follows dbt: 0 ok, 1 a model or "
+            "test failed, 2 dbt could not run. Analysts can run `dbt build` directly too."
+        ),
+    )
+    bld.add_argument("--lake", default="data/demo/lake", help="lake root (default: data/demo/lake)")
+    bld.add_argument(
+        "--warehouse",
+        default=DEFAULT_DUCKDB,
+        help=f"DuckDB file to build (default: {DEFAULT_DUCKDB})",
+    )
+    bld.add_argument(
+        "--select",
+        nargs="+",
+        default=None,
+        help="dbt node selection, e.g. +photo_popularity_training",
+    )
+    bld.add_argument(
+        "--bronze-version",
+        action="append",
+        default=[],
+        metavar="TABLE=VERSION",
+        help="read a bronze table at an older Delta version (repeatable); "
+        "others are pinned at their current version",
+    )
+    bld.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild incremental models (fct_events) from scratch",
+    )
+
     demo = commands.add_parser(
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
-        description="Generate a small sample landing folder and ingest it into a local lake.",
+        description=(
+            "Generate a sample landing folder (1%% dirty rows), ingest it into a local lake "
+            "and build the DuckDB warehouse with dbt."
+        ),
     )
     demo.add_argument(
         "--workdir",
@@ -121,9 +170,19 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args, console, err)
         if args.command == "ingest":
             return _ingest(args.landing, args.lake, args.tables, console, err)
+        if args.command == "build":
+            return _build(
+                args.lake,
+                args.warehouse,
+                args.select,
+                args.bronze_version,
+                args.full_refresh,
+                console,
+                err,
+            )
         if args.command == "demo":
             return _demo(args, console, err)
-    except IngestError as exc:
+    except (IngestError, WarehouseError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -205,10 +264,66 @@ def print_ingest_report(report: IngestReport, console: Console) -> None:
         )
 
 
+def _build(
+    lake: str,
+    warehouse: str,
+    select: list[str] | None,
+    overrides: list[str],
+    full_refresh: bool,
+    console: Console,
+    err: Console,
+) -> int:
+    versions = bronze_versions(normalize_uri(lake))
+    for item in overrides:
+        table, _, version = item.partition("=")
+        if table not in versions or not version.isdigit():
+            raise WarehouseError(
+                f"--bronze-version expects TABLE=VERSION with TABLE one of "
+                f"{', '.join(versions)}; got {item!r}"
+            )
+        versions[table] = int(version)
+    result = run_dbt(
+        lake,
+        warehouse,
+        select=select,
+        versions=versions,
+        full_refresh=full_refresh,
+        project=project_dir(),
+    )
+    print_build_report(result, warehouse, console)
+    if result.error:
+        err.print(f"[bold red]error:[/] dbt could not run: {result.error}", highlight=False)
+    return result.exit_code
+
+
+def print_build_report(result: BuildResult, warehouse: str, console: Console) -> None:
+    table = Table(title=f"dbt build into {warehouse} (invocation {result.invocation_id})")
+    for column in ("resource", "ok", "failed", "skipped", "seconds"):
+        table.add_column(column, justify="left" if column == "resource" else "right")
+    for kind in ("seed", "model", "test", "unit_test"):
+        nodes = [n for n in result.nodes if n.resource_type == kind]
+        if nodes:
+            table.add_row(
+                kind,
+                str(sum(n.status in ("success", "pass") for n in nodes)),
+                str(sum(n.status in ("error", "fail") for n in nodes)),
+                str(sum(n.status == "skipped" for n in nodes)),
+                f"{sum(n.seconds for n in nodes):.1f}",
+            )
+    console.print(table)
+    pinned = ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items())
+    console.print(f"bronze read at: {pinned}", highlight=False)
+    for failure in result.failures:
+        console.print(
+            f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: {failure.message}",
+            highlight=False,
+        )
+
+
 def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     workdir: Path = args.workdir
     landing, lake = workdir / "landing", workdir / "lake"
-    console.rule("1/2 generate sample landing data")
+    console.rule("1/3 generate sample landing data")
     generate_args = argparse.Namespace(
         out=landing,
         users=2_000,
@@ -220,10 +335,13 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         end=datetime(2026, 11, 1, tzinfo=UTC),
     )
     _generate(generate_args, console, err)
-    console.rule("2/2 ingest into bronze Delta tables")
+    console.rule("2/3 ingest into bronze Delta tables")
     code = _ingest(str(landing), str(lake), None, console, err)
     console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
-    return code
+    if code != EXIT_OK:
+        return code
+    console.rule("3/3 build the warehouse with dbt")
+    return _build(str(lake), str(workdir / "warehouse.duckdb"), None, [], False, console, err)
 
 
 def _positive(text: str) -> int:

@@ -1,0 +1,150 @@
+"""`dbt build` through dbt's programmatic runner, with the bronze versions pinned.
+
+Pinning: before dbt starts, the current Delta version of every bronze table is read with
+deltalake and passed as the ``bronze_versions`` var, so every model of the run reads the same
+snapshot, and the on-run-end hook records exactly those versions for the exporter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakehouse.storage import delta_exists, join_uri, normalize_uri, open_delta
+from lakehouse.warehouse.duckdb_env import (
+    DEFAULT_DUCKDB,
+    WarehouseError,
+    ensure_delta_extension,
+)
+
+BRONZE_TABLES = ("events", "photos", "users", "photo_embeddings", "_ingest_log")
+
+
+@dataclass
+class NodeResult:
+    name: str
+    resource_type: str
+    status: str
+    message: str | None
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    success: bool
+    exit_code: int
+    invocation_id: str | None
+    bronze_versions: dict[str, int]
+    nodes: list[NodeResult] = field(default_factory=list)
+    error: str | None = None
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        return Counter((n.resource_type, n.status) for n in self.nodes)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in ("error", "fail")]
+
+
+def bronze_versions(lake: str) -> dict[str, int]:
+    """Current Delta version of each bronze table; a missing table is a clear error."""
+    versions = {}
+    for table in BRONZE_TABLES:
+        uri = join_uri(lake, "bronze", table)
+        if not delta_exists(uri):
+            raise WarehouseError(
+                f"no bronze Delta table at {uri}. Ingest first: `lakehouse ingest <landing> "
+                f"--lake {lake}` (or `make demo` for sample data)."
+            )
+        versions[table] = open_delta(uri).version()
+    return versions
+
+
+def run_dbt(
+    lake: str,
+    warehouse: str | Path = DEFAULT_DUCKDB,
+    *,
+    command: str = "build",
+    select: list[str] | None = None,
+    pin: bool = True,
+    versions: dict[str, int] | None = None,
+    full_refresh: bool = False,
+    project: Path,
+    quiet: bool = False,
+) -> BuildResult:
+    """Run ``dbt <command>`` on the project against ``lake``; exit code follows dbt."""
+    from dbt.cli.main import dbtRunner
+
+    lake = normalize_uri(lake)
+    pinned = versions if versions is not None else (bronze_versions(lake) if pin else {})
+    ensure_delta_extension(project)
+    warehouse = Path(warehouse)
+    if not warehouse.is_absolute():
+        warehouse = project / warehouse
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    args = [
+        command,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--vars",
+        json.dumps({"lake_root": lake, "bronze_versions": pinned}),
+    ]
+    if select:
+        args += ["--select", *select]
+    if full_refresh:
+        args.append("--full-refresh")
+    if quiet:
+        args += ["--quiet"]
+    with _environment(LAKEHOUSE_DUCKDB=str(warehouse), DBT_SEND_ANONYMOUS_USAGE_STATS="false"):
+        try:
+            outcome = dbtRunner().invoke(args)
+        finally:
+            _release_duckdb()
+    from dbt_common.invocation import get_invocation_id
+
+    invocation_id = get_invocation_id()  # the id dbt stamped on this run's artifacts
+    nodes = []
+    results = outcome.result
+    if results is not None and hasattr(results, "results"):
+        for r in results.results:
+            nodes.append(
+                NodeResult(
+                    r.node.name,
+                    str(r.node.resource_type),
+                    str(r.status),
+                    r.message,
+                    float(r.execution_time or 0.0),
+                )
+            )
+    error = str(outcome.exception) if outcome.exception else None
+    code = 0 if outcome.success else (2 if outcome.exception else 1)
+    return BuildResult(outcome.success, code, invocation_id, pinned, nodes, error)
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its database open in this process after a run; close it so the
+    warehouse file can be opened again (read-only, or by the next run) without a conflict."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    DuckDBConnectionManager.close_all_connections()
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -1,0 +1,307 @@
+"""The dbt warehouse, built on a generated lake, holds exactly what the raw files say."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lakehouse.cli import main
+from lakehouse.ingest import ingest
+from lakehouse.synth import GenerateConfig, generate
+from lakehouse.warehouse import WarehouseError, connect, project_dir, run_dbt
+from tests.conftest import END
+
+PROJECT = project_dir(Path(__file__).parent)
+MARTS = (
+    "dim_users",
+    "dim_photos",
+    "fct_events",
+    "photo_popularity_training",
+    "caption_labeling_rule_stats",
+)
+
+
+@pytest.fixture(scope="module")
+def clean_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wh_landing")
+    generate(
+        GenerateConfig(out=out, users=300, photos=2_000, days=20, events=40_000, seed=21, end=END)
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(clean_landing: Path, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("wh")
+    lake, warehouse = work / "lake", work / "warehouse.duckdb"
+    assert ingest(str(clean_landing), str(lake)).ok
+    result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True)
+    con = connect(warehouse, PROJECT)
+    yield result, con, lake
+    con.close()
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def raw(clean_landing: Path) -> dict:
+    """The landing files parsed with nothing but the standard library."""
+    events = [
+        json.loads(line)
+        for p in sorted((clean_landing / "events").iterdir())
+        for line in gzip.decompress(p.read_bytes()).splitlines()
+    ]
+    photos = {
+        p["photo_id"]: p
+        for f in sorted((clean_landing / "photos").iterdir())
+        for p in map(json.loads, f.read_text().splitlines())
+    }
+    with open(next((clean_landing / "users").iterdir()), newline="") as handle:
+        users = {int(u["user_id"]): u for u in csv.DictReader(handle)}
+    embeddings = pq.read_table(clean_landing / "embeddings").to_pydict()
+    for e in events:
+        e["ts"] = _ts(e["ts"])
+    for p in photos.values():
+        p["posted_at"] = _ts(p["posted_at"])
+    return {
+        "events": events,
+        "photos": photos,
+        "users": users,
+        "embeddings": dict(zip(embeddings["photo_id"], embeddings["embedding"], strict=True)),
+    }
+
+
+def test_build_runs_every_model_and_test_green(built) -> None:
+    result, _, _ = built
+    assert result.success and result.exit_code == 0, result.failures
+    counts = result.counts()
+    assert counts[("model", "success")] == 14
+    assert counts[("unit_test", "pass")] == 4
+    assert counts[("test", "pass")] >= 70
+    assert not result.failures
+
+
+def _expected_features(photo_id: int, raw: dict) -> dict:
+    photo = raw["photos"][photo_id]
+    owner, posted = photo["owner_id"], photo["posted_at"]
+    owner_photos = {pid for pid, p in raw["photos"].items() if p["owner_id"] == owner}
+    week = [
+        e
+        for e in raw["events"]
+        if e["photo_id"] == photo_id and posted <= e["ts"] < posted + timedelta(days=7)
+    ]
+    day = [e for e in week if e["ts"] < posted + timedelta(hours=24)]
+    received = [e for e in raw["events"] if e["photo_id"] in owner_photos and e["ts"] < posted]
+    posted_day = posted.date()
+    own_recent = [
+        e
+        for e in raw["events"]
+        if e["user_id"] == owner and posted_day - timedelta(days=30) <= e["ts"].date() < posted_day
+    ]
+    signup = _ts(raw["users"][owner]["signup_at"])
+    bucket = int(hashlib.md5(str(photo_id).encode()).hexdigest()[:8], 16) % 100
+    likes_7d = sum(e["event_type"] == "like" for e in week)
+    return {
+        "split": "train" if bucket < 80 else "val" if bucket < 90 else "test",
+        "likes_24h": sum(e["event_type"] == "like" for e in day),
+        "likes_7d": likes_7d,
+        "is_popular": likes_7d >= 10,
+        "owner_likes_received": sum(e["event_type"] == "like" for e in received),
+        "owner_followers": sum(e["event_type"] == "follow" for e in received),
+        "owner_prior_photos": sum(raw["photos"][p]["posted_at"] < posted for p in owner_photos),
+        "owner_events_30d": len(own_recent),
+        "owner_account_age_days": (posted_day - signup.date()).days,
+        "caption_length": len(photo["caption"]),
+        "hashtag_count": photo["caption"].count("#"),
+    }
+
+
+def _weak_label(caption: str) -> str | None:
+    with open(PROJECT / "seeds" / "caption_labeling_rules.csv", newline="") as handle:
+        rules = list(csv.DictReader(handle))
+    votes = [r["label"] for r in rules if re.search(r["pattern"], caption)]
+    popular, not_popular = votes.count("popular"), votes.count("not_popular")
+    return "popular" if popular > not_popular else "not_popular" if not_popular > popular else None
+
+
+def test_hand_checked_photos_match_an_independent_computation(built, raw: dict) -> None:
+    _, con, _ = built
+    rows = con.sql(
+        "select * from photo_popularity_training "
+        "order by owner_likes_received desc, photo_id limit 3"
+    ).fetchall()
+    rows += con.sql(
+        "select * from photo_popularity_training where owner_prior_photos = 0 "
+        "order by photo_id limit 2"
+    ).fetchall()
+    columns = [c[0] for c in con.sql("select * from photo_popularity_training limit 0").description]
+    assert len(rows) == 5
+    for values in rows:
+        row = dict(zip(columns, values, strict=True))
+        expected = _expected_features(row["photo_id"], raw)
+        assert {k: row[k] for k in expected} == expected, row["photo_id"]
+        assert row["weak_label"] == _weak_label(raw["photos"][row["photo_id"]]["caption"])
+        np.testing.assert_array_equal(
+            np.array(row["embedding"], dtype=np.float32),
+            np.array(raw["embeddings"][row["photo_id"]], dtype=np.float32),
+        )
+        assert row["features_as_of"] is None or row["features_as_of"] < row["posted_at"]
+
+
+def test_training_rows_are_exactly_the_mature_photos(built, raw: dict) -> None:
+    _, con, _ = built
+    horizon = max(e["ts"] for e in raw["events"])
+    mature = {
+        pid for pid, p in raw["photos"].items() if p["posted_at"] + timedelta(days=7) <= horizon
+    }
+    ids = {r[0] for r in con.sql("select photo_id from photo_popularity_training").fetchall()}
+    assert ids == mature
+
+
+def test_row_counts_reconcile_from_bronze_to_marts(built, raw: dict) -> None:
+    _, con, _ = built
+    count = lambda table: con.sql(f"select count(*) from {table}").fetchone()[0]  # noqa: E731
+    assert count("fct_events") == len({e["event_id"] for e in raw["events"]})
+    assert count("dim_photos") == len(raw["photos"])
+    assert count("dim_users") == len(raw["users"])
+    per_type = dict(con.sql("select event_type, count(*) from fct_events group by 1").fetchall())
+    for event_type, n in per_type.items():
+        assert n == sum(e["event_type"] == event_type for e in raw["events"])
+
+
+def test_no_personal_data_reaches_a_mart(built, raw: dict) -> None:
+    _, con, _ = built
+    secrets = {u["email"] for u in raw["users"].values()}
+    secrets |= {u["display_name"] for u in raw["users"].values()}
+    secrets |= {e["comment_text"] for e in raw["events"] if e.get("comment_text")}
+    for mart in MARTS:
+        columns = con.sql(f"describe {mart}").fetchall()
+        names = {c[0] for c in columns}
+        assert not names & {
+            "email",
+            "display_name",
+            "comment_text",
+            "email_hash",
+            "display_name_hash",
+            "comment_text_hash",
+            "caption",
+        }, mart
+        for name, kind, *_ in columns:
+            if kind == "VARCHAR":
+                values = {v for (v,) in con.sql(f"select distinct {name} from {mart}").fetchall()}
+                assert not values & secrets, f"{mart}.{name} holds personal data"
+                assert not any(v and "@" in v for v in values), f"{mart}.{name} holds an email"
+
+
+def test_bronze_reads_are_recorded_for_the_exporter(built) -> None:
+    result, con, _ = built
+    recorded = dict(
+        con.sql(
+            "select table_name, delta_version from lakehouse_bronze_reads where invocation_id = ?",
+            params=[result.invocation_id],
+        ).fetchall()
+    )
+    assert recorded == result.bronze_versions
+    assert set(recorded) == {"events", "photos", "users", "photo_embeddings", "_ingest_log"}
+
+
+def test_pinned_versions_rebuild_the_past_and_incremental_runs_pick_up_late_files(
+    clean_landing: Path, tmp_path: Path
+) -> None:
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    shutil.copytree(clean_landing, landing)
+    late = sorted((landing / "events").iterdir())[-5:]
+    held_back = tmp_path / "held_back"
+    held_back.mkdir()
+    for path in late:
+        path.rename(held_back / path.name)
+    ingest(str(landing), str(lake))
+    first = run_dbt(str(lake), tmp_path / "a.duckdb", project=PROJECT, quiet=True)
+    assert first.success
+    for path in late:  # the late files land
+        (held_back / path.name).rename(path)
+    ingest(str(landing), str(lake))
+
+    past = run_dbt(
+        str(lake),
+        tmp_path / "b.duckdb",
+        project=PROJECT,
+        quiet=True,
+        versions=first.bronze_versions,
+    )
+    assert past.success
+    now = run_dbt(str(lake), tmp_path / "a.duckdb", project=PROJECT, quiet=True)
+    assert now.success and now.bronze_versions["events"] > first.bronze_versions["events"]
+
+    def events(path: Path) -> tuple[int, int]:
+        con = connect(path, PROJECT)
+        try:
+            return con.sql("select count(*), count(distinct event_id) from fct_events").fetchone()
+        finally:
+            con.close()
+
+    in_files = {
+        p.name: sum(1 for _ in gzip.decompress(p.read_bytes()).splitlines())
+        for p in (landing / "events").iterdir()
+    }
+    total = sum(in_files.values())
+    early = total - sum(in_files[p.name] for p in late)
+    assert events(tmp_path / "b.duckdb") == (early, early)  # time travel: the old snapshot
+    assert events(tmp_path / "a.duckdb") == (total, total)  # incremental: late rows, no dupes
+
+
+def test_build_without_a_lake_says_to_ingest_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(WarehouseError, match="lakehouse ingest"):
+        run_dbt(str(tmp_path / "nolake"), tmp_path / "w.duckdb", project=PROJECT)
+    code = main(
+        ["build", "--lake", str(tmp_path / "nolake"), "--warehouse", str(tmp_path / "w.duckdb")]
+    )
+    assert code == 1
+    assert "Ingest first" in capsys.readouterr().err
+
+
+def test_analysts_plain_dbt_build_refuses_a_missing_lake_clearly(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LAKEHOUSE_LAKE": str(tmp_path / "nolake"),
+        "LAKEHOUSE_DUCKDB": str(tmp_path / "w.duckdb"),
+    }
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "No bronze Delta table at" in out.stdout and "lakehouse ingest" in out.stdout
+
+
+def test_split_is_stable_across_days(built) -> None:
+    _, con, _ = built
+    share = dict(
+        con.sql(
+            "select split, count(*) * 1.0 / sum(count(*)) over () from photo_popularity_training "
+            "group by split"
+        ).fetchall()
+    )
+    assert set(share) == {"train", "val", "test"}
+    assert 0.7 < share["train"] < 0.9
