@@ -29,7 +29,9 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_warehouse.py
 
 clean:
 	rm -rf $(VENV) data lake .pytest_cache .duckdb target
