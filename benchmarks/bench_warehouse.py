@@ -40,7 +40,8 @@ result = run_dbt(lake, warehouse, command=command, select=select or None,
                  project=project_dir(), quiet=True)
 assert result.success, result.failures
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": PEAK(),
-                  "nodes": len(result.nodes)}))
+                  "nodes": len(result.nodes),
+                  "sql_seconds": sum(n.seconds for n in result.nodes)}))
 """
 )
 

@@ -5,27 +5,21 @@ source as (
 ),
 
 committed as (
-    -- a file's rows count once its ingest is logged (docs/decisions/0002)
-    select source.*
-    from source
-    where source._batch_id in (
-        select log.batch_id from {{ source('ingest', 'ingest_log') }} as log
-        where log.status = 'ingested'
-    )
+    {{ committed_rows('source') }}
 ),
 
 known_types as (
     select event_type from {{ ref('event_types') }}
 ),
 
-deduplicated as (
-    -- app retries resend an event; the first one ingested wins
+of_known_type as (
     select committed.*
     from committed
     inner join known_types using (event_type)
-    qualify row_number() over (
-        partition by event_id order by _ingested_at, _source_file, _source_line
-    ) = 1
+),
+
+deduplicated as (
+    {{ first_ingested('of_known_type', 'event_id') }}
 ),
 
 renamed as (

@@ -5,20 +5,11 @@ source as (
 ),
 
 committed as (
-    select source.*
-    from source
-    where source._batch_id in (
-        select log.batch_id from {{ source('ingest', 'ingest_log') }} as log
-        where log.status = 'ingested'
-    )
+    {{ committed_rows('source') }}
 ),
 
 deduplicated as (
-    select *
-    from committed
-    qualify row_number() over (
-        partition by photo_id order by _ingested_at, _source_file, _source_line
-    ) = 1
+    {{ first_ingested('committed', 'photo_id') }}
 ),
 
 renamed as (

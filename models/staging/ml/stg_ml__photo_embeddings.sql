@@ -5,12 +5,7 @@ source as (
 ),
 
 committed as (
-    select source.*
-    from source
-    where source._batch_id in (
-        select log.batch_id from {{ source('ingest', 'ingest_log') }} as log
-        where log.status = 'ingested'
-    )
+    {{ committed_rows('source') }}
 ),
 
 current_model as (
@@ -20,11 +15,7 @@ current_model as (
 ),
 
 deduplicated as (
-    select *
-    from current_model
-    qualify row_number() over (
-        partition by photo_id order by _ingested_at, _source_file, _source_line
-    ) = 1
+    {{ first_ingested('current_model', 'photo_id') }}
 ),
 
 renamed as (
