@@ -305,3 +305,42 @@ def test_split_is_stable_across_days(built) -> None:
     )
     assert set(share) == {"train", "val", "test"}
     assert 0.7 < share["train"] < 0.9
+
+
+def test_dbt_docs_generate_documents_every_mart_column(built, tmp_path: Path) -> None:
+    _, con, lake = built
+    database = con.sql(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()[0]
+    copy = tmp_path / "warehouse.duckdb"  # the fixture holds the original open (a file lock)
+    shutil.copy(database, copy)
+    env = {**os.environ, "LAKEHOUSE_LAKE": str(lake), "LAKEHOUSE_DUCKDB": str(copy)}
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            "docs",
+            "generate",
+            "--target-path",
+            str(tmp_path / "target"),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[:3000]
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert len(models) == 14
+    tables = {k.rsplit(".", 1)[-1]: v for k, v in catalog["nodes"].items()}
+    for name, node in models.items():
+        assert node["description"], f"{name} has no description"
+        documented = {c for c, v in node["columns"].items() if v["description"]}
+        actual = set(tables[name]["columns"])
+        assert actual <= documented, f"{name}: undocumented {sorted(actual - documented)}"
+    training = next(
+        v for k, v in catalog["nodes"].items() if k.endswith("photo_popularity_training")
+    )
+    assert training["columns"]["embedding"]["type"].upper() == "FLOAT[64]"
