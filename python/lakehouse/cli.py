@@ -17,6 +17,7 @@ from rich.table import Table
 from lakehouse import __version__
 from lakehouse.ingest import IngestError, IngestReport, ingest
 from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
+from lakehouse.quality.suites import SuiteError
 from lakehouse.storage import normalize_uri
 from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import (
@@ -142,12 +143,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild incremental models (fct_events) from scratch",
     )
 
+    val = commands.add_parser(
+        "validate",
+        help="run the data-quality gate (Great Expectations suites in expectations/)",
+        description=(
+            "Run the suites in expectations/ against the bronze tables of --lake and the "
+            "warehouse. Writes result.json, junit.xml and report.html to --out (and keeps each "
+            "run under --out/runs/ so the next run shows what changed). Exit code 1 when a "
+            "blocking expectation fails, 0 otherwise (warnings do not block)."
+        ),
+    )
+    val.add_argument("--lake", default="data/demo/lake", help="lake root (default: data/demo/lake)")
+    val.add_argument(
+        "--warehouse", default=DEFAULT_DUCKDB, help=f"DuckDB file (default: {DEFAULT_DUCKDB})"
+    )
+    val.add_argument(
+        "--table",
+        action="append",
+        dest="tables",
+        help="validate only this suite (repeatable), e.g. photo_popularity_training",
+    )
+    val.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/demo/quality"),
+        help="folder for the reports (default: data/demo/quality)",
+    )
+    val.add_argument(
+        "--as-of",
+        type=_timestamp,
+        default=None,
+        help="the time freshness is measured against (default: now), ISO-8601",
+    )
+
     demo = commands.add_parser(
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
         description=(
-            "Generate a sample landing folder (1%% dirty rows), ingest it into a local lake "
-            "and build the DuckDB warehouse with dbt."
+            "Generate a sample landing folder up to today (1%% dirty rows), ingest it into a "
+            "local lake, build the DuckDB warehouse with dbt and run the data-quality gate."
         ),
     )
     demo.add_argument(
@@ -180,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                 console,
                 err,
             )
+        if args.command == "validate":
+            return _validate(
+                args.warehouse, args.lake, args.tables, args.out, args.as_of, console, err
+            )
         if args.command == "demo":
             return _demo(args, console, err)
-    except (IngestError, WarehouseError) as exc:
+    except (IngestError, WarehouseError, SuiteError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -320,10 +358,52 @@ def print_build_report(result: BuildResult, warehouse: str, console: Console) ->
         )
 
 
+def _validate(
+    warehouse: str,
+    lake: str,
+    tables: list[str] | None,
+    out: Path,
+    as_of: datetime | None,
+    console: Console,
+    err: Console,
+) -> int:
+    from lakehouse.quality import validate
+
+    report, data = validate(warehouse, lake, tables=tables, out=out, as_of=as_of)
+    table = Table(title=f"data-quality gate, run {report.run_id} (as of {report.as_of})")
+    for column in ("table", "rows", "expectations", "passed", "blocking failed", "warnings"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for t in report.tables:
+        table.add_row(
+            t.table,
+            f"{t.rows:,}",
+            str(len(t.results)),
+            str(sum(r.success for r in t.results)),
+            str(sum(not r.success and r.severity == "blocking" for r in t.results)),
+            str(sum(not r.success and r.severity == "warning" for r in t.results)),
+        )
+    console.print(table)
+    for r in report.blocking_failures + report.warnings:
+        label = "[red]BLOCKING[/]" if r.severity == "blocking" else "[yellow]warning[/]"
+        detail = r.error or f"observed {r.observed_value!r}, {r.unexpected_count} unexpected"
+        examples = f", e.g. {r.examples[:3]}" if r.examples else ""
+        console.print(f"{label} {r.table}: {r.name}: {detail}{examples}", highlight=False)
+    for change in data.get("changes", [])[:20]:
+        console.print(
+            f"changed since last run: {change['table']}.{change['metric']} "
+            f"{change['previous']} -> {change['current']}",
+            highlight=False,
+        )
+    verdict = "[green]passed[/]" if report.passed else "[bold red]blocked[/]"
+    console.print(f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html)")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
 def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     workdir: Path = args.workdir
     landing, lake = workdir / "landing", workdir / "lake"
-    console.rule("1/3 generate sample landing data")
+    console.rule("1/4 generate sample landing data (up to today, like last night's dump)")
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     generate_args = argparse.Namespace(
         out=landing,
         users=2_000,
@@ -332,16 +412,21 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         events=None,
         seed=args.seed,
         dirty_rate=args.dirty_rate,
-        end=datetime(2026, 11, 1, tzinfo=UTC),
+        end=today,
     )
     _generate(generate_args, console, err)
-    console.rule("2/3 ingest into bronze Delta tables")
+    console.rule("2/4 ingest into bronze Delta tables")
     code = _ingest(str(landing), str(lake), None, console, err)
     console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
     if code != EXIT_OK:
         return code
-    console.rule("3/3 build the warehouse with dbt")
-    return _build(str(lake), str(workdir / "warehouse.duckdb"), None, [], False, console, err)
+    console.rule("3/4 build the warehouse with dbt")
+    warehouse = str(workdir / "warehouse.duckdb")
+    code = _build(str(lake), warehouse, None, [], False, console, err)
+    if code != EXIT_OK:
+        return code
+    console.rule("4/4 data-quality gate")
+    return _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
 
 
 def _positive(text: str) -> int:
@@ -356,6 +441,14 @@ def _rate(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time, got {text}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _date(text: str) -> datetime:
