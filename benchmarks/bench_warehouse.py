@@ -1,4 +1,5 @@
-"""`dbt build` time at 1M and 10M events, and the training table in DuckDB vs pandas.
+"""`dbt build` time at 1M and 10M events, the training table in DuckDB vs pandas, and the
+data-quality gate's time as a ratio of `dbt build` on the same warehouse.
 
     python benchmarks/bench_warehouse.py --events 1000000 10000000 [--workdir /tmp/bench]
 
@@ -6,7 +7,8 @@ For each size: generate and ingest a landing folder (reused when the workdir alr
 with the same settings), then, each in its own subprocess (peak RSS from VmHWM):
   1. `dbt build` of the whole project (seeds, models, data and unit tests);
   2. `dbt run --select +photo_popularity_training` (the training table and what it needs);
-  3. the same training table computed with pandas from the same bronze Delta tables.
+  3. the same training table computed with pandas from the same bronze Delta tables;
+  4. `lakehouse validate` (all suites) on the warehouse built in 1.
 The pandas result is checked against DuckDB's (rows and label/feature sums) before its time
 counts. Results go to benchmarks/results/warehouse.json.
 """
@@ -62,6 +64,21 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": PEAK(), "rows": len(table),
 """
 )
 
+GATE = (
+    PEAK
+    + """
+import json, sys, time
+from datetime import datetime, timedelta
+from lakehouse.quality import validate
+lake, warehouse = sys.argv[1], sys.argv[2]
+start = time.perf_counter()
+report, _ = validate(warehouse, lake, as_of=datetime.fromisoformat(sys.argv[3]))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": PEAK(),
+                  "passed": report.passed,
+                  "expectations": sum(len(t.results) for t in report.tables)}))
+"""
+)
+
 CHECK = """
 import json, sys
 from lakehouse.warehouse import connect, project_dir
@@ -113,6 +130,7 @@ def main() -> None:
         build = _run(DBT, str(lake), str(warehouse), "build")
         training = _run(DBT, str(lake), str(warehouse), "run", "+photo_popularity_training")
         duck = _run(CHECK, str(warehouse))
+        gate = _run(GATE, str(lake), str(warehouse), "2026-11-01T06:00:00+00:00")
         pandas = _run(PANDAS, str(lake), str(Path(__file__).parent))
         same = {k: pandas[k] for k in duck} == duck
         results.append(
@@ -122,6 +140,8 @@ def main() -> None:
                 "dbt_run_training_table": training,
                 "pandas_training_table": pandas,
                 "pandas_equals_duckdb": same,
+                "quality_gate": gate,
+                "gate_over_dbt_build_seconds": round(gate["seconds"] / build["seconds"], 3),
                 "duckdb_checks": duck,
                 "pandas_over_duckdb_seconds": round(pandas["seconds"] / training["seconds"], 2),
                 "pandas_over_duckdb_peak_rss": round(

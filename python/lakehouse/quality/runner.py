@@ -150,7 +150,7 @@ def _run_suite(
         f", {_render(sql, lake, as_of)} as {name}" for name, sql in suite.derived_columns.items()
     )
     try:
-        reader = con.execute(f"select *{derived} from {relation}").fetch_record_batch(chunk_rows)
+        reader = con.execute(f"select *{derived} from {relation}").to_arrow_reader(chunk_rows)
         for batch in reader:
             rows += batch.num_rows
             frame = batch.to_pandas()
