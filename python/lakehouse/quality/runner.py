@@ -14,6 +14,11 @@ from lakehouse.quality.suites import Expectation, Suite
 from lakehouse.storage import join_uri, open_delta
 
 DEFAULT_CHUNK_ROWS = 250_000
+SCHEMA_TYPES = {
+    "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_column_to_exist",
+}
 
 
 @dataclass
@@ -143,19 +148,34 @@ def _run_suite(
     started = datetime.now(UTC)
     relation = _render(suite.relation, lake, as_of)
     rows_expectations = [e for e in suite.expectations if e.scope == "rows"]
-    merged = [_Merged(e) for e in rows_expectations]
+    schema_expectations = [e for e in rows_expectations if e.type in SCHEMA_TYPES]
+    value_expectations = [e for e in rows_expectations if e.type not in SCHEMA_TYPES]
+    merged = [_Merged(e) for e in schema_expectations + value_expectations]
     results: list[ExpectationResult] = []
     rows = 0
     derived = "".join(
         f", {_render(sql, lake, as_of)} as {name}" for name, sql in suite.derived_columns.items()
     )
     try:
-        reader = con.execute(f"select *{derived} from {relation}").to_arrow_reader(chunk_rows)
+        # schema checks need every column but no rows; value checks stream only their columns
+        empty = con.execute(f"select *{derived} from {relation} limit 0").to_arrow_table()
+        for slot, outcome in zip(
+            merged[: len(schema_expectations)],
+            engine.validate(empty.to_pandas(), [e.for_gx() for e in schema_expectations]),
+            strict=True,
+        ):
+            slot.add(outcome)
+        needed = sorted({c for e in value_expectations for c in _columns(e)})
+        select = ", ".join(f'"{c}"' for c in needed if c not in suite.derived_columns)
+        select = ", ".join(filter(None, [select, derived.lstrip(", ")])) or "1 as _row"
+        reader = con.execute(f"select {select} from {relation}").to_arrow_reader(chunk_rows)
         for batch in reader:
             rows += batch.num_rows
             frame = batch.to_pandas()
             for slot, outcome in zip(
-                merged, engine.validate(frame, [e.for_gx() for e in rows_expectations]), strict=True
+                merged[len(schema_expectations) :],
+                engine.validate(frame, [e.for_gx() for e in value_expectations]),
+                strict=True,
             ):
                 slot.add(outcome)
         results += [m.result(suite.name) for m in merged]
@@ -225,6 +245,12 @@ def _run_suite(
         results,
         _seconds(started),
     )
+
+
+def _columns(expectation: Expectation) -> list[str]:
+    return [
+        expectation.kwargs[k] for k in ("column", "column_A", "column_B") if k in expectation.kwargs
+    ]
 
 
 def _profile(con, suite: Suite, relation: str, lake: str, as_of: datetime) -> dict[str, Any]:

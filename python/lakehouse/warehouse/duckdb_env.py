@@ -80,4 +80,5 @@ def connect(
     )
     con.sql("load delta")
     con.sql("set TimeZone = 'UTC'")  # days are UTC days, as in the dbt profile
+    con.sql("set enable_progress_bar = false")  # no bar noise in logs
     return con
