@@ -113,6 +113,14 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
             {"photo_popularity_training.mean_likes_7d"},
         ),
         (
+            "changed column type",
+            [
+                "create or replace table photo_popularity_training as select * replace ("
+                "cast(likes_7d as double) as likes_7d) from photo_popularity_training"
+            ],
+            {"photo_popularity_training.column_types"},
+        ),
+        (
             "missing column",
             ["alter table photo_popularity_training drop column embedding"],
             {"photo_popularity_training.table_is_readable"},
