@@ -81,3 +81,21 @@ def test_demo_generates_and_ingests(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert bronze(tmp_path / "lake", "events").num_rows > 500_000
     assert "quarantine at" in result.stdout
+
+
+def test_demo_starts_over_when_its_sample_is_from_another_day(tmp_path: Path) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from lakehouse.cli import _discard_stale_demo, make_console
+
+    today = datetime(2026, 11, 24, tzinfo=UTC)
+    for end, kept in ((str(today), True), ("2026-11-23 00:00:00+00:00", False)):
+        (tmp_path / "landing").mkdir(exist_ok=True)
+        (tmp_path / "lake" / "bronze").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "warehouse.duckdb").write_bytes(b"x")
+        (tmp_path / "landing" / "_generator.json").write_text(json.dumps({"config": {"end": end}}))
+        _discard_stale_demo(tmp_path, today, make_console())
+        assert (tmp_path / "lake").exists() is kept
+        assert (tmp_path / "warehouse.duckdb").exists() is kept
+        assert (tmp_path / "landing").exists() is kept

@@ -7,6 +7,8 @@ once, without a traceback, and turn into a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from lakehouse.ingest import IngestError, IngestReport, ingest
 from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
 from lakehouse.quality.suites import SuiteError
 from lakehouse.storage import normalize_uri
-from lakehouse.synth import GenerateConfig, generate
+from lakehouse.synth import MANIFEST, GenerateConfig, generate
 from lakehouse.warehouse import (
     DEFAULT_DUCKDB,
     BuildResult,
@@ -404,6 +406,7 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     landing, lake = workdir / "landing", workdir / "lake"
     console.rule("1/4 generate sample landing data (up to today, like last night's dump)")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    _discard_stale_demo(workdir, today, console)
     generate_args = argparse.Namespace(
         out=landing,
         users=2_000,
@@ -427,6 +430,27 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         return code
     console.rule("4/4 data-quality gate")
     return _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
+
+
+def _discard_stale_demo(workdir: Path, today: datetime, console: Console) -> None:
+    """A demo folder from another day holds a different sample under the same file names
+    and ids; mixing the two would corrupt the lake, so the demo starts over."""
+    manifest = workdir / "landing" / MANIFEST
+    if not manifest.exists():
+        return
+    try:
+        end = json.loads(manifest.read_text())["config"]["end"]
+    except (OSError, ValueError, KeyError):
+        end = None
+    if end == str(today):
+        return
+    console.print(f"sample data in {workdir} was generated for another day; starting over")
+    for part in ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "quality"):
+        target = workdir / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def _positive(text: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def changes(previous: dict[str, Any], current: dict[str, Any]) -> list[dict[str,
             if isinstance(value, int | float) and isinstance(old["profile"].get(name), int | float):
                 metrics[name] = (old["profile"][name], value)
         for name, (was, now) in metrics.items():
-            if was != now:
+            # parallel float aggregation differs in the last digits from run to run
+            if not math.isclose(was, now, rel_tol=1e-9, abs_tol=1e-12):
                 moved.append(
                     {
                         "table": table["table"],
