@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lakehouse import __version__
+from lakehouse.export.writer import ExportError
 from lakehouse.ingest import IngestError, IngestReport, ingest
 from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
 from lakehouse.quality.suites import SuiteError
@@ -178,12 +179,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="the time freshness is measured against (default: now), ISO-8601",
     )
 
+    exp = commands.add_parser(
+        "export",
+        help="write a mart into versioned Arrow IPC shards with a lineage manifest",
+        description=(
+            "Stream MODEL out of the warehouse into <out>/<model>/v<N>/<split>/part-NNNNN.arrow "
+            "(fixed row count, rows ordered by photo_id, tensor-ready types, no strings) and "
+            "<out>/<model>/v<N>/manifest.json; `latest` then points at v<N>. Refuses a model "
+            "whose latest data-quality gate failed or validated an older build, unless --force "
+            "(recorded in the manifest). With --reproduce MANIFEST, rebuilds the model from the "
+            "bronze Delta versions the manifest recorded and checks the shards are identical."
+        ),
+    )
+    exp.add_argument("model", nargs="?", help="the mart, e.g. photo_popularity_training")
+    exp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/demo/shards"),
+        help="shard root (default: data/demo/shards)",
+    )
+    exp.add_argument(
+        "--warehouse", default=DEFAULT_DUCKDB, help=f"DuckDB file (default: {DEFAULT_DUCKDB})"
+    )
+    exp.add_argument(
+        "--lake",
+        default=None,
+        help="lake root, recorded for --reproduce (default: data/demo/lake; with "
+        "--reproduce, the lake the manifest recorded)",
+    )
+    exp.add_argument("--shard-rows", type=_positive, default=65_536, help="rows per shard")
+    exp.add_argument("--columns", nargs="+", default=None, help="columns to export (default: all)")
+    exp.add_argument(
+        "--compression",
+        choices=["lz4", "zstd"],
+        default=None,
+        help="Arrow IPC buffer compression (default: none, fastest to load)",
+    )
+    exp.add_argument(
+        "--quality-dir",
+        type=Path,
+        default=Path("data/demo/quality"),
+        help="where `lakehouse validate` wrote result.json",
+    )
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="export even without a passing, current gate result (recorded)",
+    )
+    exp.add_argument(
+        "--reproduce",
+        type=Path,
+        metavar="MANIFEST",
+        help="rebuild and re-export the version this manifest describes",
+    )
+
+    shards = commands.add_parser("shards", help="look at or check exported shards")
+    shard_commands = shards.add_subparsers(dest="shards_command", required=True)
+    inspect = shard_commands.add_parser("inspect", help="print a version's manifest readably")
+    inspect.add_argument("path", type=Path, help="a version folder, `latest`, or a manifest.json")
+    check = shard_commands.add_parser(
+        "verify", help="re-check every shard's size and sha256 against the manifest"
+    )
+    check.add_argument("path", type=Path, help="a version folder, `latest`, or a manifest.json")
+
     demo = commands.add_parser(
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
         description=(
             "Generate a sample landing folder up to today (1%% dirty rows), ingest it into a "
-            "local lake, build the DuckDB warehouse with dbt and run the data-quality gate."
+            "local lake, build the DuckDB warehouse with dbt, run the data-quality gate and "
+            "export the training set to Arrow shards."
         ),
     )
     demo.add_argument(
@@ -220,9 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(
                 args.warehouse, args.lake, args.tables, args.out, args.as_of, console, err
             )
+        if args.command == "export":
+            return _export(args, console)
+        if args.command == "shards":
+            return _shards(args, console, err)
         if args.command == "demo":
             return _demo(args, console, err)
-    except (IngestError, WarehouseError, SuiteError) as exc:
+    except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -401,10 +470,94 @@ def _validate(
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
+def _export(args: argparse.Namespace, console: Console) -> int:
+    from lakehouse.export import export_model, reproduce
+
+    if args.reproduce:
+        folder, differ = reproduce(args.reproduce, args.out, lake=args.lake)
+        if differ:
+            console.print(
+                f"[red]not reproduced[/]: {len(differ)} shard(s) differ: {', '.join(differ[:10])}",
+                highlight=False,
+            )
+            return EXIT_FAILED
+        console.print(
+            f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches",
+            highlight=False,
+        )
+        return EXIT_OK
+    if not args.model:
+        raise ExportError(
+            "name the model to export, e.g. `lakehouse export "
+            "photo_popularity_training`, or pass --reproduce MANIFEST"
+        )
+    folder, manifest = export_model(
+        args.warehouse,
+        args.model,
+        args.out,
+        shard_rows=args.shard_rows,
+        columns=args.columns,
+        compression=args.compression,
+        quality_dir=args.quality_dir,
+        force=args.force,
+        lake=normalize_uri(args.lake or "data/demo/lake"),
+    )
+    _print_manifest(manifest, folder, console)
+    if manifest.quality_gate.get("forced"):
+        console.print(f"[yellow]forced[/]: {manifest.quality_gate['reason']}", highlight=False)
+    return EXIT_OK
+
+
+def _version_dir(path: Path) -> Path:
+    return path.parent if path.name == "manifest.json" else path.resolve()
+
+
+def _shards(args: argparse.Namespace, console: Console, err: Console) -> int:
+    from lakehouse.export import MANIFEST, Manifest, verify
+
+    folder = _version_dir(args.path)
+    if not (folder / MANIFEST).exists():
+        raise ExportError(f"no {MANIFEST} in {folder}: not a shard version folder")
+    if args.shards_command == "inspect":
+        _print_manifest(Manifest.read(folder / MANIFEST), folder, console)
+        return EXIT_OK
+    problems = verify(folder)
+    for problem in problems:
+        err.print(f"[bold red]corrupt:[/] {folder}/{problem}", highlight=False)
+    if not problems:
+        console.print(f"{folder}: every shard matches its size and sha256", highlight=False)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _print_manifest(manifest, folder: Path, console: Console) -> None:
+    table = Table(title=f"{manifest.model} v{manifest.version} in {folder}")
+    for column in ("split", "shards", "rows", "MB"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, rows in manifest.totals.items():
+        shards = [s for s in manifest.shards if s.split == split]
+        table.add_row(
+            split, str(len(shards)), f"{rows:,}", f"{sum(s.bytes for s in shards) / 1e6:.1f}"
+        )
+    console.print(table)
+    console.print(
+        "columns: " + ", ".join(f"{c['name']} {c['type']}" for c in manifest.schema),
+        highlight=False,
+    )
+    lineage = manifest.lineage
+    console.print(
+        f"built by dbt invocation {lineage.get('dbt_invocation_id')} from bronze "
+        + ", ".join(f"{t}@v{v}" for t, v in lineage.get("bronze_versions", {}).items())
+        + f"; git {str(lineage.get('git_commit'))[:12]}; gate run "
+        f"{manifest.quality_gate.get('run_id')} "
+        f"({'forced' if manifest.quality_gate.get('forced') else 'passed'})",
+        highlight=False,
+    )
+
+
 def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     workdir: Path = args.workdir
     landing, lake = workdir / "landing", workdir / "lake"
-    console.rule("1/4 generate sample landing data (up to today, like last night's dump)")
+    console.rule("1/5 generate sample landing data (up to today, like last night's dump)")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     _discard_stale_demo(workdir, today, console)
     generate_args = argparse.Namespace(
@@ -418,18 +571,34 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         end=today,
     )
     _generate(generate_args, console, err)
-    console.rule("2/4 ingest into bronze Delta tables")
+    console.rule("2/5 ingest into bronze Delta tables")
     code = _ingest(str(landing), str(lake), None, console, err)
     console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
     if code != EXIT_OK:
         return code
-    console.rule("3/4 build the warehouse with dbt")
+    console.rule("3/5 build the warehouse with dbt")
     warehouse = str(workdir / "warehouse.duckdb")
     code = _build(str(lake), warehouse, None, [], False, console, err)
     if code != EXIT_OK:
         return code
-    console.rule("4/4 data-quality gate")
-    return _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
+    console.rule("4/5 data-quality gate")
+    code = _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
+    if code != EXIT_OK:
+        return code
+    console.rule("5/5 export the training set to Arrow shards")
+    export_args = argparse.Namespace(
+        model="photo_popularity_training",
+        out=workdir / "shards",
+        warehouse=warehouse,
+        lake=str(lake),
+        shard_rows=65_536,
+        columns=None,
+        compression=None,
+        quality_dir=workdir / "quality",
+        force=False,
+        reproduce=None,
+    )
+    return _export(export_args, console)
 
 
 def _discard_stale_demo(workdir: Path, today: datetime, console: Console) -> None:
@@ -445,7 +614,14 @@ def _discard_stale_demo(workdir: Path, today: datetime, console: Console) -> Non
     if end == str(today):
         return
     console.print(f"sample data in {workdir} was generated for another day; starting over")
-    for part in ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "quality"):
+    for part in (
+        "landing",
+        "lake",
+        "warehouse.duckdb",
+        "warehouse.duckdb.wal",
+        "quality",
+        "shards",
+    ):
         target = workdir / part
         if target.is_dir():
             shutil.rmtree(target)

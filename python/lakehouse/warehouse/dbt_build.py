@@ -97,7 +97,8 @@ def run_dbt(
         json.dumps({"lake_root": lake, "bronze_versions": pinned}),
     ]
     if select:
-        args += ["--select", *select]
+        # cautious: a test runs only when everything it reads is selected too
+        args += ["--select", *select, "--indirect-selection", "cautious"]
     if full_refresh:
         args.append("--full-refresh")
     if quiet:

@@ -1,0 +1,143 @@
+"""Stream a mart out of DuckDB into Arrow IPC shards of a fixed row count, per split.
+
+Types are chosen so a loader can hand columns to torch without work: fixed-size float32
+lists for embeddings, float32 for floats, int64 for integers and timestamps (UTC
+microseconds), uint8 for booleans, int32 codes for categoricals (vocabulary in the
+manifest). Strings never reach a shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from lakehouse.export.manifest import ShardEntry, sha256_of
+
+SPLIT_COLUMN = "split"
+KEY_COLUMN = "photo_id"
+EXCLUDED = {"features_as_of"}  # bookkeeping for the point-in-time check, not a feature
+
+
+class ExportError(Exception):
+    """An export that cannot go ahead; the message says why and what to do."""
+
+
+def plan_columns(
+    con: duckdb.DuckDBPyConnection, model: str, columns: list[str] | None
+) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """SQL select expressions, vocabularies of categorical columns, and the splits."""
+    described = con.execute(f"describe {model}").fetchall()
+    types = {name: kind.upper() for name, kind, *_ in described}
+    if SPLIT_COLUMN not in types:
+        raise ExportError(f"{model} has no {SPLIT_COLUMN} column to shard by")
+    wanted = columns or [c for c in types if c != SPLIT_COLUMN and c not in EXCLUDED]
+    unknown = [c for c in wanted if c not in types]
+    if unknown:
+        raise ExportError(
+            f"{model} has no column(s) {', '.join(unknown)}; it has {', '.join(types)}"
+        )
+    select, vocabularies = [], {}
+    for name in wanted:
+        kind = types[name]
+        if kind == "VARCHAR":
+            values = [
+                v
+                for (v,) in con.execute(
+                    f'select distinct "{name}" from {model} where "{name}" is not null order by 1'
+                ).fetchall()
+            ]
+            vocabularies[name] = values
+            cases = " ".join(
+                f"when '{v.replace(chr(39), chr(39) * 2)}' then {i}" for i, v in enumerate(values)
+            )
+            select.append(f'cast(case "{name}" {cases} else -1 end as integer) as "{name}"')
+        elif kind.startswith("TIMESTAMP"):
+            select.append(f'epoch_us("{name}") as "{name}"')
+        elif kind == "BOOLEAN":
+            select.append(f'cast("{name}" as utinyint) as "{name}"')
+        elif kind in ("FLOAT", "DOUBLE") or kind.startswith("DECIMAL"):
+            select.append(f'cast("{name}" as float) as "{name}"')
+        elif kind.endswith("]"):  # fixed-size array, e.g. FLOAT[64]
+            size = kind[kind.rindex("[") + 1 : -1]
+            select.append(f'cast("{name}" as float[{size}]) as "{name}"')
+        elif kind in (
+            "INTEGER",
+            "BIGINT",
+            "SMALLINT",
+            "TINYINT",
+            "HUGEINT",
+            "UBIGINT",
+            "UINTEGER",
+            "USMALLINT",
+            "UTINYINT",
+        ):
+            select.append(f'cast("{name}" as bigint) as "{name}"')
+        else:
+            raise ExportError(f"{model}.{name} has type {kind}, which shards do not carry")
+    splits = [
+        s
+        for (s,) in con.execute(
+            f"select distinct {SPLIT_COLUMN} from {model} order by 1"
+        ).fetchall()
+    ]
+    return select, vocabularies, splits
+
+
+def write_split(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    select: list[str],
+    split: str,
+    folder: Path,
+    version_dir: Path,
+    shard_rows: int,
+    compression: str | None,
+    on_rows=lambda n: None,
+) -> list[ShardEntry]:
+    """Write one split as part-00000.arrow, ... of exactly ``shard_rows`` rows (the last one
+    fewer), rows ordered by the key so the same warehouse gives the same bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sql = f"select {', '.join(select)} from {model} where {SPLIT_COLUMN} = ? order by {KEY_COLUMN}"
+    reader = con.execute(sql, [split]).to_arrow_reader(min(shard_rows, 65_536))
+    entries = []
+    for index, table in enumerate(_fixed_size_tables(reader, shard_rows)):
+        path = folder / f"part-{index:05d}.arrow"
+        options = ipc.IpcWriteOptions(compression=compression)
+        with (
+            pa.OSFile(str(path), "wb") as sink,
+            ipc.new_file(sink, table.schema, options=options) as writer,
+        ):
+            writer.write_table(table, max_chunksize=shard_rows)
+        entries.append(
+            ShardEntry(
+                split,
+                str(path.relative_to(version_dir)),
+                table.num_rows,
+                path.stat().st_size,
+                sha256_of(path),
+            )
+        )
+        on_rows(table.num_rows)
+    return entries
+
+
+def _fixed_size_tables(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
+    """Re-cut a stream of record batches into tables of exactly ``rows`` rows (the last one
+    fewer), holding at most one shard in memory."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in reader:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            count += take
+            batch = batch.slice(take)
+            if count == rows:
+                yield pa.Table.from_batches(pending).combine_chunks()
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks()

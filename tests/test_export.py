@@ -1,0 +1,277 @@
+"""Shards hold exactly the mart, are byte-identical for the same warehouse, appear atomically,
+carry their lineage, and can be rebuilt from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+
+from lakehouse.cli import main
+from lakehouse.export import ExportError, Manifest, export_model, reproduce, verify
+from lakehouse.export import publish as publish_module
+from lakehouse.ingest import ingest
+from lakehouse.quality import validate
+from lakehouse.synth import GenerateConfig, generate
+from lakehouse.warehouse import connect, project_dir, run_dbt
+from tests.conftest import END
+
+PROJECT = project_dir(Path(__file__).parent)
+MODEL = "photo_popularity_training"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("export")
+    landing, lake, warehouse = work / "landing", work / "lake", work / "warehouse.duckdb"
+    generate(
+        GenerateConfig(
+            out=landing, users=300, photos=2_000, days=20, events=40_000, seed=9, end=END
+        )
+    )
+    held_back = work / "late"
+    held_back.mkdir()
+    for path in sorted((landing / "events").iterdir())[-3:]:
+        path.rename(held_back / path.name)
+    assert ingest(str(landing), str(lake)).ok
+    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
+    report, _ = validate(
+        warehouse,
+        str(lake),
+        out=work / "quality",
+        project=PROJECT,
+        tables=[MODEL],
+        as_of=END - timedelta(days=2),
+    )
+    assert report.passed
+    return {
+        "work": work,
+        "landing": landing,
+        "lake": lake,
+        "warehouse": warehouse,
+        "quality": work / "quality",
+        "late": held_back,
+    }
+
+
+def _export(built, out: Path, **options):
+    return export_model(
+        built["warehouse"],
+        MODEL,
+        out,
+        quality_dir=built["quality"],
+        project=PROJECT,
+        lake=str(built["lake"]),
+        **options,
+    )
+
+
+def _read_split(folder: Path, split: str) -> pa.Table:
+    tables = []
+    for path in sorted((folder / split).glob("part-*.arrow")):
+        with ipc.open_file(str(path)) as reader:
+            tables.append(reader.read_all())
+    return pa.concat_tables(tables)
+
+
+def test_shards_hold_exactly_the_mart(built, tmp_path: Path) -> None:
+    folder, manifest = _export(built, tmp_path, shard_rows=500)
+    con = connect(built["warehouse"], PROJECT)
+    try:
+        for split, rows in manifest.totals.items():
+            shards = _read_split(folder, split)
+            mart = con.execute(
+                f"select *, epoch_us(posted_at) as posted_us from {MODEL} where split = ? "
+                "order by photo_id",
+                [split],
+            ).to_arrow_table()
+            assert shards.num_rows == mart.num_rows == rows
+            assert shards.column("photo_id").to_pylist() == mart.column("photo_id").to_pylist()
+            assert shards.column("posted_at").to_pylist() == mart.column("posted_us").to_pylist()
+            assert shards.column("likes_7d").to_pylist() == mart.column("likes_7d").to_pylist()
+            assert shards.column("is_popular").to_pylist() == [
+                int(v) for v in mart.column("is_popular").to_pylist()
+            ]
+            vocab = manifest.vocabularies["weak_label"]
+            decoded = [
+                vocab[c] if c >= 0 else None for c in shards.column("weak_label").to_pylist()
+            ]
+            assert decoded == mart.column("weak_label").to_pylist()
+            np.testing.assert_array_equal(
+                np.stack(shards.column("embedding").to_numpy(zero_copy_only=False)),
+                np.stack(mart.column("embedding").to_numpy(zero_copy_only=False)),
+            )
+    finally:
+        con.close()
+
+
+def test_types_are_tensor_ready_and_no_string_reaches_a_shard(built, tmp_path: Path) -> None:
+    _, manifest = _export(built, tmp_path)
+    types = {c["name"]: c["type"] for c in manifest.schema}
+    assert types["embedding"].startswith("fixed_size_list") and types["embedding"].endswith("[64]")
+    assert types["aspect_ratio"] == "float" and types["likes_7d"] == "int64"
+    assert types["owner_country_code"] == "int32" and types["is_popular"] == "uint8"
+    assert not any("string" in t or "utf8" in t for t in types.values())
+    assert "split" not in types and "features_as_of" not in types
+
+
+def test_shards_have_a_fixed_row_count_in_key_order(built, tmp_path: Path) -> None:
+    folder, manifest = _export(built, tmp_path, shard_rows=400)
+    for split in manifest.totals:
+        shards = [s for s in manifest.shards if s.split == split]
+        assert all(s.rows == 400 for s in shards[:-1]) and 0 < shards[-1].rows <= 400
+        ids = _read_split(folder, split).column("photo_id").to_pylist()
+        assert ids == sorted(ids)
+
+
+def test_the_same_warehouse_gives_byte_identical_shards(built, tmp_path: Path) -> None:
+    first, one = _export(built, tmp_path, shard_rows=700)
+    second, two = _export(built, tmp_path, shard_rows=700)
+    assert (first.name, second.name) == ("v1", "v2")
+    assert [(s.path, s.sha256) for s in one.shards] == [(s.path, s.sha256) for s in two.shards]
+    assert (tmp_path / MODEL / "latest").resolve() == second
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_shards_load_the_same_values(built, tmp_path: Path, compression: str) -> None:
+    plain_dir, plain = _export(built, tmp_path / "plain")
+    packed_dir, packed = _export(built, tmp_path / "packed", compression=compression)
+    assert sum(s.bytes for s in packed.shards) < sum(s.bytes for s in plain.shards)
+    assert _read_split(packed_dir, "train").equals(_read_split(plain_dir, "train"))
+
+
+def test_a_crash_mid_export_leaves_no_version_and_keeps_the_old_ones(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1, _ = _export(built, tmp_path)
+    real = publish_module.write_split
+    calls = {"n": 0}
+
+    def crash_on_second_split(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publish_module, "write_split", crash_on_second_split)
+    with pytest.raises(OSError, match="No space"):
+        _export(built, tmp_path)
+    root = tmp_path / MODEL
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "v1"]  # no half version
+    assert (root / "latest").resolve() == v1 and not verify(v1)
+
+
+def test_kill_9_mid_export_publishes_nothing(built, tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from lakehouse.export import publish
+        real = publish.write_split
+        def die(*a, **k):
+            real(*a, **k)
+            os.kill(os.getpid(), signal.SIGKILL)
+        publish.write_split = die
+        publish.export_model({str(built["warehouse"])!r}, {MODEL!r}, Path({str(tmp_path)!r}),
+                             quality_dir=Path({str(built["quality"])!r}))
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    visible = [p.name for p in (tmp_path / MODEL).iterdir() if not p.name.startswith(".")]
+    assert visible == []  # only a hidden .tmp- folder, never a v<N> or latest
+
+
+def test_verify_names_a_flipped_byte_and_a_truncated_shard(
+    built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, manifest = _export(built, tmp_path, shard_rows=500)
+    first, second = (folder / s.path for s in manifest.shards[:2])
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.write_bytes(bytes(data))
+    second.write_bytes(second.read_bytes()[:100])
+    problems = verify(folder)
+    assert len(problems) == 2
+    assert "sha256" in problems[0] and manifest.shards[0].path in problems[0]
+    assert "truncated" in problems[1]
+    assert main(["shards", "verify", str(folder)]) == 1
+    assert manifest.shards[0].path in capsys.readouterr().err
+
+
+def test_manifest_paths_cannot_leave_the_version_folder(built, tmp_path: Path) -> None:
+    folder, _ = _export(built, tmp_path)
+    data = json.loads((folder / "manifest.json").read_text())
+    data["shards"][0]["path"] = "../../../etc/passwd"
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="leaves the shard folder"):
+        verify(folder)
+
+
+def test_manifest_records_lineage_and_the_gate(built, tmp_path: Path) -> None:
+    folder, manifest = _export(built, tmp_path)
+    again = Manifest.read(folder / "manifest.json")
+    assert again.totals == manifest.totals and sum(again.totals.values()) > 500
+    lineage = again.lineage
+    assert set(lineage["bronze_versions"]) >= {"events", "photos", "users", "photo_embeddings"}
+    assert lineage["dbt_invocation_id"] and len(lineage["git_commit"] or "x" * 40) == 40
+    assert lineage["dbt_manifest_sha256"] is None or len(lineage["dbt_manifest_sha256"]) == 64
+    assert again.quality_gate["passed"] is True and again.quality_gate["forced"] is False
+
+
+def test_a_failed_or_stale_gate_refuses_unless_forced(built, tmp_path: Path) -> None:
+    failed = tmp_path / "failed"
+    shutil.copytree(built["quality"], failed)
+    result = json.loads((failed / "result.json").read_text())
+    check = next(t for t in result["tables"] if t["table"] == MODEL)["results"][0]
+    check["success"], check["severity"] = False, "blocking"
+    (failed / "result.json").write_text(json.dumps(result))
+    with pytest.raises(ExportError, match="failed the data-quality gate"):
+        export_model(
+            built["warehouse"], MODEL, tmp_path / "out", quality_dir=failed, project=PROJECT
+        )
+    _, forced = export_model(
+        built["warehouse"], MODEL, tmp_path / "out", quality_dir=failed, project=PROJECT, force=True
+    )
+    assert forced.quality_gate["forced"] is True
+    assert "failed the data-quality gate" in forced.quality_gate["reason"]
+
+    stale = tmp_path / "stale"
+    shutil.copytree(built["quality"], stale)
+    result = json.loads((stale / "result.json").read_text())
+    next(t for t in result["tables"] if t["table"] == MODEL)["versions"]["dbt_invocation_id"] = (
+        "an-older-build"
+    )
+    (stale / "result.json").write_text(json.dumps(result))
+    with pytest.raises(ExportError, match="run `lakehouse validate` again"):
+        export_model(
+            built["warehouse"], MODEL, tmp_path / "out", quality_dir=stale, project=PROJECT
+        )
+
+
+def test_reproduce_after_new_data_landed_gives_the_same_checksums(built, tmp_path: Path) -> None:
+    folder, original = _export(built, tmp_path / "first", shard_rows=600)
+    for path in built["late"].iterdir():  # new data lands and the warehouse moves on
+        path.rename(built["landing"] / "events" / path.name)
+    assert ingest(str(built["landing"]), str(built["lake"])).ok
+    newer = tmp_path / "newer.duckdb"
+    assert run_dbt(str(built["lake"]), newer, project=PROJECT, quiet=True).success
+    con = connect(newer, PROJECT)
+    grown = con.execute(f"select count(*) from {MODEL}").fetchone()[0]
+    con.close()
+    assert grown > sum(original.totals.values())
+
+    again, differ = reproduce(folder / "manifest.json", tmp_path / "again", project=PROJECT)
+    assert differ == []
+    assert [s.sha256 for s in Manifest.read(again / "manifest.json").shards] == [
+        s.sha256 for s in original.shards
+    ]
