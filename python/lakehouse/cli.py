@@ -19,7 +19,12 @@ from rich.table import Table
 from lakehouse import __version__
 from lakehouse.export.writer import ExportError
 from lakehouse.ingest import IngestError, IngestReport, ingest
-from lakehouse.progress import RichIngestProgress, RichStepProgress, make_console
+from lakehouse.progress import (
+    RichIngestProgress,
+    RichRowProgress,
+    RichStepProgress,
+    make_console,
+)
 from lakehouse.quality.suites import SuiteError
 from lakehouse.storage import normalize_uri
 from lakehouse.synth import MANIFEST, GenerateConfig, generate
@@ -491,17 +496,19 @@ def _export(args: argparse.Namespace, console: Console) -> int:
             "name the model to export, e.g. `lakehouse export "
             "photo_popularity_training`, or pass --reproduce MANIFEST"
         )
-    folder, manifest = export_model(
-        args.warehouse,
-        args.model,
-        args.out,
-        shard_rows=args.shard_rows,
-        columns=args.columns,
-        compression=args.compression,
-        quality_dir=args.quality_dir,
-        force=args.force,
-        lake=normalize_uri(args.lake or "data/demo/lake"),
-    )
+    with RichRowProgress(make_console(stderr=True), f"export {args.model}") as progress:
+        folder, manifest = export_model(
+            args.warehouse,
+            args.model,
+            args.out,
+            shard_rows=args.shard_rows,
+            columns=args.columns,
+            compression=args.compression,
+            quality_dir=args.quality_dir,
+            force=args.force,
+            lake=normalize_uri(args.lake or "data/demo/lake"),
+            on_rows=progress,
+        )
     _print_manifest(manifest, folder, console)
     if manifest.quality_gate.get("forced"):
         console.print(f"[yellow]forced[/]: {manifest.quality_gate['reason']}", highlight=False)

@@ -83,3 +83,28 @@ class RichStepProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+
+
+class RichRowProgress:
+    """Rows written so far, for steps whose total is not known up front."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._progress = Progress(
+            TextColumn(f"[bold]{label}[/]"),
+            BarColumn(),
+            TextColumn("{task.completed:,} rows"),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        )
+        self._task = self._progress.add_task(label, total=None)
+
+    def __call__(self, rows: int) -> None:
+        self._progress.advance(self._task, rows)
+
+    def __enter__(self) -> RichRowProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
