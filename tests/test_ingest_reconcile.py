@@ -233,3 +233,32 @@ def test_chunk_and_block_sizes_do_not_change_the_outcome(
         return rejects, lines
 
     assert outcome(small) == outcome(lake)
+
+
+@pytest.mark.parametrize("retry_lines", [512, 2], ids=["same-sub-block", "own-sub-block"])
+def test_two_records_on_one_line_are_one_malformed_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retry_lines: int
+) -> None:
+    # Arrow reads `{..}{..}` as two rows; with RETRY_LINES=2 it lands in a sub-block Arrow accepts
+    monkeypatch.setattr("lakehouse.ingest.readers.RETRY_LINES", retry_lines)
+    lines = [_event(1), _event(2) + _event(3), "{broken", _event(4)]
+    landing = tmp_path / "landing"
+    (landing / "events").mkdir(parents=True)
+    (landing / "events" / "day.jsonl").write_text("\n".join(lines) + "\n")
+    (result,) = ingest(str(landing), str(tmp_path / "lake")).files
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (4, 2, 2)
+    rows = sorted(
+        bronze(tmp_path / "lake", "_quarantine").to_pylist(), key=lambda r: r["line_number"]
+    )
+    assert [(r["line_number"], r["reason_code"]) for r in rows] == [
+        (2, "malformed_record"),
+        (3, "malformed_record"),
+    ]
+    landed = bronze(tmp_path / "lake", "events")
+    assert dict(
+        zip(
+            landed.column("event_id").to_pylist(),
+            landed.column("_source_line").to_pylist(),
+            strict=True,
+        )
+    ) == {"e1": 1, "e4": 4}

@@ -212,10 +212,20 @@ def _split_at_newlines(chunk: bytes, first_line: int, size: int) -> Iterator[tup
 def _fast_json_chunk(chunk: bytes, options: pjson.ParseOptions) -> pa.Table | None:
     try:
         chunk.decode("utf-8")
-        table = pjson.read_json(io.BytesIO(chunk), parse_options=options)
-    except (pa.ArrowInvalid, UnicodeDecodeError):
+    except UnicodeDecodeError:
         return None
     lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    return _read_json_rows(chunk, lines, options)
+
+
+def _read_json_rows(data: bytes, lines: int, options: pjson.ParseOptions) -> pa.Table | None:
+    """Arrow's table for ``data`` when it holds exactly one row per line, else None: Arrow
+    refuses broken lines, skips blank ones, and reads `{..}{..}` on one line as two rows;
+    either way row i would no longer be line i."""
+    try:
+        table = pjson.read_json(io.BytesIO(data), parse_options=options)
+    except pa.ArrowInvalid:
+        return None
     return table if table.num_rows == lines else None
 
 
@@ -272,10 +282,7 @@ def _json_blocks(
 def _try_read_json(lines: list[bytes], options: pjson.ParseOptions) -> pa.Table | None:
     if not lines:
         return options.explicit_schema.empty_table()
-    try:
-        return pjson.read_json(io.BytesIO(b"\n".join(lines)), parse_options=options)
-    except pa.ArrowInvalid:
-        return None
+    return _read_json_rows(b"\n".join(lines), len(lines), options)
 
 
 _TypeCheck = tuple[str, type | tuple[type, ...], bool, Column]
@@ -343,10 +350,21 @@ def _read_json_line_by_line(
     tables, good, good_numbers, bad = [], [], [], []
     for line, number in zip(lines, numbers, strict=True):
         try:
-            tables.append(pjson.read_json(io.BytesIO(line), parse_options=options))
+            table = pjson.read_json(io.BytesIO(line), parse_options=options)
         except pa.ArrowInvalid as exc:
             bad.append(Reject(number, r.WRONG_TYPE, f"cannot read record: {exc}", raw_text(line)))
             continue
+        if table.num_rows != 1:
+            bad.append(
+                Reject(
+                    number,
+                    r.MALFORMED_RECORD,
+                    f"{table.num_rows} JSON records on one line",
+                    raw_text(line),
+                )
+            )
+            continue
+        tables.append(table)
         good.append(line)
         good_numbers.append(number)
     table = pa.concat_tables(tables) if tables else options.explicit_schema.empty_table()
