@@ -211,8 +211,8 @@ def _land_file(
                         checked.table, landing_file.uri, batch_id, ingested_at, spec
                     )
                     yield from table.to_batches()
-        except BaseException as exc:  # surfaced after deltalake unwinds
-            failure.append(exc)
+        except BaseException as exc:  # deltalake wraps errors raised while it pulls batches;
+            failure.append(exc)  # keep the original to re-raise
             raise
 
     batches = good_batches()
@@ -222,9 +222,7 @@ def _land_file(
             pass
         result.delta_version = committed
     else:
-        first = next(batches, None)
-        if failure:
-            raise failure[0]
+        first = next(batches, None)  # a reading error raises right here
         if first is not None:
             reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
             try:

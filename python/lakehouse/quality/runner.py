@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from lakehouse.quality.gx_engine import EXAMPLES, GXEngine, Outcome
 from lakehouse.quality.suites import Expectation, Suite
@@ -110,19 +112,19 @@ class _Merged:
             self.success = self.unexpected_count / nonmissing <= 1 - mostly
         e = self.expectation
         return ExpectationResult(
-            table,
-            e.type,
-            e.kwargs,
-            e.severity,
-            e.scope,
-            self.success,
-            self.element_count,
-            self.unexpected_count,
-            percent,
-            self.observed,
-            self.examples,
-            self.error,
-            e.notes,
+            table=table,
+            type=e.type,
+            kwargs=e.kwargs,
+            severity=e.severity,
+            scope=e.scope,
+            success=self.success,
+            element_count=self.element_count,
+            unexpected_count=self.unexpected_count,
+            unexpected_percent=percent,
+            observed_value=self.observed,
+            examples=self.examples,
+            error=self.error,
+            notes=e.notes,
         )
 
 
@@ -184,19 +186,19 @@ def _run_suite(
         message = f"cannot read {suite.relation}: {str(exc).splitlines()[0]}"
         results.append(
             ExpectationResult(
-                suite.name,
-                "table_is_readable",
-                {},
-                "blocking",
-                "table",
-                False,
-                0,
-                0,
-                None,
-                None,
-                [],
-                message,
-                "the table (and every column the suite reads) must exist",
+                table=suite.name,
+                type="table_is_readable",
+                kwargs={},
+                severity="blocking",
+                scope="table",
+                success=False,
+                element_count=0,
+                unexpected_count=0,
+                unexpected_percent=None,
+                observed_value=None,
+                examples=[],
+                error=message,
+                notes="the table (and every column the suite reads) must exist",
             )
         )
         return TableReport(
@@ -210,30 +212,27 @@ def _run_suite(
         )
     profile_expectations = [e for e in suite.expectations if e.scope == "profile"]
     if profile_expectations:
-        import pandas as pd
-
         frame = pd.DataFrame([profile])
         for e, outcome in zip(
             profile_expectations,
             engine.validate(frame, [x.for_gx() for x in profile_expectations]),
             strict=True,
         ):
-            observed = profile.get(e.kwargs.get("column"))
             results.append(
                 ExpectationResult(
-                    suite.name,
-                    e.type,
-                    e.kwargs,
-                    e.severity,
-                    e.scope,
-                    outcome.success,
-                    1,
-                    outcome.unexpected_count,
-                    None,
-                    observed,
-                    outcome.examples,
-                    outcome.error,
-                    e.notes,
+                    table=suite.name,
+                    type=e.type,
+                    kwargs=e.kwargs,
+                    severity=e.severity,
+                    scope=e.scope,
+                    success=outcome.success,
+                    element_count=1,
+                    unexpected_count=outcome.unexpected_count,
+                    unexpected_percent=None,
+                    observed_value=profile.get(e.kwargs.get("column")),
+                    examples=outcome.examples,
+                    error=outcome.error,
+                    notes=e.notes,
                 )
             )
     return TableReport(
@@ -293,7 +292,7 @@ def _render(sql: str, lake: str, as_of: datetime) -> str:
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if hasattr(value, "is_integer") and not isinstance(value, float):  # Decimal
+    if isinstance(value, Decimal):  # DuckDB DECIMAL arithmetic; JSON and GX want a number
         return float(value)
     return value
 
