@@ -344,3 +344,16 @@ def test_dbt_docs_generate_documents_every_mart_column(built, tmp_path: Path) ->
         v for k, v in catalog["nodes"].items() if k.endswith("photo_popularity_training")
     )
     assert training["columns"]["embedding"]["type"].upper() == "FLOAT[64]"
+
+
+def test_build_from_another_directory_resolves_paths_there(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, lake = built
+    monkeypatch.chdir(tmp_path)  # not the repo: the extension must still be found
+    result = run_dbt(
+        str(lake), "relative/w.duckdb", project=PROJECT, quiet=True, select=["stg_app__photos"]
+    )
+    assert result.success, result.error
+    assert (tmp_path / "relative" / "w.duckdb").exists()
+    assert not (PROJECT / "relative").exists()

@@ -71,21 +71,21 @@ def run_dbt(
     *,
     command: str = "build",
     select: list[str] | None = None,
-    pin: bool = True,
     versions: dict[str, int] | None = None,
     full_refresh: bool = False,
     project: Path,
     quiet: bool = False,
 ) -> BuildResult:
-    """Run ``dbt <command>`` on the project against ``lake``; exit code follows dbt."""
+    """Run ``dbt <command>`` on the project against ``lake``; exit code follows dbt.
+
+    ``versions`` pins the bronze Delta versions read; by default every table's current one.
+    Relative paths are relative to the working directory, as everywhere in the CLI."""
     from dbt.cli.main import dbtRunner
 
     lake = normalize_uri(lake)
-    pinned = versions if versions is not None else (bronze_versions(lake) if pin else {})
-    ensure_delta_extension(project)
-    warehouse = Path(warehouse)
-    if not warehouse.is_absolute():
-        warehouse = project / warehouse
+    pinned = versions if versions is not None else bronze_versions(lake)
+    extensions = ensure_delta_extension(project)
+    warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     args = [
         command,
@@ -103,7 +103,12 @@ def run_dbt(
         args.append("--full-refresh")
     if quiet:
         args += ["--quiet"]
-    with _environment(LAKEHOUSE_DUCKDB=str(warehouse), DBT_SEND_ANONYMOUS_USAGE_STATS="false"):
+    with _environment(
+        LAKEHOUSE_DUCKDB=str(warehouse),
+        # absolute: profiles.yml's default is relative to dbt's working directory
+        LAKEHOUSE_DUCKDB_EXTENSIONS=str(extensions.resolve()),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    ):
         try:
             outcome = dbtRunner().invoke(args)
         finally:
