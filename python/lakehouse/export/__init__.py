@@ -1,10 +1,10 @@
 """Warehouse marts -> versioned Arrow IPC shards with a lineage manifest.
 
-Public surface: :func:`export_model`, :func:`reproduce`, :func:`verify`, :class:`Manifest`,
-:class:`ExportError`.
+Public surface: :func:`export_model`, :func:`reproduce`, :func:`verify`,
+:func:`safe_shard_path`, :class:`Manifest`, :class:`ExportError`.
 """
 
-from lakehouse.export.manifest import MANIFEST, Manifest, ShardEntry, verify
+from lakehouse.export.manifest import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
 from lakehouse.export.publish import export_model, reproduce
 from lakehouse.export.writer import ExportError
 
@@ -15,5 +15,6 @@ __all__ = [
     "ShardEntry",
     "export_model",
     "reproduce",
+    "safe_shard_path",
     "verify",
 ]

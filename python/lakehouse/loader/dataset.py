@@ -1,0 +1,204 @@
+"""ShardDataset: whole batches of tensors sliced out of memory-mapped Arrow shards."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven, worker_batches
+from lakehouse.loader.shards import (
+    LoaderError,
+    ShardCache,
+    check_columns,
+    open_version,
+    split_entries,
+    verify_checksums,
+)
+
+PADDING_KEY = "is_padding"
+STATE_FORMAT = 1
+# the settings that decide the sample order; a state saved under others cannot resume exactly
+_ORDER_KEYS = ("model", "version", "split", "seed", "shuffle", "shuffle_buffer", "block_rows")
+
+
+class ShardDataset(IterableDataset):
+    """Batches of one split of a shard version, as ``dict[column, Tensor]``.
+
+    Use with ``DataLoader(ds, batch_size=None, num_workers=n)``: the dataset batches itself.
+    Every sample of an epoch is delivered exactly once across workers and ranks; each rank
+    gets the same number of batches. With ``uneven="pad"`` (default) ranks that run out
+    get filler batches of real samples, flagged in ``batch["is_padding"]`` so the loss can
+    mask them; with ``"drop"`` the samples that do not fill a batch on every rank are left
+    out. Call :meth:`set_epoch` at the start of each epoch, as with DistributedSampler
+    (``persistent_workers=True`` would keep workers on the old epoch, so do not use it).
+
+    Order: blocks of ``block_rows`` rows (default ``batch_size``) are shuffled by (seed,
+    epoch), then rows are mixed within windows of ``shuffle_buffer`` rows (default
+    8 x ``batch_size``; 0 keeps blocks whole, so batches are zero-copy slices of the map).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: str = "train",
+        *,
+        batch_size: int = 4096,
+        shuffle: bool = False,
+        seed: int = 0,
+        columns: list[str] | None = None,
+        shuffle_buffer: int | None = None,
+        block_rows: int | None = None,
+        uneven: Uneven = "pad",
+        rank: int | None = None,
+        world_size: int | None = None,
+        verify: bool = False,
+    ) -> None:
+        super().__init__()
+        self.folder, self.manifest = open_version(path)
+        self.split = split
+        self.entries = split_entries(self.manifest, split)
+        self.columns = check_columns(self.manifest, columns)
+        if verify:
+            verify_checksums(self.folder)
+        self.batch_size = batch_size
+        self.shuffle, self.seed = shuffle, seed
+        self.shuffle_buffer = 8 * batch_size if shuffle_buffer is None else shuffle_buffer
+        self.block_rows = block_rows or batch_size
+        self.uneven: Uneven = uneven
+        self.rank, self.world_size = _rank_and_world(rank, world_size)
+        self.epoch = 0
+        self._start = 0  # stream position this pass begins at (non-zero after a resume)
+        self._plan()  # refuse bad settings here, not in a worker
+
+    @property
+    def num_samples(self) -> int:
+        """Rows of the split (all ranks together)."""
+        return sum(e.rows for e in self.entries)
+
+    @property
+    def vocabularies(self) -> dict[str, list[str]]:
+        """Category names of the int32-coded columns (code i is ``vocabularies[col][i]``)."""
+        return self.manifest.vocabularies
+
+    def __len__(self) -> int:
+        """Batches this rank delivers in the coming pass."""
+        return self._plan().batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch``; a resumed epoch keeps its resume position."""
+        if epoch != self.epoch:
+            self.epoch, self._start = epoch, 0
+
+    def state_dict(self, batches_seen: int) -> dict[str, Any]:
+        """Where to resume once every rank has consumed ``batches_seen`` batches of this pass
+        (GPUPrefetcher.state_dict() counts them for you)."""
+        return {
+            "format": STATE_FORMAT,
+            "model": self.manifest.model,
+            "version": self.manifest.version,
+            "split": self.split,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "shuffle_buffer": self.shuffle_buffer,
+            "block_rows": self.block_rows,
+            "epoch": self.epoch,
+            "position": self._plan().position_after(batches_seen),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position: the next pass delivers exactly the samples of that
+        epoch not consumed yet, also with another number of workers or ranks."""
+        mine = self.state_dict(0)
+        differ = [
+            f"{k}: saved {state.get(k)!r}, now {mine[k]!r}"
+            for k in _ORDER_KEYS
+            if state.get(k) != mine[k]
+        ]
+        if state.get("format") != STATE_FORMAT or differ:
+            raise LoaderError(
+                "cannot resume exactly from this state, the sample order differs ("
+                + ("; ".join(differ) or f"state format {state.get('format')!r}")
+                + ")"
+            )
+        self.epoch, self._start = int(state["epoch"]), int(state["position"])
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        order = self._order()
+        plan = self._plan(order.total)
+        cache = ShardCache(self.folder, self.manifest, self.entries, self.columns)
+        for local in worker_batches(plan.batches, worker, workers):
+            positions, padding = plan.positions(local)
+            shard, row = order.rows(positions)
+            yield self._tensors(cache, Rows(shard, row, padding))
+
+    def _order(self) -> EpochOrder:
+        return EpochOrder(
+            [e.rows for e in self.entries],
+            block_rows=self.block_rows,
+            shuffle=self.shuffle,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=self.seed,
+            epoch=self.epoch,
+        )
+
+    def _plan(self, total: int | None = None) -> RankPlan:
+        return RankPlan(
+            total=self.num_samples if total is None else total,
+            start=self._start,
+            batch_size=self.batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+            uneven=self.uneven,
+        )
+
+    def _tensors(self, cache: ShardCache, rows: Rows) -> dict[str, torch.Tensor]:
+        run = rows.contiguous()
+        if run is not None:  # one run of rows: views of the map, no copy
+            shard, lo, hi = run
+            columns = cache[shard].columns
+            batch = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
+        else:
+            batch = {
+                name: torch.from_numpy(arr)
+                for name, arr in _gather(cache, rows, self.columns).items()
+            }
+        if self.uneven == "pad":
+            batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
+        return batch
+
+
+def _gather(cache: ShardCache, rows: Rows, names: list[str]) -> dict[str, np.ndarray]:
+    """Copy scattered rows into fresh arrays, one vectorised take per shard and column."""
+    by_shard = np.argsort(rows.shard, kind="stable")
+    shards, starts = np.unique(rows.shard[by_shard], return_index=True)
+    bounds = [*starts[1:], len(by_shard)]
+    out: dict[str, np.ndarray] = {}
+    for shard, lo, hi in zip(shards, starts, bounds, strict=True):
+        columns = cache[int(shard)].columns
+        where, take = by_shard[lo:hi], rows.row[by_shard[lo:hi]]
+        for name in names:
+            source = columns[name]
+            if name not in out:
+                out[name] = np.empty((len(rows.row), *source.shape[1:]), source.dtype)
+            out[name][where] = source[take]
+    return out
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit arguments, else the initialised process group, else torchrun's environment."""
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ValueError("pass both rank and world_size, or neither")
+        return rank, world_size
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank(), distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

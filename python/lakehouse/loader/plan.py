@@ -1,0 +1,160 @@
+"""The order of one epoch's samples, and which of them each rank and worker delivers.
+
+Everything here is arithmetic on row counts; no data is read. The order depends only on
+(seed, epoch, shuffle settings), never on the number of ranks or workers, which is what
+makes resume exact when those change.
+
+An epoch is a *stream* of sample positions 0..N-1:
+
+1. The split's rows are cut into blocks of ``block_rows`` consecutive rows per shard.
+   Shuffling permutes the blocks (so both shard and block order change with the epoch).
+2. Consecutive blocks form windows of about ``shuffle_buffer`` rows; the rows inside a
+   window are permuted too. This is a shuffle buffer with a deterministic result: the same
+   (seed, epoch) gives the same order in every process.
+3. The stream is cut into batches of ``batch_size`` from the resume position on. Batch
+   ``g`` goes to rank ``g % world_size``; a rank's ``j``-th batch goes to DataLoader worker
+   ``j % num_workers``, which is the order DataLoader collects them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Uneven = Literal["pad", "drop"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where a batch's samples live: parallel arrays of shard index and row in that shard."""
+
+    shard: np.ndarray  # int64
+    row: np.ndarray  # int64
+    padding: bool = False  # True for the filler batches that even out ranks
+
+    def contiguous(self) -> tuple[int, int, int] | None:
+        """(shard, first row, stop) when the batch is one run of rows in one shard."""
+        n = len(self.row)
+        if n == 0 or not (self.shard == self.shard[0]).all():
+            return None
+        first = int(self.row[0])
+        if int(self.row[-1]) - first + 1 != n or (n > 1 and not (np.diff(self.row) == 1).all()):
+            return None
+        return int(self.shard[0]), first, first + n
+
+
+class EpochOrder:
+    """The sample stream of one epoch over shards of the given row counts."""
+
+    def __init__(
+        self,
+        shard_rows: list[int],
+        *,
+        block_rows: int,
+        shuffle: bool,
+        shuffle_buffer: int,
+        seed: int,
+        epoch: int,
+    ) -> None:
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be at least 1, got {block_rows}")
+        shard, start, length = _blocks(shard_rows, block_rows)
+        if shuffle:
+            order = np.random.default_rng((seed, epoch)).permutation(len(shard))
+            shard, start, length = shard[order], start[order], length[order]
+        self.block_shard, self.block_start = shard, start
+        self.block_cum = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
+        self.total = int(self.block_cum[-1])
+        per_window = max(1, shuffle_buffer // block_rows) if shuffle else 1
+        self.mixes = shuffle and per_window > 1
+        self.window_cum = np.append(self.block_cum[:-1:per_window], self.total)
+        self._key = (seed, epoch)
+        self._perms: dict[int, np.ndarray] = {}
+
+    def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shard index and row of each stream position."""
+        if self.mixes:
+            positions = self._mix(positions)
+        block = np.searchsorted(self.block_cum, positions, side="right") - 1
+        row = self.block_start[block] + positions - self.block_cum[block]
+        return self.block_shard[block], row
+
+    def _mix(self, positions: np.ndarray) -> np.ndarray:
+        window = np.searchsorted(self.window_cum, positions, side="right") - 1
+        mixed = np.empty_like(positions)
+        for w in np.unique(window):
+            here = window == w
+            lo = self.window_cum[w]
+            mixed[here] = lo + self._perm(int(w))[positions[here] - lo]
+        return mixed
+
+    def _perm(self, window: int) -> np.ndarray:
+        if window not in self._perms:
+            if len(self._perms) >= 4:  # a worker moves forward; keep the last few
+                self._perms.pop(next(iter(self._perms)))
+            size = int(self.window_cum[window + 1] - self.window_cum[window])
+            rng = np.random.default_rng((*self._key, 1, window))
+            self._perms[window] = rng.permutation(size)
+        return self._perms[window]
+
+
+def _blocks(shard_rows: list[int], block_rows: int) -> tuple[np.ndarray, ...]:
+    shard, start, length = [], [], []
+    for index, rows in enumerate(shard_rows):
+        for first in range(0, rows, block_rows):
+            shard.append(index)
+            start.append(first)
+            length.append(min(block_rows, rows - first))
+    return (np.asarray(shard, np.int64), np.asarray(start, np.int64), np.asarray(length, np.int64))
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """The batches one rank delivers in one pass, from stream position ``start`` on."""
+
+    total: int  # samples in the epoch
+    start: int  # resume position in the stream
+    batch_size: int
+    rank: int
+    world_size: int
+    uneven: Uneven
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside world size {self.world_size}")
+        if self.uneven not in ("pad", "drop"):
+            raise ValueError(f"uneven must be 'pad' or 'drop', got {self.uneven!r}")
+
+    @property
+    def batches(self) -> int:
+        """Batches every rank delivers: equal across ranks, so DDP never waits forever."""
+        remaining = max(0, self.total - self.start)
+        if self.uneven == "drop":
+            return remaining // self.batch_size // self.world_size
+        return _ceil_div(_ceil_div(remaining, self.batch_size), self.world_size)
+
+    def positions(self, local: int) -> tuple[np.ndarray, bool]:
+        """Stream positions of this rank's ``local``-th batch, and whether it is padding."""
+        batch = local * self.world_size + self.rank
+        lo = self.start + batch * self.batch_size
+        if lo < self.total:
+            return np.arange(lo, min(lo + self.batch_size, self.total), dtype=np.int64), False
+        # a filler batch: real samples from the start of the epoch, marked as padding
+        return np.arange(lo, lo + self.batch_size, dtype=np.int64) % self.total, True
+
+    def position_after(self, batches_seen: int) -> int:
+        """Stream position once every rank has consumed ``batches_seen`` batches."""
+        return min(self.total, self.start + batches_seen * self.world_size * self.batch_size)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def worker_batches(batches: int, worker: int, num_workers: int) -> range:
+    """A worker's share of a rank's batches, in the order DataLoader collects them."""
+    return range(worker, batches, num_workers)

@@ -1,0 +1,156 @@
+"""Open a shard version and memory-map its shards as numpy columns.
+
+Shards are mapped copy-on-write: pages come from the page cache, shared by every worker
+that reads the same file, and a training loop that writes into a batch tensor in place
+changes its private copy of the page, never the shard (a read-only map would crash it).
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from lakehouse.export import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
+
+
+class LoaderError(Exception):
+    """Shards that cannot be read as promised; the message names the shard and what to do."""
+
+
+def open_version(path: str | Path) -> tuple[Path, Manifest]:
+    """The version folder ``path`` points at (``latest`` is resolved once, so a new export
+    during training does not change the data under a running job) and its manifest."""
+    folder = Path(path).resolve()
+    if not (folder / MANIFEST).exists():
+        raise LoaderError(
+            f"no {MANIFEST} in {path}; point at a shard version such as "
+            "shards/photo_popularity_training/latest (written by `lakehouse export`)"
+        )
+    try:
+        return folder, Manifest.read(folder / MANIFEST)
+    except (ValueError, TypeError, KeyError) as error:
+        raise LoaderError(f"{folder / MANIFEST} is not a shard manifest: {error}") from error
+
+
+def split_entries(manifest: Manifest, split: str) -> list[ShardEntry]:
+    entries = [s for s in manifest.shards if s.split == split]
+    if not entries:
+        known = sorted({s.split for s in manifest.shards})
+        raise LoaderError(
+            f"{manifest.model} v{manifest.version} has no split {split!r}; it has {known}"
+        )
+    return entries
+
+
+def check_columns(manifest: Manifest, columns: list[str] | None) -> list[str]:
+    """The requested columns, all of them by default; unknown names are refused."""
+    names = [c["name"] for c in manifest.schema]
+    wanted = list(columns) if columns else names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise LoaderError(
+            f"{manifest.model} v{manifest.version} has no column(s) {', '.join(unknown)}; "
+            f"it has {', '.join(names)}"
+        )
+    return wanted
+
+
+def verify_checksums(folder: Path) -> None:
+    problems = verify(folder)
+    if problems:
+        raise LoaderError(f"shards in {folder} fail their checksums: " + "; ".join(problems))
+
+
+class ShardColumns:
+    """One shard's requested columns as numpy arrays over a copy-on-write memory map."""
+
+    def __init__(self, folder: Path, entry: ShardEntry, manifest: Manifest, columns: list[str]):
+        path = safe_shard_path(folder, entry.path)
+        self.path = path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise LoaderError(f"shard {path} is missing (listed in {folder / MANIFEST})") from None
+        if size != entry.bytes:
+            raise LoaderError(
+                f"shard {path} has {size} bytes but the manifest says {entry.bytes}: "
+                "truncated or replaced; export again or run `lakehouse shards verify`"
+            )
+        with open(path, "rb") as handle:
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+        base = pa.py_buffer(self._map)
+        try:
+            reader = ipc.open_file(pa.BufferReader(base))
+            table = reader.read_all()
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
+            raise LoaderError(f"shard {path} is corrupt: {error}") from error
+        expected = [(c["name"], c["type"]) for c in manifest.schema]
+        found = [(f.name, str(f.type)) for f in table.schema]
+        if found != expected:
+            raise LoaderError(f"shard {path} has schema {found}, the manifest says {expected}")
+        if table.num_rows != entry.rows:
+            raise LoaderError(
+                f"shard {path} has {table.num_rows} rows, the manifest says {entry.rows}"
+            )
+        table = table.combine_chunks()
+        self.rows = table.num_rows
+        self.columns = {name: self._numpy(name, table.column(name), base) for name in columns}
+
+    def _numpy(self, name: str, column: pa.ChunkedArray, base: pa.Buffer) -> np.ndarray:
+        array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if array.null_count:
+            raise LoaderError(
+                f"shard {self.path} column {name} has {array.null_count} nulls; "
+                "shards carry no nulls (the exporter codes missing categories as -1)"
+            )
+        width = 1
+        if pa.types.is_fixed_size_list(array.type):
+            width = array.type.list_size
+            array = array.flatten()
+        if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+            raise LoaderError(
+                f"shard {self.path} column {name} has type {array.type}, not a tensor type"
+            )
+        dtype = np.dtype(array.type.to_pandas_dtype())
+        count = len(array)
+        if count == 0:
+            return np.empty((0, width) if width > 1 else 0, dtype)
+        data = array.buffers()[1]
+        offset = data.address - base.address
+        if offset >= 0 and offset + data.size <= base.size:  # uncompressed: view the map
+            values = np.frombuffer(self._map, dtype, count, offset + array.offset * dtype.itemsize)
+        else:  # compressed shards were decompressed into memory; take a private copy
+            values = np.frombuffer(data, dtype, count, array.offset * dtype.itemsize).copy()
+        return values.reshape(-1, width) if width > 1 else values
+
+
+class ShardCache:
+    """Open shards of one worker, the most recently used ones kept (each holds a map)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        entries: list[ShardEntry],
+        columns: list[str],
+        capacity: int = 64,
+    ):
+        self._folder, self._manifest, self._entries = folder, manifest, entries
+        self._columns, self._capacity = columns, capacity
+        self._open: OrderedDict[int, ShardColumns] = OrderedDict()
+
+    def __getitem__(self, index: int) -> ShardColumns:
+        if index in self._open:
+            self._open.move_to_end(index)
+        else:
+            if len(self._open) >= self._capacity:
+                self._open.popitem(last=False)  # tensors still using it keep the map alive
+            self._open[index] = ShardColumns(
+                self._folder, self._entries[index], self._manifest, self._columns
+            )
+        return self._open[index]

@@ -1,0 +1,328 @@
+"""The loader delivers every sample of an epoch exactly once across workers and ranks, in an
+order fixed by (seed, epoch), resumes mid-epoch without replay, and names a broken shard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader
+
+from lakehouse.export import Manifest
+from lakehouse.export.manifest import sha256_of
+from lakehouse.loader import GPUPrefetcher, LoaderError, ShardDataset
+from lakehouse.loader.plan import EpochOrder, RankPlan, Rows
+from lakehouse.loader.shards import ShardCache
+from tests.loader_fixtures import ROWS, SHARD_ROWS, rank_job, write_shards
+
+TRAIN_IDS = [i for i in range(ROWS) if i % 10 < 8]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_shards(tmp_path_factory.mktemp("loader"))
+
+
+def _ids(batches) -> list[int]:
+    return [i for batch in batches for i in batch["photo_id"].tolist()]
+
+
+def _real_ids(batches) -> list[int]:
+    return [
+        i
+        for batch in batches
+        for i, pad in zip(batch["photo_id"].tolist(), batch["is_padding"].tolist(), strict=True)
+        if not pad
+    ]
+
+
+@pytest.mark.parametrize(("shuffle", "buffer"), [(False, 0), (True, 0), (True, 250), (True, 10**6)])
+def test_every_stream_position_is_a_distinct_row(shuffle: bool, buffer: int) -> None:
+    sizes = [97] * 8 + [24]
+    order = EpochOrder(
+        sizes, block_rows=40, shuffle=shuffle, shuffle_buffer=buffer, seed=1, epoch=2
+    )
+    shard, row = order.rows(np.arange(order.total))
+    pairs = set(zip(shard.tolist(), row.tolist(), strict=True))
+    assert order.total == sum(sizes) == len(pairs)
+    assert all(0 <= r < sizes[s] for s, r in pairs)
+    if not shuffle:  # natural order: shard by shard, row by row
+        assert shard.tolist() == sorted(shard.tolist())
+        assert row[:97].tolist() == list(range(97))
+
+
+def test_a_rank_plan_gives_every_rank_the_same_number_of_batches() -> None:
+    for total, batch, world in [(800, 64, 2), (800, 64, 3), (5, 64, 4), (1000, 1, 7)]:
+        for uneven in ("pad", "drop"):
+            plans = [RankPlan(total, 0, batch, r, world, uneven) for r in range(world)]
+            assert len({p.batches for p in plans}) == 1
+            real = Counter(
+                int(i)
+                for p in plans
+                for j in range(p.batches)
+                for i in p.positions(j)[0]
+                if not p.positions(j)[1]
+            )
+            if uneven == "pad":
+                assert sorted(real) == list(range(total)) and set(real.values()) == {1}
+            else:
+                kept = total // batch // world * world * batch
+                assert sorted(real) == list(range(kept))
+
+
+def test_unshuffled_batches_are_zero_copy_views_of_the_map(shards: Path) -> None:
+    ds = ShardDataset(shards, "train", batch_size=32, shuffle_buffer=0, block_rows=32)
+    cache = ShardCache(ds.folder, ds.manifest, ds.entries, ds.columns)
+    batch = ds._tensors(cache, Rows(np.full(32, 2), np.arange(10, 42)))
+    mapped = cache[2].columns["embedding"]
+    assert batch["embedding"].data_ptr() == mapped.ctypes.data + 10 * mapped.strides[0]
+    assert batch["embedding"].shape == (32, 4) and batch["embedding"].dtype == torch.float32
+
+
+def test_writing_into_a_batch_never_changes_the_shard(shards: Path) -> None:
+    ds = ShardDataset(shards, "train", batch_size=50, shuffle_buffer=0)
+    before = {p: sha256_of(p) for p in Path(shards).rglob("*.arrow")}
+    for batch in ds:
+        batch["feature"].mul_(-1)  # a training loop normalising in place
+        batch["embedding"].zero_()
+    assert {p: sha256_of(p) for p in Path(shards).rglob("*.arrow")} == before
+    again = next(iter(ds))
+    assert again["feature"][:3].tolist() == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("buffer", [0, 200])
+def test_batches_carry_the_values_of_their_rows(shards: Path, buffer: int) -> None:
+    ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=3, shuffle_buffer=buffer)
+    for batch in ds:
+        ids = batch["photo_id"].double()
+        assert torch.equal(batch["feature"], (ids * 0.5).float())
+        assert torch.equal(batch["embedding"][:, 0], ids.float())
+        assert torch.equal(batch["embedding"][:, 2], -ids.float())
+        assert torch.equal(batch["is_popular"], (batch["photo_id"] % 7 == 0).to(torch.uint8))
+        assert torch.equal(batch["posted_at"], 1_767_225_600_000_000 + batch["photo_id"] * 10**6)
+
+
+def test_an_epoch_is_every_sample_once_and_the_order_follows_seed_and_epoch(shards: Path) -> None:
+    def order(seed: int, epoch: int, workers: int) -> list[int]:
+        ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=seed)
+        ds.set_epoch(epoch)
+        return _ids(DataLoader(ds, batch_size=None, num_workers=workers))
+
+    first = order(0, 0, 0)
+    assert sorted(first) == TRAIN_IDS
+    assert order(0, 0, 2) == first  # workers do not change the order
+    assert order(0, 1, 0) != first and sorted(order(0, 1, 0)) == TRAIN_IDS
+    assert order(1, 0, 0) != first
+    unshuffled = _ids(ShardDataset(shards, "train", batch_size=64))
+    assert unshuffled == TRAIN_IDS  # photo_id order, as exported
+
+
+def test_shuffle_buffer_mixes_rows_across_blocks(shards: Path) -> None:
+    whole = ShardDataset(shards, "train", batch_size=64, shuffle=True, shuffle_buffer=0)
+    mixed = ShardDataset(shards, "train", batch_size=64, shuffle=True, shuffle_buffer=512)
+    runs = [int((np.diff(b["photo_id"].numpy()) > 0).mean() * 100) for b in whole]
+    assert min(runs) >= 90  # whole blocks: mostly runs of consecutive ids
+    spread = [int(b["photo_id"].max() - b["photo_id"].min()) for b in mixed]
+    assert np.median(spread) > 4 * 64  # rows come from several blocks
+
+
+def test_exactly_once_over_two_ranks_times_two_workers(shards: Path, tmp_path: Path) -> None:
+    epochs, batch_size = 3, 64
+    mp.spawn(rank_job, args=(str(shards), str(tmp_path), epochs, batch_size), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    orders = []
+    for epoch in range(epochs):
+        per_rank = [ranks[r][epoch] for r in range(2)]
+        # 800 rows = 12 full batches + 32 rows: 13 batches, 7 per rank, one filler batch
+        assert per_rank[0]["batches"] == per_rank[1]["batches"] == 7
+        real = [
+            i
+            for seen in per_rank
+            for i, pad in zip(seen["ids"], seen["padding"], strict=True)
+            if not pad
+        ]
+        assert sorted(real) == TRAIN_IDS  # every sample once, none repeated
+        assert sum(sum(seen["padding"]) for seen in per_rank) == 64
+        orders.append(per_rank[0]["ids"])
+    assert orders[0] != orders[1] != orders[2]
+
+
+def test_drop_mode_gives_full_equal_batches_and_drops_only_the_remainder(shards: Path) -> None:
+    seen = []
+    for rank in range(3):
+        ds = ShardDataset(
+            shards, "train", batch_size=64, shuffle=True, uneven="drop", rank=rank, world_size=3
+        )
+        batches = list(ds)
+        # 800 rows hold 12 full batches of 64: 4 per rank, the last 32 rows are dropped
+        assert len(batches) == 4 and all(len(b["photo_id"]) == 64 for b in batches)
+        assert "is_padding" not in batches[0]
+        seen += _ids(batches)
+    assert len(seen) == len(set(seen)) == 12 * 64
+
+
+def test_resume_equals_an_uninterrupted_run_with_other_worker_counts(shards: Path) -> None:
+    def loader(workers: int, state=None) -> GPUPrefetcher:
+        ds = ShardDataset(shards, "train", batch_size=48, shuffle=True, seed=7)
+        ds.set_epoch(4)
+        prefetcher = GPUPrefetcher(DataLoader(ds, batch_size=None, num_workers=workers))
+        if state is not None:
+            prefetcher.load_state_dict(state)
+            ds.set_epoch(4)  # the training loop's usual call keeps the resume position
+        return prefetcher
+
+    uninterrupted = _ids(loader(2))
+    first = loader(2)
+    taken = []
+    for step, batch in enumerate(first, start=1):
+        taken += batch["photo_id"].tolist()
+        if step == 5:
+            state = first.state_dict()
+            break
+    assert state["position"] == 5 * 48 and state["epoch"] == 4
+    rest = _ids(loader(1, state))
+    assert taken + rest == uninterrupted
+    assert _ids(loader(0, state)) == rest
+
+
+def test_resume_with_fewer_ranks_delivers_exactly_the_rest(shards: Path) -> None:
+    def rank_ds(rank: int, world: int) -> ShardDataset:
+        return ShardDataset(
+            shards, "train", batch_size=40, shuffle=True, rank=rank, world_size=world
+        )
+
+    taken = []
+    for rank in range(4):  # four ranks each consume 3 batches, then the job restarts on 1
+        ds = rank_ds(rank, 4)
+        for step, batch in enumerate(ds, start=1):
+            taken += batch["photo_id"].tolist()
+            if step == 3:
+                break
+    state = rank_ds(0, 4).state_dict(batches_seen=3)
+    single = rank_ds(0, 1)
+    single.load_state_dict(state)
+    rest = _real_ids(single)
+    assert sorted(taken + rest) == TRAIN_IDS
+
+
+def test_a_state_from_another_order_is_refused(shards: Path) -> None:
+    state = ShardDataset(shards, "train", shuffle=True, seed=1).state_dict(batches_seen=1)
+    other = ShardDataset(shards, "train", shuffle=True, seed=2)
+    with pytest.raises(LoaderError, match="seed: saved 1, now 2"):
+        other.load_state_dict(state)
+
+
+def test_a_missing_truncated_or_corrupt_shard_is_named(shards: Path, tmp_path: Path) -> None:
+    def broken(damage) -> tuple[Path, Path]:
+        copy = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(shards, copy)
+        target = copy / "train" / "part-00003.arrow"
+        damage(target)
+        return copy, target
+
+    def read_all(folder: Path, **options) -> None:
+        for _ in ShardDataset(folder, "train", batch_size=100, **options):
+            pass
+
+    folder, target = broken(lambda p: p.unlink())
+    with pytest.raises(LoaderError, match=rf"shard {target} is missing"):
+        read_all(folder)
+    folder, target = broken(lambda p: p.write_bytes(p.read_bytes()[:-200]))
+    with pytest.raises(LoaderError, match=rf"shard {target} has \d+ bytes .* truncated"):
+        read_all(folder)
+    folder, target = broken(lambda p: p.write_bytes(p.read_bytes()[:-64] + b"\0" * 64))
+    with pytest.raises(LoaderError, match=rf"shard {target} is corrupt"):
+        read_all(folder)
+
+    def flip_a_value(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    folder, _ = broken(flip_a_value)
+    read_all(folder)  # a flipped value parses: only the checksum can see it
+    with pytest.raises(LoaderError, match=r"part-00003.arrow: sha256 differs"):
+        read_all(folder, verify=True)
+
+
+def test_unknown_split_or_column_and_a_folder_without_manifest_are_explained(
+    shards: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(LoaderError, match=r"no split 'dev'; it has \['test', 'train', 'val'\]"):
+        ShardDataset(shards, "dev")
+    with pytest.raises(LoaderError, match=r"no column.* likes; it has photo_id, feature"):
+        ShardDataset(shards, "train", columns=["photo_id", "likes"])
+    with pytest.raises(LoaderError, match=r"no manifest\.json in .*lakehouse export"):
+        ShardDataset(tmp_path, "train")
+
+
+def test_compressed_shards_give_the_same_batches(shards: Path, tmp_path: Path) -> None:
+    lz4 = write_shards(tmp_path, compression="lz4")
+    plain = list(ShardDataset(shards, "val", batch_size=30, shuffle=True))
+    packed = list(ShardDataset(lz4, "val", batch_size=30, shuffle=True))
+    assert len(plain) == len(packed) == 4
+    for a, b in zip(plain, packed, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prefetcher_without_cuda_yields_cpu_tensors_and_never_pins(
+    shards: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("pin_memory called on a machine without CUDA")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", refuse)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ds = ShardDataset(shards, "val", batch_size=30)
+    prefetcher = GPUPrefetcher(DataLoader(ds, batch_size=None, num_workers=1), device="cuda")
+    batches = list(prefetcher)
+    assert prefetcher.device == torch.device("cpu") and len(prefetcher) == 4
+    assert all(t.device.type == "cpu" for b in batches for t in b.values())
+    assert _ids(batches) == [i for i in range(ROWS) if i % 10 == 8]
+    assert prefetcher.state_dict()["position"] == 100
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prefetcher_delivers_the_same_batches_on_the_gpu(shards: Path) -> None:
+    def run(device: str, depth: int = 3) -> list[dict[str, torch.Tensor]]:
+        ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+        loader = DataLoader(ds, batch_size=None, num_workers=2)
+        prefetcher = GPUPrefetcher(loader, device=device, depth=depth)
+        out = []
+        for batch in prefetcher:
+            assert all(t.device.type == device for t in batch.values())
+            out.append({k: v.cpu() for k, v in batch.items()})  # syncs with the copy stream
+            assert prefetcher.state_dict()["position"] == min(800, 64 * len(out))
+        return out
+
+    cpu, gpu = run("cpu"), run("cuda")
+    assert len(cpu) == len(gpu) == 13
+    for a, b in zip(cpu, gpu, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _ids(run("cuda", depth=1)) == _ids(cpu)
+
+
+def test_shard_schema_must_match_the_manifest(shards: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "v"
+    shutil.copytree(shards, copy)
+    manifest = Manifest.read(copy / "manifest.json")
+    target = copy / manifest.shards[0].path
+    table = ipc.open_file(pa.memory_map(str(target))).read_all()
+    table = table.set_column(1, "feature", table["feature"].cast(pa.float64()))
+    with ipc.new_file(str(target), table.schema) as writer:
+        writer.write_table(table)
+    entry = manifest.shards[0]
+    manifest.shards[0] = type(entry)(
+        entry.split, entry.path, entry.rows, target.stat().st_size, sha256_of(target)
+    )
+    (copy / "manifest.json").write_text(manifest.to_json())
+    with pytest.raises(LoaderError, match=rf"shard {target} has schema .*'feature', 'double'"):
+        list(ShardDataset(copy, manifest.shards[0].split, batch_size=SHARD_ROWS))
