@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from lakehouse.cli import main
 from tests.helpers import bronze
 
 
-@pytest.mark.parametrize("command", ["generate", "ingest", "demo"])
+@pytest.mark.parametrize("command", ["generate", "ingest", "train", "demo"])
 def test_help_explains_each_command(command: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "lakehouse.cli", command, "--help"],
@@ -71,7 +72,7 @@ def test_generate_then_ingest_from_the_command_line(
     assert bronze(lake, "users").num_rows == 50
 
 
-def test_demo_generates_and_ingests(tmp_path: Path) -> None:
+def test_demo_runs_every_step_and_the_model_beats_the_baseline(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lakehouse.cli", "demo", "--workdir", str(tmp_path)],
         capture_output=True,
@@ -81,6 +82,11 @@ def test_demo_generates_and_ingests(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert bronze(tmp_path / "lake", "events").num_rows > 500_000
     assert "quarantine at" in result.stdout
+    assert (tmp_path / "shards" / "photo_popularity_training" / "v1" / "manifest.json").exists()
+    trained = re.search(r"model ([\d.]+) beats the constant baseline ([\d.]+)", result.stdout)
+    assert trained, result.stdout[-2000:]
+    assert float(trained.group(1)) < 0.8 * float(trained.group(2))
+    assert re.search(r"on (cpu|cuda\S*): [\d,]+ samples/s", result.stdout)
 
 
 def test_demo_starts_over_when_its_sample_is_from_another_day(tmp_path: Path) -> None:

@@ -247,13 +247,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", type=Path, help="a version folder, `latest`, or a manifest.json")
 
+    trn = commands.add_parser(
+        "train",
+        help="train a small model on exported shards (proves the loader end to end)",
+        description=(
+            "Train a small MLP for a few epochs on the train split of a shard version with "
+            "ShardDataset + GPUPrefetcher, then compare its validation MSE with the constant "
+            "predictor (the train mean). Exits 1 when the model does not beat the baseline."
+        ),
+    )
+    trn.add_argument(
+        "shards",
+        nargs="?",
+        type=Path,
+        default=Path("data/demo/shards/photo_popularity_training/latest"),
+        help="a shard version folder (default: the demo's latest)",
+    )
+    trn.add_argument("--epochs", type=_positive, default=4, help="passes over train (default: 4)")
+    trn.add_argument("--batch-size", type=_positive, default=512, help="default: 512")
+    trn.add_argument(
+        "--workers", type=int, default=2, help="DataLoader worker processes (default: 2)"
+    )
+    trn.add_argument(
+        "--device", default="cuda", help="cuda or cpu; cuda falls back to cpu (default: cuda)"
+    )
+    trn.add_argument("--seed", type=int, default=0, help="shuffle and init seed (default: 0)")
+
     demo = commands.add_parser(
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
         description=(
             "Generate a sample landing folder up to today (1%% dirty rows), ingest it into a "
-            "local lake, build the DuckDB warehouse with dbt, run the data-quality gate and "
-            "export the training set to Arrow shards."
+            "local lake, build the DuckDB warehouse with dbt, run the data-quality gate, "
+            "export the training set to Arrow shards and train a small model on them."
         ),
     )
     demo.add_argument(
@@ -294,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args, console)
         if args.command == "shards":
             return _shards(args, console, err)
+        if args.command == "train":
+            return _train(args.shards, args, console, err)
         if args.command == "demo":
             return _demo(args, console, err)
     except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
@@ -564,7 +592,7 @@ def _print_manifest(manifest, folder: Path, console: Console) -> None:
 def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     workdir: Path = args.workdir
     landing, lake = workdir / "landing", workdir / "lake"
-    console.rule("1/5 generate sample landing data (up to today, like last night's dump)")
+    console.rule("1/6 generate sample landing data (up to today, like last night's dump)")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     _discard_stale_demo(workdir, today, console)
     generate_args = argparse.Namespace(
@@ -578,21 +606,21 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         end=today,
     )
     _generate(generate_args, console, err)
-    console.rule("2/5 ingest into bronze Delta tables")
+    console.rule("2/6 ingest into bronze Delta tables")
     code = _ingest(str(landing), str(lake), None, console, err)
     console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
     if code != EXIT_OK:
         return code
-    console.rule("3/5 build the warehouse with dbt")
+    console.rule("3/6 build the warehouse with dbt")
     warehouse = str(workdir / "warehouse.duckdb")
     code = _build(str(lake), warehouse, None, [], False, console, err)
     if code != EXIT_OK:
         return code
-    console.rule("4/5 data-quality gate")
+    console.rule("4/6 data-quality gate")
     code = _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
     if code != EXIT_OK:
         return code
-    console.rule("5/5 export the training set to Arrow shards")
+    console.rule("5/6 export the training set to Arrow shards")
     export_args = argparse.Namespace(
         model="photo_popularity_training",
         out=workdir / "shards",
@@ -605,7 +633,45 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         force=False,
         reproduce=None,
     )
-    return _export(export_args, console)
+    code = _export(export_args, console)
+    if code != EXIT_OK:
+        return code
+    console.rule("6/6 train a small model on the shards (ShardDataset + GPUPrefetcher)")
+    train_args = argparse.Namespace(epochs=4, batch_size=512, workers=2, device="cuda", seed=0)
+    latest = workdir / "shards" / "photo_popularity_training" / "latest"
+    return _train(latest, train_args, console, err)
+
+
+def _train(shards: Path, args: argparse.Namespace, console: Console, err: Console) -> int:
+    from lakehouse.loader import LoaderError
+    from lakehouse.loader.training import train_popularity_model
+
+    try:
+        with RichStepProgress(console, "train") as progress:
+            report = train_popularity_model(
+                shards,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+                seed=args.seed,
+                on_step=progress,
+            )
+    except LoaderError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_FAILED
+    console.print(
+        f"trained {report.epochs} epochs on {report.train_samples:,} samples on "
+        f"{report.device}: {report.samples_per_second:,.0f} samples/s",
+        highlight=False,
+    )
+    verdict = "[green]beats[/]" if report.beats_baseline else "[bold red]does not beat[/]"
+    console.print(
+        f"validation MSE of log1p(likes_7d): model {report.val_mse:.4f} {verdict} the "
+        f"constant baseline {report.baseline_mse:.4f}",
+        highlight=False,
+    )
+    return EXIT_OK if report.beats_baseline else EXIT_FAILED
 
 
 def _discard_stale_demo(workdir: Path, today: datetime, console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,12 @@ class ShardDataset(IterableDataset):
     def vocabularies(self) -> dict[str, list[str]]:
         """Category names of the int32-coded columns (code i is ``vocabularies[col][i]``)."""
         return self.manifest.vocabularies
+
+    def width(self, column: str) -> int:
+        """Values per sample of ``column``: 1, or N for a fixed-size list such as an embedding."""
+        kind = next(c["type"] for c in self.manifest.schema if c["name"] == column)
+        size = re.search(r"\[(\d+)\]$", kind)
+        return int(size.group(1)) if size else 1
 
     def __len__(self) -> int:
         """Batches this rank delivers in the coming pass."""
