@@ -167,35 +167,61 @@ class ShardDataset(IterableDataset):
         )
 
     def _tensors(self, cache: ShardCache, rows: Rows) -> dict[str, torch.Tensor]:
+        # in a DataLoader worker the batch must be copied into shared memory to reach the
+        # trainer anyway: copy it once, into one buffer (one shared segment per batch, not
+        # one per column), and let torch send that buffer as it is
+        in_worker = get_worker_info() is not None
         run = rows.contiguous()
-        if run is not None:  # one run of rows: views of the map, no copy
+        if run is not None and not in_worker:  # one run of rows: views of the map, no copy
             shard, lo, hi = run
             columns = cache[shard].columns
             batch = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
         else:
-            batch = {
-                name: torch.from_numpy(arr)
-                for name, arr in _gather(cache, rows, self.columns).items()
-            }
+            batch = _gather(cache, rows, self.columns, shared=in_worker)
         if self.uneven == "pad":
             batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
         return batch
 
 
-def _gather(cache: ShardCache, rows: Rows, names: list[str]) -> dict[str, np.ndarray]:
-    """Copy scattered rows into fresh arrays, one vectorised take per shard and column."""
-    by_shard = np.argsort(rows.shard, kind="stable")
-    shards, starts = np.unique(rows.shard[by_shard], return_index=True)
-    bounds = [*starts[1:], len(by_shard)]
-    out: dict[str, np.ndarray] = {}
-    for shard, lo, hi in zip(shards, starts, bounds, strict=True):
-        columns = cache[int(shard)].columns
-        where, take = by_shard[lo:hi], rows.row[by_shard[lo:hi]]
+def _gather(
+    cache: ShardCache, rows: Rows, names: list[str], *, shared: bool
+) -> dict[str, torch.Tensor]:
+    """Copy a batch's rows into one fresh buffer, one ``take`` per shard and column.
+
+    Rows are grouped by shard and sorted within it: a batch is a set of samples to SGD, and
+    sorted runs turn the copy into a few sequential reads instead of a scatter.
+    """
+    order = np.lexsort((rows.row, rows.shard))
+    shard, row = rows.shard[order], rows.row[order]
+    cuts = np.flatnonzero(np.diff(shard)) + 1
+    first = cache[int(shard[0])].columns
+    out = _allocate(len(row), {name: first[name] for name in names}, shared)
+    for lo, hi in zip([0, *cuts], [*cuts, len(row)], strict=True):
+        columns = cache[int(shard[lo])].columns
         for name in names:
-            source = columns[name]
-            if name not in out:
-                out[name] = np.empty((len(rows.row), *source.shape[1:]), source.dtype)
-            out[name][where] = source[take]
+            np.take(columns[name], row[lo:hi], axis=0, out=out[name].numpy()[lo:hi])
+    return out
+
+
+def _allocate(
+    rows: int, like: dict[str, np.ndarray], shared: bool, align: int = 64
+) -> dict[str, torch.Tensor]:
+    """Tensors of ``rows`` rows shaped like the given columns, carved out of one buffer."""
+    layout, total = {}, 0
+    for name, column in like.items():
+        shape = (rows, *column.shape[1:])
+        layout[name] = (total, column.dtype, shape)
+        total += -(-int(np.prod(shape)) * column.dtype.itemsize // align) * align
+    if shared:
+        storage = torch.UntypedStorage._new_shared(max(total, 1))
+        buffer = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (max(total, 1),), (1,))
+    else:
+        buffer = torch.empty(max(total, 1), dtype=torch.uint8)
+    out = {}
+    for name, (offset, dtype, shape) in layout.items():
+        size = int(np.prod(shape)) * dtype.itemsize
+        typed = torch.from_numpy(np.empty(0, dtype)).dtype
+        out[name] = buffer[offset : offset + size].view(typed).view(shape)
     return out
 
 
