@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_warehouse.py
+	$(BIN)/python benchmarks/bench_loader.py
 
 clean:
 	rm -rf $(VENV) data lake .pytest_cache .duckdb target
