@@ -10,6 +10,8 @@ import argparse
 import json
 import shutil
 import sys
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +40,17 @@ from lakehouse.warehouse import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MODEL = "photo_popularity_training"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A step's exit code and its line in the nightly job's summary."""
+
+    code: int
+    rows: str = ""
+    detail: str = ""
+    reason: str = ""  # why it failed, one line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +286,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trn.add_argument("--seed", type=int, default=0, help="shuffle and init seed (default: 0)")
 
+    run = commands.add_parser(
+        "run",
+        help="the nightly job: ingest -> dbt build -> quality gate -> export",
+        description=(
+            "Run the whole job once: ingest --landing into --lake, build the warehouse with "
+            "dbt, run the data-quality gate, export the training set to --out. A step runs "
+            "only after the one before succeeded (nothing is exported after a failed gate); "
+            "the job ends with a summary of every step (rows, versions, seconds) and exits 1 "
+            "with the reason when a step fails. Paths may be local or s3:// URIs."
+        ),
+    )
+    run.add_argument("--landing", required=True, help="landing folder or s3://bucket/prefix")
+    run.add_argument("--lake", required=True, help="lake root, local or s3://bucket/prefix")
+    run.add_argument("--out", required=True, help="shard root, local or s3://bucket/prefix")
+    run.add_argument(
+        "--warehouse", default=DEFAULT_DUCKDB, help=f"DuckDB file (default: {DEFAULT_DUCKDB})"
+    )
+    run.add_argument(
+        "--quality-dir",
+        type=Path,
+        default=None,
+        help="gate reports (default: quality/ next to the warehouse file)",
+    )
+    run.add_argument("--model", default=MODEL, help=f"mart to export (default: {MODEL})")
+    run.add_argument("--shard-rows", type=_positive, default=65_536, help="rows per shard")
+
     demo = commands.add_parser(
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
@@ -301,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return _generate(args, console, err)
         if args.command == "ingest":
-            return _ingest(args.landing, args.lake, args.tables, console, err)
+            return _ingest(args.landing, args.lake, args.tables, console, err).code
         if args.command == "build":
             return _build(
                 args.lake,
@@ -311,13 +350,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.full_refresh,
                 console,
                 err,
-            )
+            ).code
         if args.command == "validate":
             return _validate(
                 args.warehouse, args.lake, args.tables, args.out, args.as_of, console, err
-            )
+            ).code
         if args.command == "export":
-            return _export(args, console)
+            return _export(args, console).code
+        if args.command == "run":
+            return _run(args, console, err)
         if args.command == "shards":
             return _shards(args, console, err)
         if args.command == "train":
@@ -363,7 +404,7 @@ def _generate(args: argparse.Namespace, console: Console, err: Console) -> int:
 
 def _ingest(
     landing: str, lake: str, tables: list[str] | None, console: Console, err: Console
-) -> int:
+) -> Outcome:
     progress = RichIngestProgress(err)
     try:
         report = ingest(landing, lake, tables=tables, progress=progress)
@@ -372,7 +413,20 @@ def _ingest(
     print_ingest_report(report, console)
     for failed in report.failed:
         err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    files = report.files
+    return Outcome(
+        EXIT_OK if report.ok else EXIT_FAILED,
+        rows=(
+            f"{sum(f.rows_landed for f in files):,} landed, "
+            f"{sum(f.rows_quarantined for f in files):,} quarantined, "
+            f"{sum(f.rows_duplicate for f in files):,} duplicate"
+        ),
+        detail=(
+            f"{sum(f.status == 'ingested' for f in files)} files ingested, "
+            f"{sum(f.status == 'skipped' for f in files)} already in bronze"
+        ),
+        reason="; ".join(str(f.error) for f in report.failed),
+    )
 
 
 def print_ingest_report(report: IngestReport, console: Console) -> None:
@@ -414,7 +468,7 @@ def _build(
     full_refresh: bool,
     console: Console,
     err: Console,
-) -> int:
+) -> Outcome:
     versions = bronze_versions(normalize_uri(lake))
     for item in overrides:
         table, _, version = item.partition("=")
@@ -435,7 +489,20 @@ def _build(
     print_build_report(result, warehouse, console)
     if result.error:
         err.print(f"[bold red]error:[/] dbt could not run: {result.error}", highlight=False)
-    return result.exit_code
+    done = [n for n in result.nodes if n.status in ("success", "pass")]
+    return Outcome(
+        result.exit_code,
+        rows=(
+            f"{sum(n.resource_type == 'model' for n in done)} models, "
+            f"{sum(n.resource_type != 'model' for n in done)} tests/seeds ok"
+        ),
+        detail="bronze " + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
+        reason=(
+            f"dbt could not run: {result.error}"
+            if result.error
+            else "; ".join(f"{n.resource_type} {n.name}: {n.status}" for n in result.failures)
+        ),
+    )
 
 
 def print_build_report(result: BuildResult, warehouse: str, console: Console) -> None:
@@ -470,7 +537,7 @@ def _validate(
     as_of: datetime | None,
     console: Console,
     err: Console,
-) -> int:
+) -> Outcome:
     from lakehouse.quality import validate
 
     report, data = validate(warehouse, lake, tables=tables, out=out, as_of=as_of)
@@ -500,10 +567,23 @@ def _validate(
         )
     verdict = "[green]passed[/]" if report.passed else "[bold red]blocked[/]"
     console.print(f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html)")
-    return EXIT_OK if report.passed else EXIT_FAILED
+    return Outcome(
+        EXIT_OK if report.passed else EXIT_FAILED,
+        rows=f"{sum(t.rows for t in report.tables):,} rows in {len(report.tables)} tables",
+        detail=(
+            f"run {report.run_id}: "
+            f"{sum(len(t.results) for t in report.tables)} expectations, "
+            f"{len(report.warnings)} warnings"
+        ),
+        reason=(
+            "the data-quality gate blocked: "
+            + ", ".join(f"{r.table}: {r.name}" for r in report.blocking_failures)
+            + f" (reports in {out}/)"
+        ),
+    )
 
 
-def _export(args: argparse.Namespace, console: Console) -> int:
+def _export(args: argparse.Namespace, console: Console) -> Outcome:
     from lakehouse.export import export_model, reproduce
 
     if args.reproduce:
@@ -513,12 +593,12 @@ def _export(args: argparse.Namespace, console: Console) -> int:
                 f"[red]not reproduced[/]: {len(differ)} shard(s) differ: {', '.join(differ[:10])}",
                 highlight=False,
             )
-            return EXIT_FAILED
+            return Outcome(EXIT_FAILED, reason=f"{len(differ)} shard(s) differ")
         console.print(
             f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches",
             highlight=False,
         )
-        return EXIT_OK
+        return Outcome(EXIT_OK)
     if not args.model:
         raise ExportError(
             "name the model to export, e.g. `lakehouse export "
@@ -540,7 +620,12 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     _print_manifest(manifest, folder, console)
     if manifest.quality_gate.get("forced"):
         console.print(f"[yellow]forced[/]: {manifest.quality_gate['reason']}", highlight=False)
-    return EXIT_OK
+    totals = manifest.totals
+    return Outcome(
+        EXIT_OK,
+        rows=", ".join(f"{split} {rows:,}" for split, rows in sorted(totals.items())),
+        detail=f"{manifest.model} v{manifest.version}, {len(manifest.shards)} shards in {folder}",
+    )
 
 
 def _version_dir(path: Path) -> Path:
@@ -591,8 +676,8 @@ def _print_manifest(manifest, folder: Path, console: Console) -> None:
 
 def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
     workdir: Path = args.workdir
-    landing, lake = workdir / "landing", workdir / "lake"
-    console.rule("1/6 generate sample landing data (up to today, like last night's dump)")
+    landing = workdir / "landing"
+    console.rule("generate sample landing data (up to today, like last night's dump)")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     _discard_stale_demo(workdir, today, console)
     generate_args = argparse.Namespace(
@@ -606,40 +691,71 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         end=today,
     )
     _generate(generate_args, console, err)
-    console.rule("2/6 ingest into bronze Delta tables")
-    code = _ingest(str(landing), str(lake), None, console, err)
-    console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
-    if code != EXIT_OK:
-        return code
-    console.rule("3/6 build the warehouse with dbt")
-    warehouse = str(workdir / "warehouse.duckdb")
-    code = _build(str(lake), warehouse, None, [], False, console, err)
-    if code != EXIT_OK:
-        return code
-    console.rule("4/6 data-quality gate")
-    code = _validate(warehouse, str(lake), None, workdir / "quality", None, console, err)
-    if code != EXIT_OK:
-        return code
-    console.rule("5/6 export the training set to Arrow shards")
-    export_args = argparse.Namespace(
-        model="photo_popularity_training",
-        out=workdir / "shards",
-        warehouse=warehouse,
-        lake=str(lake),
+    run_args = argparse.Namespace(
+        landing=str(landing),
+        lake=str(workdir / "lake"),
+        out=str(workdir / "shards"),
+        warehouse=str(workdir / "warehouse.duckdb"),
+        quality_dir=workdir / "quality",
+        model=MODEL,
         shard_rows=65_536,
+    )
+    code = _run(run_args, console, err)
+    if code != EXIT_OK:
+        return code
+    console.rule("train a small model on the shards (ShardDataset + GPUPrefetcher)")
+    train_args = argparse.Namespace(epochs=4, batch_size=512, workers=2, device="cuda", seed=0)
+    return _train(workdir / "shards" / MODEL / "latest", train_args, console, err)
+
+
+def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
+    """The nightly job: each step only after the one before succeeded, then one summary."""
+    lake, warehouse = args.lake, args.warehouse
+    quality_dir = args.quality_dir or Path(warehouse).parent / "quality"
+    export_args = argparse.Namespace(
+        model=args.model,
+        out=args.out,
+        warehouse=warehouse,
+        lake=lake,
+        shard_rows=args.shard_rows,
         columns=None,
         compression=None,
-        quality_dir=workdir / "quality",
+        quality_dir=quality_dir,
         force=False,
         reproduce=None,
     )
-    code = _export(export_args, console)
-    if code != EXIT_OK:
-        return code
-    console.rule("6/6 train a small model on the shards (ShardDataset + GPUPrefetcher)")
-    train_args = argparse.Namespace(epochs=4, batch_size=512, workers=2, device="cuda", seed=0)
-    latest = workdir / "shards" / "photo_popularity_training" / "latest"
-    return _train(latest, train_args, console, err)
+    steps = [
+        ("ingest", lambda: _ingest(args.landing, lake, None, console, err)),
+        ("dbt build", lambda: _build(lake, warehouse, None, [], False, console, err)),
+        ("quality gate", lambda: _validate(warehouse, lake, None, quality_dir, None, console, err)),
+        ("export", lambda: _export(export_args, console)),
+    ]
+    summary = Table(title=f"nightly job: {args.landing} -> {lake} -> {warehouse} -> {args.out}")
+    for column in ("step", "status", "rows", "versions / result", "seconds"):
+        summary.add_column(column, justify="right" if column == "seconds" else "left")
+    failed: tuple[str, str] | None = None
+    for number, (name, step) in enumerate(steps, start=1):
+        console.rule(f"{number}/{len(steps)} {name}")
+        started = time.perf_counter()
+        try:
+            outcome = step()
+        except (IngestError, WarehouseError, SuiteError, ExportError, OSError) as exc:
+            outcome = Outcome(EXIT_FAILED, reason=str(exc))
+        seconds = f"{time.perf_counter() - started:.1f}"
+        ok = outcome.code == EXIT_OK
+        status = "[green]ok[/]" if ok else "[bold red]failed[/]"
+        summary.add_row(name, status, outcome.rows, outcome.detail, seconds)
+        if not ok:
+            failed = (name, outcome.reason or "see the output above")
+            for later, _ in steps[number:]:
+                summary.add_row(later, "[dim]not run[/]", "", "", "")
+            break
+    console.print(summary)
+    if failed:
+        err.print(f"[bold red]nightly job failed[/] at {failed[0]}: {failed[1]}", highlight=False)
+        return EXIT_FAILED
+    console.print("[green]nightly job done[/]", highlight=False)
+    return EXIT_OK
 
 
 def _train(shards: Path, args: argparse.Namespace, console: Console, err: Console) -> int:

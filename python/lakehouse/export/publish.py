@@ -22,7 +22,7 @@ from lakehouse.warehouse import connect, project_dir, run_dbt
 def export_model(
     warehouse: str | Path,
     model: str,
-    out: Path,
+    out: str | Path,
     *,
     shard_rows: int = 65_536,
     columns: list[str] | None = None,
@@ -40,7 +40,7 @@ def export_model(
         lineage = _lineage(con, project, lake)
         gate = _gate(model, lineage, quality_dir, force)
         select, vocabularies, splits = plan_columns(con, model, columns)
-        root = out / model
+        root = Path(out) / model
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         try:
