@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -c "from lakehouse.warehouse import ensure_delta_extension, project_dir; ensure_delta_extension(project_dir())"
+	$(BIN)/python -c "from lakehouse.warehouse import ensure_extensions, project_dir; ensure_extensions(project_dir())"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -89,3 +89,27 @@
         {% endfor -%}
     {%- endif -%}
 {% endmacro %}
+
+
+{% macro configure_object_store() %}
+    {#- A lake on S3-compatible storage: httpfs + aws, and a secret whose keys come from the
+        AWS_* environment at run time (credential chain), so none is written into SQL, logs
+        or run results. Same statements as lakehouse.warehouse.object_store_sql. -#}
+    {%- set lake = lake_root() -%}
+    {%- if lake.startswith('s3://') -%}
+        {%- set endpoint = env_var('AWS_ENDPOINT_URL', '') -%}
+        load httpfs;
+        load aws;
+        create or replace secret lakehouse_s3 (
+            type s3, provider credential_chain, chain 'env',
+            region '{{ env_var("AWS_REGION", "us-east-1") }}'
+            {%- if endpoint %},
+            endpoint '{{ endpoint.split("://")[-1].rstrip("/") }}',
+            url_style 'path',
+            use_ssl {{ 'false' if endpoint.startswith('http://') else 'true' }}
+            {%- endif %}
+        )
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{% endmacro %}

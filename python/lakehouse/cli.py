@@ -272,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "shards",
         nargs="?",
-        type=Path,
-        default=Path("data/demo/shards/photo_popularity_training/latest"),
-        help="a shard version folder (default: the demo's latest)",
+        default="data/demo/shards/photo_popularity_training/latest",
+        help="a shard version: folder, `latest`, or s3://…/latest (fetched into "
+        "$LAKEHOUSE_CACHE, default ~/.cache/lakehouse) (default: the demo's latest)",
     )
     trn.add_argument("--epochs", type=_positive, default=4, help="passes over train (default: 4)")
     trn.add_argument("--batch-size", type=_positive, default=512, help="default: 512")
@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="gate reports (default: quality/ next to the warehouse file)",
     )
     run.add_argument("--model", default=MODEL, help=f"mart to export (default: {MODEL})")
+    run.add_argument(
+        "--as-of",
+        type=_timestamp,
+        default=None,
+        help="the time the gate measures freshness against (default: now; set it to replay "
+        "a past night's landing folder), ISO-8601",
+    )
     run.add_argument("--shard-rows", type=_positive, default=65_536, help="rows per shard")
 
     demo = commands.add_parser(
@@ -699,6 +706,7 @@ def _demo(args: argparse.Namespace, console: Console, err: Console) -> int:
         quality_dir=workdir / "quality",
         model=MODEL,
         shard_rows=65_536,
+        as_of=None,
     )
     code = _run(run_args, console, err)
     if code != EXIT_OK:
@@ -727,7 +735,10 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
     steps = [
         ("ingest", lambda: _ingest(args.landing, lake, None, console, err)),
         ("dbt build", lambda: _build(lake, warehouse, None, [], False, console, err)),
-        ("quality gate", lambda: _validate(warehouse, lake, None, quality_dir, None, console, err)),
+        (
+            "quality gate",
+            lambda: _validate(warehouse, lake, None, quality_dir, args.as_of, console, err),
+        ),
         ("export", lambda: _export(export_args, console)),
     ]
     summary = Table(title=f"nightly job: {args.landing} -> {lake} -> {warehouse} -> {args.out}")
@@ -758,7 +769,7 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
     return EXIT_OK
 
 
-def _train(shards: Path, args: argparse.Namespace, console: Console, err: Console) -> int:
+def _train(shards: str | Path, args: argparse.Namespace, console: Console, err: Console) -> int:
     from lakehouse.loader import LoaderError
     from lakehouse.loader.training import train_popularity_model
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+# the newest complete version: a symlink on a local disk, an object holding "v<N>" on S3
+LATEST = "latest"
 _CHUNK = 8 << 20
 
 

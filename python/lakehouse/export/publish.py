@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
-from lakehouse.export.manifest import MANIFEST, Manifest, sha256_of
+from lakehouse.export.manifest import LATEST, MANIFEST, Manifest, sha256_of
 from lakehouse.export.writer import KEY_COLUMN, ExportError, plan_columns, write_split
+from lakehouse.storage import filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import connect, project_dir, run_dbt
 
 
@@ -32,16 +34,21 @@ def export_model(
     project: Path | None = None,
     lake: str | None = None,
     on_rows=lambda n: None,
-) -> tuple[Path, Manifest]:
-    """Write ``<out>/<model>/v<N>/`` and point ``latest`` at it; returns the folder."""
+) -> tuple[Path | str, Manifest]:
+    """Write ``<out>/<model>/v<N>/`` and point ``latest`` at it; returns the folder (the URI
+    of the version when ``out`` is on object storage)."""
     project = project or project_dir()
+    remote = is_remote(str(out))
     con = connect(warehouse, project)
     try:
         lineage = _lineage(con, project, lake)
         gate = _gate(model, lineage, quality_dir, force)
         select, vocabularies, splits = plan_columns(con, model, columns)
-        root = Path(out) / model
-        root.mkdir(parents=True, exist_ok=True)
+        if remote:  # written locally first, uploaded when complete
+            root = Path(tempfile.mkdtemp(prefix="lakehouse-export-"))
+        else:
+            root = Path(out) / model
+            root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         try:
             shards = []
@@ -71,10 +78,15 @@ def export_model(
                 lineage=lineage,
                 quality_gate=gate,
             )
+            if remote:
+                return _publish_remote(join_uri(str(out), model), staging, manifest), manifest
             return _publish(root, staging, manifest), manifest
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            if remote:
+                shutil.rmtree(root, ignore_errors=True)
     finally:
         con.close()
 
@@ -90,8 +102,35 @@ def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
     os.rename(staging, final)
     link = root / f".latest-{uuid.uuid4().hex[:8]}"
     link.symlink_to(final.name)
-    os.replace(link, root / "latest")
+    os.replace(link, root / LATEST)
     return final
+
+
+def _publish_remote(root: str, staging: Path, manifest: Manifest) -> str:
+    """Object storage has no rename: shards are uploaded first, ``manifest.json`` last (a
+    version without one is not a version to any reader), then the ``latest`` object is
+    overwritten with the version's name in one PUT."""
+    fs, base = filesystem_for(root)
+    fs.create_dir(base, recursive=True)
+    taken = [
+        int(info.base_name[1:])
+        for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        if info.base_name[:1] == "v" and info.base_name[1:].isdigit()
+    ]
+    manifest.version = max(taken, default=0) + 1
+    name = f"v{manifest.version}"
+    for shard in manifest.shards:
+        pafs.copy_files(
+            str(staging / shard.path),
+            f"{base}/{name}/{shard.path}",
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=fs,
+        )
+    with fs.open_output_stream(f"{base}/{name}/{MANIFEST}") as sink:
+        sink.write(manifest.to_json().encode())
+    with fs.open_output_stream(f"{base}/{LATEST}") as sink:
+        sink.write(f"{name}\n".encode())
+    return join_uri(root, name)
 
 
 def _schema_of(shard: Path) -> list[dict[str, str]]:

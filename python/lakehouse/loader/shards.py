@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from lakehouse.export import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
+from lakehouse.loader.remote import FetchError, fetch_version
+from lakehouse.storage import is_remote
 
 
 class LoaderError(Exception):
@@ -24,7 +26,13 @@ class LoaderError(Exception):
 
 def open_version(path: str | Path) -> tuple[Path, Manifest]:
     """The version folder ``path`` points at (``latest`` is resolved once, so a new export
-    during training does not change the data under a running job) and its manifest."""
+    during training does not change the data under a running job) and its manifest. A
+    version on object storage is fetched into the local cache first (see ``remote``)."""
+    if is_remote(str(path)):
+        try:
+            path = fetch_version(str(path))
+        except (FetchError, OSError) as error:
+            raise LoaderError(f"cannot fetch shards from {path}: {error}") from error
     folder = Path(path).resolve()
     if not (folder / MANIFEST).exists():
         raise LoaderError(

@@ -32,11 +32,10 @@ def validate(
     JSON form (with changes since the previous run in ``out``)."""
     project = project or project_dir()
     suites = load_suites(project / "expectations", tables)
-    con = connect(warehouse, project)
+    lake = normalize_uri(lake)
+    con = connect(warehouse, project, lake=lake)
     try:
-        report = run_suites(
-            con, suites, lake=normalize_uri(lake), as_of=as_of, chunk_rows=chunk_rows
-        )
+        report = run_suites(con, suites, lake=lake, as_of=as_of, chunk_rows=chunk_rows)
     finally:
         con.close()
     data = write_reports(report, out) if out else to_dict(report)

@@ -2,7 +2,7 @@
 
 Public surface: :func:`run_dbt` (``dbt build`` with pinned bronze versions),
 :func:`connect` (a DuckDB connection that can read the staging views),
-:func:`ensure_delta_extension`, and :class:`WarehouseError`.
+:func:`ensure_extensions`, and :class:`WarehouseError`.
 """
 
 from lakehouse.warehouse.dbt_build import BRONZE_TABLES, BuildResult, bronze_versions, run_dbt
@@ -10,7 +10,7 @@ from lakehouse.warehouse.duckdb_env import (
     DEFAULT_DUCKDB,
     WarehouseError,
     connect,
-    ensure_delta_extension,
+    ensure_extensions,
     project_dir,
 )
 
@@ -21,7 +21,7 @@ __all__ = [
     "WarehouseError",
     "bronze_versions",
     "connect",
-    "ensure_delta_extension",
+    "ensure_extensions",
     "project_dir",
     "run_dbt",
 ]

@@ -19,7 +19,7 @@ from lakehouse.storage import delta_exists, join_uri, normalize_uri, open_delta
 from lakehouse.warehouse.duckdb_env import (
     DEFAULT_DUCKDB,
     WarehouseError,
-    ensure_delta_extension,
+    ensure_extensions,
 )
 
 BRONZE_TABLES = ("events", "photos", "users", "photo_embeddings", "_ingest_log")
@@ -84,7 +84,7 @@ def run_dbt(
 
     lake = normalize_uri(lake)
     pinned = versions if versions is not None else bronze_versions(lake)
-    extensions = ensure_delta_extension(project)
+    extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     args = [

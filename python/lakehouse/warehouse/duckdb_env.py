@@ -1,13 +1,17 @@
-"""The DuckDB side of the warehouse: where the project and the database are, and the delta
-extension installed from its PyPI wheel (DuckDB would otherwise download it at run time)."""
+"""The DuckDB side of the warehouse: where the project and the database are, and the
+extensions it needs installed from their PyPI wheels (DuckDB would otherwise download them
+at run time): delta to read bronze, httpfs and aws to read it from S3-compatible storage."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
+import duckdb_extension_aws
 import duckdb_extension_delta
+import duckdb_extension_httpfs
 
 DEFAULT_DUCKDB = "data/demo/warehouse.duckdb"
 DEFAULT_EXTENSIONS = ".duckdb/extensions"
@@ -39,37 +43,72 @@ def extension_dir(project: Path) -> Path:
     return configured if configured.is_absolute() else project / configured
 
 
-def ensure_delta_extension(project: Path) -> Path:
-    """Install the delta extension from the duckdb-extension-delta wheel (idempotent)."""
+_WHEELS = {
+    "delta": duckdb_extension_delta,
+    "httpfs": duckdb_extension_httpfs,
+    "aws": duckdb_extension_aws,
+}
+
+
+def ensure_extensions(project: Path) -> Path:
+    """Install delta, httpfs and aws from their duckdb-extension-* wheels (idempotent)."""
     directory = extension_dir(project)
-    wheel_file = (
-        Path(duckdb_extension_delta.__file__).parent
-        / "extensions"
-        / f"v{duckdb.__version__}"
-        / "delta.duckdb_extension"
-    )
-    if not wheel_file.exists():
-        raise WarehouseError(
-            f"duckdb-extension-delta has no build for DuckDB {duckdb.__version__} "
-            f"({wheel_file} missing); install the matching pair from constraints.txt"
-        )
     directory.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"extension_directory": str(directory)})
     try:
-        installed = con.sql(
-            "select installed from duckdb_extensions() where extension_name = 'delta'"
-        ).fetchone()
-        if not (installed and installed[0]):
-            con.sql(f"install '{wheel_file}'")
+        installed = {
+            name
+            for (name,) in con.sql(
+                "select extension_name from duckdb_extensions() where installed"
+            ).fetchall()
+        }
+        for name, wheel in _WHEELS.items():
+            if name in installed:
+                continue
+            built = (
+                Path(wheel.__file__).parent
+                / "extensions"
+                / f"v{duckdb.__version__}"
+                / f"{name}.duckdb_extension"
+            )
+            if not built.exists():
+                raise WarehouseError(
+                    f"duckdb-extension-{name} has no build for DuckDB {duckdb.__version__} "
+                    f"({built} missing); install the matching versions from constraints.txt"
+                )
+            con.sql(f"install '{built}'")
     finally:
         con.close()
     return directory
 
 
+def object_store_sql(lake: str) -> list[str]:
+    """Statements that let DuckDB read ``lake`` when it is on S3: credentials come from the
+    AWS_* environment through the aws extension's credential chain, so no key is ever written
+    into SQL, dbt's logs or run results. Empty for a local lake."""
+    if not lake.startswith("s3://"):
+        return []
+    options = ["type s3", "provider credential_chain", "chain 'env'"]
+    options.append(f"region '{os.environ.get('AWS_REGION', 'us-east-1')}'")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:  # an S3-compatible server (MinIO, moto, ...) addressed by path
+        parsed = urlparse(endpoint)
+        options += [
+            f"endpoint '{parsed.netloc}'",
+            "url_style 'path'",
+            f"use_ssl {'false' if parsed.scheme == 'http' else 'true'}",
+        ]
+    return [
+        "load httpfs",
+        "load aws",
+        f"create or replace secret lakehouse_s3 ({', '.join(options)})",
+    ]
+
+
 def connect(
-    database: str | Path, project: Path, read_only: bool = True
+    database: str | Path, project: Path, read_only: bool = True, lake: str | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse that can read its staging views (they scan Delta)."""
+    """A connection to the warehouse that can also scan the bronze Delta tables of ``lake``."""
     path = Path(database)
     if not path.exists():
         raise WarehouseError(f"no warehouse at {path}; build it with `lakehouse build`")
@@ -81,4 +120,6 @@ def connect(
     con.sql("load delta")
     con.sql("set TimeZone = 'UTC'")  # days are UTC days, as in the dbt profile
     con.sql("set enable_progress_bar = false")  # no bar noise in logs
+    for statement in object_store_sql(lake or ""):
+        con.sql(statement)
     return con
