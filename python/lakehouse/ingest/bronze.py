@@ -12,8 +12,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-from lakehouse.ingest.errors import SchemaMismatchError
+from lakehouse.ingest.errors import ConcurrentWriteError, SchemaMismatchError
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
 from lakehouse.storage import delta_exists, join_uri, open_delta, read_delta, storage_options
 
@@ -93,25 +94,54 @@ class Bronze:
         return _version_of_batch(existing, batch_id)
 
     def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
-        """Append once per batch id; returns the Delta version holding the batch."""
-        done = self.committed_version(table, batch_id)
-        if done is not None:
-            return done
-        existing = self._table(table)
+        """Append once per batch id; returns the Delta version holding the batch.
+
+        Safe against a second ingest of the same files running at the same time: the append
+        is committed on the very snapshot in which the batch was looked for, so if the other
+        run commits the batch first, Delta's conflict check on the ``txn`` refuses this
+        commit; the batch is then found where the other run put it. A missing table is first
+        created empty, so that even the first append commits on a snapshot.
+        """
+        snapshot = self._table(table) or self._create(table, data.schema)
         app_id = f"{_APP_ID}:{batch_id}"
-        write_deltalake(
-            existing if existing is not None else self.uri(table),
-            data,
-            mode="append",
-            storage_options=storage_options() or None,
-            commit_properties=CommitProperties(
-                custom_metadata={_BATCH_KEY: batch_id},
-                app_transactions=[Transaction(app_id=app_id, version=1)],
-            ),
-        )
+        if snapshot.transaction_version(app_id) is not None:
+            return _version_of_batch(snapshot, batch_id)
+        try:
+            write_deltalake(
+                snapshot,
+                data,
+                mode="append",
+                storage_options=storage_options() or None,
+                commit_properties=CommitProperties(
+                    custom_metadata={_BATCH_KEY: batch_id},
+                    app_transactions=[Transaction(app_id=app_id, version=1)],
+                ),
+            )
+        except CommitFailedError as error:
+            self._open.pop(table, None)
+            done = self.committed_version(table, batch_id)
+            if done is not None:  # a concurrent ingest landed this very file
+                return done
+            raise ConcurrentWriteError(
+                f"{self.uri(table)}: another writer committed to the table at the same time "
+                f"({error}); nothing of this file was committed, run the ingest again"
+            ) from error
         written = self._table(table)
         assert written is not None
         return written.version()
+
+    def _create(self, table: str, schema: pa.Schema) -> DeltaTable:
+        """An empty table with the batch's schema (a schema-only commit, no rows). Two runs
+        creating it at once both succeed or one finds the other's: either way it exists."""
+        uri = self.uri(table)
+        try:
+            DeltaTable.create(uri, schema, mode="ignore", storage_options=storage_options() or None)
+        except (CommitFailedError, DeltaError):
+            if not delta_exists(uri):
+                raise
+        created = self._table(table)
+        assert created is not None
+        return created
 
     def append_quarantine(self, rows: pa.Table, batch_id: str) -> int:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)

@@ -18,3 +18,7 @@ class UnreadableFileError(IngestError):
 
 class SchemaMismatchError(IngestError):
     """A file or an existing bronze table whose columns disagree with the bronze contract."""
+
+
+class ConcurrentWriteError(IngestError):
+    """Another writer changed a bronze table in a way that conflicts with this commit."""
