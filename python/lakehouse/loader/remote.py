@@ -59,12 +59,15 @@ def fetch_version(uri: str, cache: Path | None = None) -> Path:
         if target.exists() and target.stat().st_size == shard.bytes:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        _download(fs, f"{base}/{shard.path}", target, shard.bytes, shard.sha256, version_uri)
+        _download(fs, base, shard.path, target, shard.bytes, shard.sha256, version_uri)
     staged.replace(local / MANIFEST)
     return local
 
 
-def _download(fs, source: str, target: Path, size: int, sha256: str, version_uri: str) -> None:
+def _download(
+    fs, base: str, relative: str, target: Path, size: int, sha256: str, version_uri: str
+) -> None:
+    source = f"{base}/{relative}"
     handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
     digest, written = hashlib.sha256(), 0
     try:
@@ -75,7 +78,7 @@ def _download(fs, source: str, target: Path, size: int, sha256: str, version_uri
                 written += len(chunk)
         if written != size or digest.hexdigest() != sha256:
             raise FetchError(
-                f"shard {join_uri(version_uri, target.name)} fetched as {written} bytes with "
+                f"shard {join_uri(version_uri, relative)} fetched as {written} bytes with "
                 f"sha256 {digest.hexdigest()[:12]}…, the manifest says {size} bytes, "
                 f"{sha256[:12]}…: corrupt or replaced on the object store"
             )

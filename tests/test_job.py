@@ -1,0 +1,179 @@
+"""The nightly job as one command: every step in order, a clear stop at the first failure,
+and the same job on S3-compatible object storage (a real S3 API server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from lakehouse.cli import main
+from lakehouse.loader import LoaderError, ShardDataset
+from lakehouse.storage import read_delta
+from lakehouse.warehouse import connect, project_dir
+from tests.conftest import END
+from tests.object_store import SECRET, client_for, keys, s3_server
+
+PROJECT = project_dir(Path(__file__).parent)
+MODEL = "photo_popularity_training"
+AS_OF = (END + timedelta(hours=6)).isoformat()  # the landing fixture is a dump of END's night
+BRONZE = ["users", "photos", "photo_embeddings", "events", "_quarantine", "_ingest_log"]
+
+
+def _run(*args: str) -> int:
+    return main(["run", *args])
+
+
+def test_a_failed_gate_stops_the_job_before_export(
+    landing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # measured against now, the fixture's data is weeks old: the freshness checks block
+    code = _run(
+        "--landing", str(landing), "--lake", str(tmp_path / "lake"),
+        "--out", str(tmp_path / "shards"), "--warehouse", str(tmp_path / "w.duckdb"),
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 1
+    assert "nightly job failed at quality gate: the data-quality gate blocked" in out.err
+    assert "newest_event_age_hours" in out.err
+    summary = out.out[out.out.index("nightly job:") :]
+    assert "export" in summary and "not run" in summary
+    assert not (tmp_path / "shards").exists()
+
+
+def test_an_unreadable_file_stops_the_job_after_ingest(
+    landing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "landing"
+    shutil.copytree(landing, copy)
+    broken = sorted((copy / "events").iterdir())[0]
+    broken.write_bytes(gzip.compress(b"\xff\xfe not json at all\n")[:20])  # cut off mid-stream
+    code = _run(
+        "--landing", str(copy), "--lake", str(tmp_path / "lake"),
+        "--out", str(tmp_path / "shards"), "--warehouse", str(tmp_path / "w.duckdb"),
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 1
+    assert f"nightly job failed at ingest: {broken}" in out.err.replace("\n", "")
+    assert out.out.count("not run") == 3  # dbt build, quality gate, export
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    with s3_server(["landing", "lake", "shards"]) as env, pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setenv("LAKEHOUSE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield env
+
+
+@pytest.fixture(scope="module")
+def job_on_s3(s3, landing: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    client = client_for(s3)
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        client.upload_file(str(path), "landing", str(path.relative_to(landing)))
+    work = tmp_path_factory.mktemp("job-s3")
+    code = _run(
+        "--landing", "s3://landing", "--lake", "s3://lake/prod", "--out", "s3://shards/prod",
+        "--warehouse", str(work / "warehouse.duckdb"), "--as-of", AS_OF,
+    )  # fmt: skip
+    return {"code": code, "work": work}
+
+
+def test_the_whole_job_runs_on_s3(job_on_s3, s3, ingested) -> None:
+    assert job_on_s3["code"] == 0
+    local_lake, _ = ingested  # the same landing folder ingested into a local lake
+    for table in BRONZE:
+        on_s3 = read_delta(f"s3://lake/prod/bronze/{table}")
+        assert on_s3.num_rows == read_delta(str(local_lake / "bronze" / table)).num_rows > 0
+    assert any(k.endswith("_delta_log/00000000000000000000.json") for k in keys(s3, "lake"))
+    root = f"prod/{MODEL}"
+    latest = client_for(s3).get_object(Bucket="shards", Key=f"{root}/latest")["Body"].read()
+    assert latest == b"v1\n"
+    assert f"{root}/v1/manifest.json" in keys(s3, "shards")
+
+
+def test_the_loader_reads_shards_from_s3_through_a_local_cache(job_on_s3, s3) -> None:
+    con = connect(job_on_s3["work"] / "warehouse.duckdb", PROJECT)
+    expected = [
+        r[0]
+        for r in con.execute(
+            f"select photo_id from {MODEL} where split = 'train' order by photo_id"
+        ).fetchall()
+    ]
+    con.close()
+    uri = f"s3://shards/prod/{MODEL}/latest"
+    ids = [i for b in ShardDataset(uri, "train", batch_size=100) for i in b["photo_id"].tolist()]
+    assert ids == expected and len(ids) > 100
+    cached = Path(os.environ["LAKEHOUSE_CACHE"]) / "shards" / "s3" / "shards" / "prod" / MODEL
+    assert (cached / "v1" / "manifest.json").exists()
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a cached version was downloaded again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("lakehouse.loader.remote._download", no_download)
+        again = ShardDataset(uri, "train", batch_size=100)
+        assert sum(len(b["photo_id"]) for b in again) == len(expected)
+
+
+def test_a_corrupt_shard_on_s3_is_named_and_never_cached(
+    job_on_s3, s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path))
+    client = client_for(s3)
+    key = next(k for k in keys(s3, "shards", f"prod/{MODEL}/v1/val/") if k.endswith(".arrow"))
+    original = client.get_object(Bucket="shards", Key=key)["Body"].read()
+    body = bytearray(original)
+    body[len(body) // 2] ^= 0xFF
+    client.put_object(Bucket="shards", Key=key, Body=bytes(body))
+    try:
+        with pytest.raises(LoaderError, match=r"v1/val/part-00000\.arrow fetched as .* corrupt"):
+            ShardDataset(f"s3://shards/prod/{MODEL}/v1", "val")
+        assert not list(tmp_path.rglob("val/part-00000.arrow"))
+    finally:
+        client.put_object(Bucket="shards", Key=key, Body=original)
+
+
+def test_no_secret_is_written_to_any_file(job_on_s3) -> None:
+    written = [job_on_s3["work"], Path(os.environ["LAKEHOUSE_CACHE"])]
+    written += [PROJECT / "target", PROJECT / "logs"]
+    leaks = [
+        path
+        for folder in written
+        if folder.exists()
+        for path in folder.rglob("*")
+        if path.is_file() and SECRET.encode() in path.read_bytes()
+    ]
+    assert leaks == []
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET  # the job did run with it
+
+
+def test_two_ingests_of_the_same_landing_folder_at_once_land_each_row_once(
+    landing: Path, tmp_path: Path, ingested
+) -> None:
+    lake = tmp_path / "lake"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.cli", "ingest", str(landing), "--lake", str(lake)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    single_lake, _ = ingested
+    for table in BRONZE:
+        together = read_delta(str(lake / "bronze" / table))
+        alone = read_delta(str(single_lake / "bronze" / table))
+        assert together.num_rows == alone.num_rows, table
