@@ -113,3 +113,18 @@
         select 1
     {%- endif -%}
 {% endmacro %}
+
+
+{% macro record_run_start() %}
+    {#- Every invocation says it started; record_bronze_reads says it finished. The exporter
+        refuses a warehouse whose latest invocation never finished (killed mid-build: some
+        models rebuilt, others not). -#}
+    {%- if execute -%}
+        create table if not exists {{ target.schema }}.lakehouse_dbt_runs (
+            invocation_id varchar,
+            started_at timestamp with time zone
+        );
+        insert into {{ target.schema }}.lakehouse_dbt_runs
+        values ('{{ invocation_id }}', current_timestamp);
+    {%- endif -%}
+{% endmacro %}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deltalake.exceptions import DeltaError
 from rich.console import Console
 from rich.table import Table
 
@@ -28,7 +29,7 @@ from lakehouse.progress import (
     make_console,
 )
 from lakehouse.quality.suites import SuiteError
-from lakehouse.storage import normalize_uri
+from lakehouse.storage import describe_storage_error, normalize_uri
 from lakehouse.synth import MANIFEST, GenerateConfig, generate
 from lakehouse.warehouse import (
     DEFAULT_DUCKDB,
@@ -374,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args, console, err)
     except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_FAILED
+    except (OSError, DeltaError) as exc:  # disk full, permissions, storage unreachable
+        err.print(
+            f"[bold red]error:[/] {describe_storage_error(exc)}; nothing half-written was "
+            "published (free space or fix permissions, then run again)",
+            highlight=False,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -750,8 +758,10 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
         started = time.perf_counter()
         try:
             outcome = step()
-        except (IngestError, WarehouseError, SuiteError, ExportError, OSError) as exc:
+        except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
             outcome = Outcome(EXIT_FAILED, reason=str(exc))
+        except (OSError, DeltaError) as exc:
+            outcome = Outcome(EXIT_FAILED, reason=describe_storage_error(exc))
         seconds = f"{time.perf_counter() - started:.1f}"
         ok = outcome.code == EXIT_OK
         status = "[green]ok[/]" if ok else "[bold red]failed[/]"

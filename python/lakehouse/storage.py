@@ -6,7 +6,9 @@ uses these helpers, so moving the lake to object storage needs no code change.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -82,3 +84,26 @@ def read_delta(uri: str, columns: list[str] | None = None, version: int | None =
     fs, root = filesystem_for(uri)
     dataset = table.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(root, fs))
     return dataset.to_table(columns=columns)
+
+
+_ERRNO_MEANING = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file would grow past the size this process may write (ulimit -f)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def describe_storage_error(error: BaseException) -> str:
+    """One readable line for a failed read or write: what happened and where. Understands
+    Python's OSError and the ``(os error N)`` that deltalake's Rust errors carry."""
+    code = getattr(error, "errno", None)
+    if code is None:
+        found = re.search(r"os error (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    meaning = _ERRNO_MEANING.get(code) if code is not None else None
+    where = getattr(error, "filename", None)
+    text = meaning or getattr(error, "strerror", None) or str(error)
+    return f"{text} ({where})" if where else text

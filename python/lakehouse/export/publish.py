@@ -17,7 +17,7 @@ import pyarrow.ipc as ipc
 
 from lakehouse.export.manifest import LATEST, MANIFEST, Manifest, sha256_of
 from lakehouse.export.writer import KEY_COLUMN, ExportError, plan_columns, write_split
-from lakehouse.storage import filesystem_for, is_remote, join_uri
+from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import connect, project_dir, run_dbt
 
 
@@ -81,6 +81,12 @@ def export_model(
             if remote:
                 return _publish_remote(join_uri(str(out), model), staging, manifest), manifest
             return _publish(root, staging, manifest), manifest
+        except OSError as error:  # disk full, permissions: say where, publish nothing
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ExportError(
+                f"cannot write {model} shards under {out}: {describe_storage_error(error)}; "
+                "no version was published (free space or fix permissions, then export again)"
+            ) from error
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -139,11 +145,16 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
 
 
 def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
-    rows = con.execute(
-        "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
-        "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
-        "order by recorded_at desc limit 1)"
-    ).fetchall()
+    rows = (
+        con.execute(
+            "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
+            "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
+            "order by recorded_at desc limit 1)"
+        ).fetchall()
+        if _has_table(con, "lakehouse_bronze_reads")
+        else []
+    )
+    _refuse_unfinished_build(con, rows[0][0] if rows else None)
     dbt_manifest = project / "target" / "manifest.json"
     return {
         "lake": lake,
@@ -152,6 +163,33 @@ def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
         "dbt_manifest_sha256": sha256_of(dbt_manifest) if dbt_manifest.exists() else None,
         "git_commit": _git_commit(project),
     }
+
+
+def _refuse_unfinished_build(con, finished: str | None) -> None:
+    """A dbt invocation killed mid-build leaves some models rebuilt and others not; its start
+    is recorded but its end is not. Such a warehouse is not exported, gate or no gate."""
+    started = (
+        con.execute(
+            "select invocation_id, started_at from lakehouse_dbt_runs "
+            "order by started_at desc limit 1"
+        ).fetchall()
+        if _has_table(con, "lakehouse_dbt_runs")
+        else []
+    )
+    if started and started[0][0] != finished:
+        raise ExportError(
+            f"the latest dbt invocation ({started[0][0]}, started {started[0][1]}) did not "
+            "finish: it was killed or crashed, so the warehouse may mix old and new models. "
+            "Run `lakehouse build` (and `lakehouse validate`) again, then export"
+        )
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [name]
+        ).fetchone()[0]
+    )
 
 
 def _git_commit(project: Path) -> str | None:

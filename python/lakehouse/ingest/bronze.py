@@ -14,9 +14,16 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from lakehouse.ingest.errors import ConcurrentWriteError, SchemaMismatchError
+from lakehouse.ingest.errors import ConcurrentWriteError, LakeWriteError, SchemaMismatchError
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
-from lakehouse.storage import delta_exists, join_uri, open_delta, read_delta, storage_options
+from lakehouse.storage import (
+    delta_exists,
+    describe_storage_error,
+    join_uri,
+    open_delta,
+    read_delta,
+    storage_options,
+)
 
 QUARANTINE_TABLE = "_quarantine"
 INGEST_LOG_TABLE = "_ingest_log"
@@ -125,6 +132,11 @@ class Bronze:
             raise ConcurrentWriteError(
                 f"{self.uri(table)}: another writer committed to the table at the same time "
                 f"({error}); nothing of this file was committed, run the ingest again"
+            ) from error
+        except (DeltaError, OSError) as error:
+            raise LakeWriteError(
+                f"cannot write {self.uri(table)}: {describe_storage_error(error)}; nothing of "
+                "this batch was committed (free space or fix permissions, then ingest again)"
             ) from error
         written = self._table(table)
         assert written is not None

@@ -22,3 +22,7 @@ class SchemaMismatchError(IngestError):
 
 class ConcurrentWriteError(IngestError):
     """Another writer changed a bronze table in a way that conflicts with this commit."""
+
+
+class LakeWriteError(IngestError):
+    """The lake itself cannot be written (disk full, permissions): stops the whole run."""

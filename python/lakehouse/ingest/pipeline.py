@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from lakehouse.ingest.bronze import Bronze
-from lakehouse.ingest.errors import IngestError
+from lakehouse.ingest.errors import IngestError, LakeWriteError
 from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
 from lakehouse.ingest.schemas import SOURCES_BY_DIR, TIMESTAMP, SourceSpec
@@ -170,6 +170,8 @@ def ingest(
                 )
                 _land_file(bronze, fs, landing_file, ctx, result, progress)
                 done[result.content_sha256] = landing_file.uri
+        except LakeWriteError:
+            raise  # the lake, not this file: the next file would fail the same way
         except IngestError as exc:
             result.status, result.error = "failed", str(exc)
         except (OSError, pa.ArrowException) as exc:  # I/O trouble with this file only

@@ -20,6 +20,7 @@ from lakehouse.warehouse.duckdb_env import (
     DEFAULT_DUCKDB,
     WarehouseError,
     ensure_extensions,
+    ensure_writable,
 )
 
 BRONZE_TABLES = ("events", "photos", "users", "photo_embeddings", "_ingest_log")
@@ -87,6 +88,7 @@ def run_dbt(
     extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(warehouse)
     args = [
         command,
         "--project-dir",

@@ -105,6 +105,32 @@ def object_store_sql(lake: str) -> list[str]:
     ]
 
 
+def locked_error(path: Path, error: Exception) -> Exception:
+    """DuckDB allows one writing process per file: say who holds it instead of a trace."""
+    text = str(error)
+    if "lock" not in text.lower():
+        return error
+    holder = (
+        text[text.find("Conflicting lock") :].split(". See")[0] if "Conflicting" in text else ""
+    )
+    return WarehouseError(
+        f"the warehouse {path} is in use by another process ({holder or 'locked'}); "
+        "DuckDB lets one process write a database file at a time. Wait for that process "
+        "(a running `lakehouse build`/`dbt build`, a notebook holding the file open) to end, "
+        "then run again"
+    )
+
+
+def ensure_writable(path: Path) -> None:
+    """Fail fast, with a readable message, when another process holds the warehouse."""
+    if not path.exists():
+        return
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException as error:
+        raise locked_error(path, error) from error
+
+
 def connect(
     database: str | Path, project: Path, read_only: bool = True, lake: str | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -112,11 +138,14 @@ def connect(
     path = Path(database)
     if not path.exists():
         raise WarehouseError(f"no warehouse at {path}; build it with `lakehouse build`")
-    con = duckdb.connect(
-        str(path),
-        read_only=read_only,
-        config={"extension_directory": str(extension_dir(project))},
-    )
+    try:
+        con = duckdb.connect(
+            str(path),
+            read_only=read_only,
+            config={"extension_directory": str(extension_dir(project))},
+        )
+    except duckdb.IOException as error:
+        raise locked_error(path, error) from error
     con.sql("load delta")
     con.sql("set TimeZone = 'UTC'")  # days are UTC days, as in the dbt profile
     con.sql("set enable_progress_bar = false")  # no bar noise in logs

@@ -1,0 +1,137 @@
+"""The whole nightly job at growing sizes: time and peak memory of every step, and how they grow.
+
+    python benchmarks/bench_job.py --events 1000000 10000000 100000000 [--workdir DIR]
+
+For each size: generate a landing folder (reused when the workdir has one with the same
+settings; generation is not part of the job), then run each step of `lakehouse run` in its
+own subprocess on fresh outputs, so every step gets its own peak RSS (VmHWM):
+ingest -> dbt build -> quality gate -> export, then one epoch of the loader over the train
+split (ShardDataset, shuffled, in process). Results: benchmarks/results/job.json; the table
+and the method are in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+AS_OF = "2026-11-01T06:00:00+00:00"  # the generator's default end: last night's dump
+
+STEP = """
+import json, sys, time
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+step, args = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+rows = None
+if step == "ingest":
+    from lakehouse.ingest import ingest
+    report = ingest(args[0], args[1])
+    assert report.ok
+    rows = sum(f.rows_read for f in report.files)
+elif step == "dbt build":
+    from lakehouse.warehouse import project_dir, run_dbt
+    result = run_dbt(args[0], args[1], project=project_dir(), quiet=True)
+    assert result.success, result.failures
+    rows = len(result.nodes)
+elif step == "quality gate":
+    from datetime import datetime
+    from pathlib import Path
+    from lakehouse.quality import validate
+    report, _ = validate(args[1], args[0], out=Path(args[2]), as_of=datetime.fromisoformat(args[3]))
+    assert report.passed, [r.name for r in report.blocking_failures]
+    rows = sum(t.rows for t in report.tables)
+elif step == "export":
+    from pathlib import Path
+    from lakehouse.export import export_model
+    folder, manifest = export_model(args[0], "photo_popularity_training", Path(args[1]),
+                                    quality_dir=Path(args[2]), lake=args[3])
+    rows = sum(manifest.totals.values())
+elif step == "loader epoch":
+    from lakehouse.loader import ShardDataset
+    ds = ShardDataset(args[0], "train", batch_size=4096, shuffle=True)
+    rows = sum(len(b["photo_id"]) for b in ds)
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak(), "rows": rows}))
+"""
+
+
+def _step(name: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", STEP, name, *args], capture_output=True, text=True, cwd=REPO
+    )
+    if out.returncode:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _landing(events: int, work: Path) -> tuple[Path, float | None]:
+    from lakehouse.synth import MANIFEST, GenerateConfig, generate
+
+    photos = max(1_000, events // 40)
+    landing = work / f"landing-{events}"
+    manifest = landing / MANIFEST
+    if manifest.exists() and json.loads(manifest.read_text())["config"]["events"] == events:
+        return landing, None
+    config = GenerateConfig(
+        out=landing, users=max(500, photos // 10), photos=photos, days=60, events=events
+    )
+    start = time.perf_counter()
+    generate(config)
+    return landing, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/lakehouse-bench"))
+    args = parser.parse_args()
+    results = []
+    for events in args.events:
+        landing, generated = _landing(events, args.workdir)
+        job = args.workdir / f"job-{events}"
+        shutil.rmtree(job, ignore_errors=True)
+        job.mkdir(parents=True)
+        lake, warehouse = str(job / "lake"), str(job / "warehouse.duckdb")
+        quality, shards = str(job / "quality"), str(job / "shards")
+        steps = {
+            "ingest": _step("ingest", str(landing), lake),
+            "dbt build": _step("dbt build", lake, warehouse),
+            "quality gate": _step("quality gate", lake, warehouse, quality, AS_OF),
+            "export": _step("export", warehouse, shards, quality, lake),
+            "loader epoch": _step(
+                "loader epoch", str(job / "shards" / "photo_popularity_training" / "latest")
+            ),
+        }
+        size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
+        results.append(
+            {"events": events, "landing_bytes": size, "generate_seconds": generated, "steps": steps}
+        )
+        print(json.dumps(results[-1], indent=2), flush=True)
+        shutil.rmtree(job / "lake", ignore_errors=True)  # keep the disk for the next size
+    for smaller, bigger in itertools.pairwise(results):
+        factor = bigger["events"] / smaller["events"]
+        for name, step in bigger["steps"].items():
+            before = smaller["steps"][name]
+            print(
+                f"{smaller['events']:,} -> {bigger['events']:,} ({factor:.0f}x events): {name} "
+                f"time x{step['seconds'] / before['seconds']:.1f}, "
+                f"peak RSS x{step['peak_rss_mb'] / before['peak_rss_mb']:.1f}"
+            )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"job-{'-'.join(str(e) for e in args.events)}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()

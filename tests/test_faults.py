@@ -1,0 +1,171 @@
+"""Faults a nightly job meets: a killed dbt build, a full disk, a warehouse held by another
+process. Each ends in a readable message, never a traceback, and nothing half-written is
+used: a rerun completes without duplicates."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lakehouse.storage import read_delta
+from lakehouse.warehouse import connect, project_dir, run_dbt
+
+PROJECT = project_dir(Path(__file__).parent)
+MODEL = "photo_popularity_training"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, limit_bytes: int | None = None) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:  # a real write failure (EFBIG) once a file passes the limit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        preexec_fn=limit if limit_bytes else None,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(ingested, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An uninterrupted build of the shared lake: what every recovery must end up equal to."""
+    lake, _ = ingested
+    warehouse = tmp_path_factory.mktemp("reference") / "warehouse.duckdb"
+    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
+    con = connect(warehouse, PROJECT)
+    counts = {
+        t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("fct_events", MODEL)
+    }
+    con.close()
+    return {"lake": lake, "warehouse": warehouse, "counts": counts}
+
+
+def test_kill_9_during_dbt_build_blocks_export_until_a_rerun_completes(
+    reference, tmp_path: Path
+) -> None:
+    lake, warehouse = str(reference["lake"]), tmp_path / "warehouse.duckdb"
+    build = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "build",
+            "--lake",
+            lake,
+            "--warehouse",
+            str(warehouse),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not warehouse.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # models are being built now (the whole build takes several seconds)
+    build.send_signal(signal.SIGKILL)
+    assert build.wait() == -signal.SIGKILL
+
+    export = _cli(
+        "export", MODEL, "--warehouse", str(warehouse), "--out", str(tmp_path / "shards"), "--force"
+    )
+    assert export.returncode == 1 and "Traceback" not in export.stderr
+    assert "did not finish" in export.stderr and "lakehouse build" in export.stderr
+    assert not (tmp_path / "shards" / MODEL / "latest").exists()
+
+    again = _cli("build", "--lake", lake, "--warehouse", str(warehouse))
+    assert again.returncode == 0, again.stdout[-2000:]
+    con = connect(warehouse, PROJECT)
+    for table, rows in reference["counts"].items():
+        assert con.execute(f"select count(*) from {table}").fetchone()[0] == rows, table
+    distinct = con.execute("select count(distinct event_id) from fct_events").fetchone()[0]
+    con.close()
+    assert distinct == reference["counts"]["fct_events"]  # the incremental model has no duplicates
+    export = _cli(
+        "export", MODEL, "--warehouse", str(warehouse), "--out", str(tmp_path / "shards"), "--force"
+    )
+    assert export.returncode == 0, export.stderr
+
+
+def test_a_full_disk_during_ingest_is_named_and_a_rerun_completes(
+    landing: Path, ingested, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    failed = _cli("ingest", str(landing), "--lake", str(lake), limit_bytes=150_000)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert f"cannot write {lake}/bronze/" in failed.stderr
+    assert "ulimit -f" in failed.stderr and "nothing of this batch was committed" in failed.stderr
+    # what did land reconciles with the ingest log: no half file anywhere
+    log = read_delta(str(lake / "bronze" / "_ingest_log")).to_pylist()
+    assert log and all(r["status"] == "ingested" for r in log)  # some files made it
+    for table in {row["table"] for row in log}:
+        landed = sum(r["rows_landed"] for r in log if r["table"] == table)
+        assert read_delta(str(lake / "bronze" / table)).num_rows == landed
+
+    rerun = _cli("ingest", str(landing), "--lake", str(lake))
+    assert rerun.returncode == 0, rerun.stderr
+    single, _ = ingested
+    for table in ("users", "photos", "photo_embeddings", "events", "_quarantine"):
+        assert (
+            read_delta(str(lake / "bronze" / table)).num_rows
+            == read_delta(str(single / "bronze" / table)).num_rows
+        ), table
+
+
+def test_a_full_disk_during_export_publishes_nothing(reference, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    args = (
+        "export",
+        MODEL,
+        "--warehouse",
+        str(reference["warehouse"]),
+        "--out",
+        str(out),
+        "--force",
+    )
+    failed = _cli(*args, limit_bytes=100_000)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert f"cannot write {MODEL} shards under {out}" in failed.stderr
+    assert "no version was published" in failed.stderr
+    assert list((out / MODEL).iterdir()) == []  # no version, no temp folder, no latest
+    assert _cli(*args).returncode == 0
+    assert (out / MODEL / "latest" / "manifest.json").exists()
+
+
+def test_a_warehouse_held_by_another_process_is_a_clear_message(reference, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+            " time.sleep(60)",
+            str(reference["warehouse"]),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        lake, warehouse = str(reference["lake"]), str(reference["warehouse"])
+        for args in (
+            ("build", "--lake", lake, "--warehouse", warehouse),
+            ("validate", "--lake", lake, "--warehouse", warehouse, "--out", str(tmp_path)),
+            ("export", MODEL, "--warehouse", warehouse, "--out", str(tmp_path), "--force"),
+        ):
+            result = _cli(*args)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, args
+            assert f"the warehouse {warehouse} is in use by another process" in result.stderr
+            assert f"(PID {holder.pid})" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
