@@ -468,6 +468,15 @@ def print_ingest_report(report: IngestReport, console: Console) -> None:
     if reasons:
         detail = ", ".join(f"{code} {count:,}" for code, count in sorted(reasons.items()))
         console.print(f"quarantined by reason: {detail}", highlight=False)
+    for f in report.files:  # a whole file rejected is rarely bad rows: more likely its layout
+        if f.rows_read >= 10 and f.rows_quarantined > 0.5 * f.rows_read:
+            top = ", ".join(f"{code} {n:,}" for code, n in f.reasons.most_common(2))
+            console.print(
+                f"[yellow]warning[/]: {f.rows_quarantined:,} of {f.rows_read:,} rows of "
+                f"{f.source_file} were quarantined ({top}); does its header or layout match the "
+                f"{f.table} contract?",
+                highlight=False,
+            )
     if report.ignored:
         console.print(
             f"[yellow]ignored[/] (no bronze table for their folder): {', '.join(report.ignored)}",

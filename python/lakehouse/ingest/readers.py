@@ -411,29 +411,56 @@ def _check_csv_header(path: str, header: list[str], spec: SourceSpec) -> None:
 def _read_csv_block(
     lines: list[bytes], numbers: list[int], header: list[str]
 ) -> tuple[pa.Table, list[bytes], list[int], list[Reject]]:
+    """Parse a block of single-line records. If Arrow's rows do not match the lines one to
+    one (an unbalanced quote makes a field swallow the next line), parse line by line and
+    quarantine the lines that are not one record, so a row never shifts onto another line."""
+    table, invalid = _parse_csv(lines, header)
+    if table is not None and table.num_rows == len(lines) - len(invalid):
+        kept, kept_numbers, bad = [], [], []
+        for index, (line, number) in enumerate(zip(lines, numbers, strict=True), start=1):
+            if index in invalid:
+                bad.append(Reject(number, r.WRONG_COLUMN_COUNT, invalid[index], raw_text(line)))
+            else:
+                kept.append(line)
+                kept_numbers.append(number)
+        return table, kept, kept_numbers, bad
+    tables, kept, kept_numbers, bad = [], [], [], []
+    for line, number in zip(lines, numbers, strict=True):
+        one, problem = _parse_csv([line], header)
+        if one is not None and one.num_rows == 1 and not problem:
+            tables.append(one)
+            kept.append(line)
+            kept_numbers.append(number)
+        elif problem:
+            bad.append(Reject(number, r.WRONG_COLUMN_COUNT, problem[1], raw_text(line)))
+        else:
+            why = "not one CSV record on this line (an unbalanced quote?)"
+            bad.append(Reject(number, r.MALFORMED_RECORD, why, raw_text(line)))
+    empty = pa.table({name: pa.array([], pa.string()) for name in header})
+    return pa.concat_tables([empty, *tables]), kept, kept_numbers, bad
+
+
+def _parse_csv(lines: list[bytes], header: list[str]) -> tuple[pa.Table | None, dict[int, str]]:
+    """Arrow's CSV parse of the lines (rows numbered 1.. in the block), and the rows it
+    skipped for a wrong column count; None when it cannot parse them at all."""
     invalid: dict[int, str] = {}
 
     def on_invalid(row: pcsv.InvalidRow) -> str:
         invalid[row.number] = f"expected {row.expected_columns} columns, got {row.actual_columns}"
         return "skip"
 
-    # Arrow numbers rows 1.. within this block (no header line inside the block).
-    table = pcsv.read_csv(
-        io.BytesIO(b"\n".join(lines) + b"\n"),
-        read_options=pcsv.ReadOptions(column_names=header, use_threads=False),
-        parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pcsv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=True
-        ),
-    )
-    kept, kept_numbers, bad = [], [], []
-    for index, (line, number) in enumerate(zip(lines, numbers, strict=True), start=1):
-        if index in invalid:
-            bad.append(Reject(number, r.WRONG_COLUMN_COUNT, invalid[index], raw_text(line)))
-        else:
-            kept.append(line)
-            kept_numbers.append(number)
-    return table, kept, kept_numbers, bad
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(b"\n".join(lines) + b"\n"),
+            read_options=pcsv.ReadOptions(column_names=header, use_threads=False),
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pcsv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, strings_can_be_null=True
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None, invalid
+    return table, invalid
 
 
 # ---------------------------------------------------------------- Parquet
