@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv
 import pyarrow.ipc as ipc
 import pytest
 
@@ -165,7 +166,7 @@ def test_a_crash_mid_export_leaves_no_version_and_keeps_the_old_ones(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(publish_module, "write_split", crash_on_second_split)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(ExportError, match="No space left on device; no version was published"):
         _export(built, tmp_path)
     root = tmp_path / MODEL
     assert sorted(p.name for p in root.iterdir()) == ["latest", "v1"]  # no half version
@@ -215,6 +216,22 @@ def test_manifest_paths_cannot_leave_the_version_folder(built, tmp_path: Path) -
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="leaves the shard folder"):
         verify(folder)
+
+
+def test_no_personal_data_reaches_a_shard_or_its_manifest(built, tmp_path: Path) -> None:
+    folder, _ = _export(built, tmp_path)
+    users = pa.csv.read_csv(next((built["landing"] / "users").iterdir()))
+    personal = {
+        v.encode()
+        for column in ("email", "display_name")
+        for v in users.column(column).to_pylist()
+        if v and len(v) >= 6
+    }
+    assert len(personal) > 100
+    for path in folder.rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert not [v for v in personal if v in blob], path
 
 
 def test_manifest_records_lineage_and_the_gate(built, tmp_path: Path) -> None:

@@ -326,3 +326,15 @@ def test_shard_schema_must_match_the_manifest(shards: Path, tmp_path: Path) -> N
     (copy / "manifest.json").write_text(manifest.to_json())
     with pytest.raises(LoaderError, match=rf"shard {target} has schema .*'feature', 'double'"):
         list(ShardDataset(copy, manifest.shards[0].split, batch_size=SHARD_ROWS))
+
+
+def test_a_manifest_path_that_leaves_the_version_folder_is_refused(
+    shards: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "v"
+    shutil.copytree(shards, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["shards"][0]["path"] = "../../../etc/passwd"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(LoaderError, match="leaves the shard folder"):
+        list(ShardDataset(copy, data["shards"][0]["split"], batch_size=SHARD_ROWS))

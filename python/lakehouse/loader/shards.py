@@ -78,7 +78,10 @@ class ShardColumns:
     """One shard's requested columns as numpy arrays over a copy-on-write memory map."""
 
     def __init__(self, folder: Path, entry: ShardEntry, manifest: Manifest, columns: list[str]):
-        path = safe_shard_path(folder, entry.path)
+        try:
+            path = safe_shard_path(folder, entry.path)
+        except ValueError as error:  # a manifest that points outside its version folder
+            raise LoaderError(str(error)) from None
         self.path = path
         try:
             size = path.stat().st_size
