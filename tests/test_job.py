@@ -156,13 +156,18 @@ def test_no_secret_is_written_to_any_file(job_on_s3) -> None:
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET  # the job did run with it
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_two_ingests_of_the_same_landing_folder_at_once_land_each_row_once(
-    landing: Path, tmp_path: Path, ingested
+    where: str, request: pytest.FixtureRequest, landing: Path, tmp_path: Path, ingested
 ) -> None:
-    lake = tmp_path / "lake"
+    if where == "s3":
+        request.getfixturevalue("s3")  # the server, and its AWS_* environment for the runs
+        lake = f"s3://lake/concurrent-{tmp_path.name}"
+    else:
+        lake = str(tmp_path / "lake")
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.cli", "ingest", str(landing), "--lake", str(lake)],
+            [sys.executable, "-m", "lakehouse.cli", "ingest", str(landing), "--lake", lake],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -174,6 +179,6 @@ def test_two_ingests_of_the_same_landing_folder_at_once_land_each_row_once(
         assert run.returncode == 0, err
     single_lake, _ = ingested
     for table in BRONZE:
-        together = read_delta(str(lake / "bronze" / table))
+        together = read_delta(f"{lake}/bronze/{table}")
         alone = read_delta(str(single_lake / "bronze" / table))
         assert together.num_rows == alone.num_rows, table

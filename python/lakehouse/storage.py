@@ -22,8 +22,12 @@ _S3_ENV = {
     "AWS_REGION": "AWS_REGION",
     "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
     "AWS_ALLOW_HTTP": "AWS_ALLOW_HTTP",
-    "AWS_S3_LOCKING_PROVIDER": "AWS_S3_LOCKING_PROVIDER",
+    # Delta commits on S3 use conditional PUT (If-None-Match). Stores without it: set
+    # AWS_CONDITIONAL_PUT=etag or AWS_COPY_IF_NOT_EXISTS=..., or, with one writer only,
+    # AWS_S3_ALLOW_UNSAFE_RENAME=true (docs/decisions/0005-object-storage.md)
     "AWS_CONDITIONAL_PUT": "conditional_put",
+    "AWS_COPY_IF_NOT_EXISTS": "copy_if_not_exists",
+    "AWS_S3_ALLOW_UNSAFE_RENAME": "AWS_S3_ALLOW_UNSAFE_RENAME",
 }
 
 
