@@ -81,7 +81,7 @@ def test_demo_runs_every_step_and_the_model_beats_the_baseline(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert bronze(tmp_path / "lake", "events").num_rows > 500_000
-    assert "quarantine at" in result.stdout
+    assert "quarantine at" in result.stdout and "nightly job done" in result.stdout
     assert (tmp_path / "shards" / "photo_popularity_training" / "v1" / "manifest.json").exists()
     trained = re.search(r"model ([\d.]+) beats the constant baseline ([\d.]+)", result.stdout)
     assert trained, result.stdout[-2000:]

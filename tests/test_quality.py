@@ -83,8 +83,8 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
     assert training.versions["bronze_versions"]["events"] >= 0
     assert "dbt_invocation_id" in training.versions
     assert next(t for t in report.tables if t.table == "bronze_events").versions == {
-        "delta_version": 19
-    }  # 20 daily files, one commit each
+        "delta_version": 20
+    }  # version 0 creates the table empty, then 20 daily files, one commit each
 
 
 @pytest.mark.parametrize(

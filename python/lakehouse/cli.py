@@ -426,6 +426,7 @@ def _ingest(
     finally:
         progress.stop()
     print_ingest_report(report, console)
+    console.print(f"lake written to {lake}; quarantine at {lake}/bronze/_quarantine")
     for failed in report.failed:
         err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
     files = report.files
