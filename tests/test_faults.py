@@ -4,6 +4,7 @@ used: a rerun completes without duplicates."""
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.storage import read_delta
+from lakehouse.storage import describe_storage_error, read_delta
 from lakehouse.warehouse import connect, project_dir, run_dbt
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -169,3 +170,38 @@ def test_a_warehouse_held_by_another_process_is_a_clear_message(reference, tmp_p
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            OSError(28, "No space left on device", "/lake/x.parquet"),
+            "the disk is full (/lake/x.parquet)",
+        ),
+        (PermissionError(13, "Permission denied", "/shards"), "permission denied (/shards)"),
+        (OSError(30, "Read-only file system"), "the file system is read-only"),
+        (
+            RuntimeError("Generic LocalFileSystem error: Unable to copy data (os error 28)"),
+            "the disk is full",
+        ),
+        (OSError(5, "Input/output error"), "Input/output error"),
+    ],
+)
+def test_storage_errors_read_as_one_line_with_the_cause(
+    error: BaseException, expected: str
+) -> None:
+    assert describe_storage_error(error) == expected
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_lake_folder_is_a_clear_message(landing: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    lake.chmod(0o555)
+    try:
+        result = _cli("ingest", str(landing), "--lake", str(lake))
+    finally:
+        lake.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"cannot write {lake}/bronze/" in result.stderr
