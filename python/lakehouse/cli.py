@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "From raw app logs to training batches. `ingest` lands files into bronze Delta "
             "tables (with quarantine and an ingest log); `build` turns them into a DuckDB "
-            "warehouse with dbt; `demo` runs it all on generated sample data."
+            "warehouse with dbt; `validate` is the data-quality gate; `export` writes Arrow "
+            "shards; `train` reads them with the PyTorch loader. `run` is the nightly job "
+            "(ingest -> build -> validate -> export) on local or s3:// paths; `demo` generates "
+            "sample data, runs the job and trains on it."
         ),
         epilog="Run `lakehouse <command> --help` for the options of one command.",
     )
