@@ -254,3 +254,30 @@ def test_parquet_columns_of_a_compatible_type_are_cast_to_the_contract(tmp_path:
         "list<item: float>",
         "list<element: float>",
     )
+
+
+def _append_at_the_barrier(lake: str, batch: str, barrier) -> int:
+    barrier.wait()  # both processes reach the (missing) table at the same moment
+    return Bronze(lake).append("race", pa.table({"id": pa.array([1, 2, 3], pa.int64())}), batch)
+
+
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_two_writers_creating_a_table_at_once_commit_each_batch_once(
+    tmp_path: Path, same_batch: bool
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(4):
+        lake = str(tmp_path / f"lake{attempt}")
+        barrier = context.Manager().Barrier(2)
+        batches = ["b-same", "b-same"] if same_batch else ["b-one", "b-two"]
+        with context.Pool(2) as pool:
+            versions = pool.starmap(_append_at_the_barrier, [(lake, b, barrier) for b in batches])
+        table = Bronze(lake)._table("race")
+        assert table is not None
+        creates = [h for h in table.history() if h.get("operation") == "CREATE TABLE"]
+        assert len(creates) == 1, table.history()  # one version 0, never a second create
+        rows = bronze(Path(lake), "race").num_rows
+        assert rows == (3 if same_batch else 6)
+        assert all(v >= 1 for v in versions)

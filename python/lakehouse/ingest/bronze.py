@@ -143,11 +143,19 @@ class Bronze:
         return written.version()
 
     def _create(self, table: str, schema: pa.Schema) -> DeltaTable:
-        """An empty table with the batch's schema (a schema-only commit, no rows). Two runs
-        creating it at once both succeed or one finds the other's: either way it exists."""
+        """An empty table with the batch's schema (a schema-only commit, no rows). Of two runs
+        creating it at once, one wins version 0 and the other must not retry its create as
+        version 1 (a second metadata commit would conflict with appends made on version 0):
+        with no retries it fails, and uses the winner's table."""
         uri = self.uri(table)
         try:
-            DeltaTable.create(uri, schema, mode="ignore", storage_options=storage_options() or None)
+            DeltaTable.create(
+                uri,
+                schema,
+                mode="ignore",
+                storage_options=storage_options() or None,
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
         except (CommitFailedError, DeltaError):
             if not delta_exists(uri):
                 raise
