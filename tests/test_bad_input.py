@@ -90,7 +90,11 @@ def test_fuzzed_json_lines_are_landed_or_quarantined_never_lost(lines: list[str]
 
 
 csv_field = st.one_of(
-    st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=12),
+    # text Python can encode as UTF-8 (no lone surrogates); raw bad bytes are tested apart
+    st.text(
+        alphabet=st.characters(exclude_characters="\n\r", exclude_categories=("Cs",)),
+        max_size=12,
+    ),
     st.sampled_from(
         ["1", "2026-01-01T00:00:00Z", "US", "a@b.example", "true", "1990", '"q,uoted"']
     ),
