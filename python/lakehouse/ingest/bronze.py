@@ -96,9 +96,7 @@ class Bronze:
     def committed_version(self, table: str, batch_id: str) -> int | None:
         """The Delta version that holds this batch, or None when it was never committed."""
         existing = self._table(table)
-        if existing is None or existing.transaction_version(f"{_APP_ID}:{batch_id}") is None:
-            return None
-        return _version_of_batch(existing, batch_id)
+        return None if existing is None else _batch_version(existing, batch_id)
 
     def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
         """Append once per batch id; returns the Delta version holding the batch.
@@ -110,9 +108,9 @@ class Bronze:
         created empty, so that even the first append commits on a snapshot.
         """
         snapshot = self._table(table) or self._create(table, data.schema)
-        app_id = f"{_APP_ID}:{batch_id}"
-        if snapshot.transaction_version(app_id) is not None:
-            return _version_of_batch(snapshot, batch_id)
+        done = _batch_version(snapshot, batch_id)
+        if done is not None:
+            return done
         try:
             write_deltalake(
                 snapshot,
@@ -121,7 +119,7 @@ class Bronze:
                 storage_options=storage_options() or None,
                 commit_properties=CommitProperties(
                     custom_metadata={_BATCH_KEY: batch_id},
-                    app_transactions=[Transaction(app_id=app_id, version=1)],
+                    app_transactions=[Transaction(app_id=_app_id(batch_id), version=1)],
                 ),
             )
         except CommitFailedError as error:
@@ -168,6 +166,17 @@ class Bronze:
 
     def append_log(self, rows: pa.Table, batch_id: str) -> int:
         return self.append(INGEST_LOG_TABLE, rows.cast(INGEST_LOG_SCHEMA), batch_id)
+
+
+def _app_id(batch_id: str) -> str:
+    return f"{_APP_ID}:{batch_id}"
+
+
+def _batch_version(snapshot: DeltaTable, batch_id: str) -> int | None:
+    """The version holding the batch in this very snapshot, or None when it has no txn."""
+    if snapshot.transaction_version(_app_id(batch_id)) is None:
+        return None
+    return _version_of_batch(snapshot, batch_id)
 
 
 def _version_of_batch(table: DeltaTable, batch_id: str) -> int:
