@@ -44,6 +44,22 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MODEL = "photo_popularity_training"
 
 
+# errors the layers raise with a message for the user, and storage errors (disk full,
+# permissions, storage unreachable): printed as one line, never as a traceback
+LAYER_ERRORS = (IngestError, WarehouseError, SuiteError, ExportError)
+FAILURES = (*LAYER_ERRORS, OSError, DeltaError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one line printed for a failure in ``FAILURES``."""
+    if isinstance(exc, LAYER_ERRORS):
+        return str(exc)
+    return (
+        f"{describe_storage_error(exc)}; nothing half-written was published "
+        "(free space or fix permissions, then run again)"
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A step's exit code and its line in the nightly job's summary."""
@@ -376,15 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args.shards, args, console, err)
         if args.command == "demo":
             return _demo(args, console, err)
-    except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_FAILED
-    except (OSError, DeltaError) as exc:  # disk full, permissions, storage unreachable
-        err.print(
-            f"[bold red]error:[/] {describe_storage_error(exc)}; nothing half-written was "
-            "published (free space or fix permissions, then run again)",
-            highlight=False,
-        )
+    except FAILURES as exc:
+        err.print(f"[bold red]error:[/] {failure_reason(exc)}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -771,10 +780,8 @@ def _run(args: argparse.Namespace, console: Console, err: Console) -> int:
         started = time.perf_counter()
         try:
             outcome = step()
-        except (IngestError, WarehouseError, SuiteError, ExportError) as exc:
-            outcome = Outcome(EXIT_FAILED, reason=str(exc))
-        except (OSError, DeltaError) as exc:
-            outcome = Outcome(EXIT_FAILED, reason=describe_storage_error(exc))
+        except FAILURES as exc:
+            outcome = Outcome(EXIT_FAILED, reason=failure_reason(exc))
         seconds = f"{time.perf_counter() - started:.1f}"
         ok = outcome.code == EXIT_OK
         status = "[green]ok[/]" if ok else "[bold red]failed[/]"
