@@ -138,13 +138,12 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        order = self._order()
-        plan = self._plan(order.total)
+        order, plan = self._order(), self._plan()
         cache = ShardCache(self.folder, self.manifest, self.entries, self.columns)
         for local in worker_batches(plan.batches, worker, workers):
             positions, padding = plan.positions(local)
             shard, row = order.rows(positions)
-            yield self._tensors(cache, Rows(shard, row, padding))
+            yield self._tensors(cache, Rows(shard, row, padding), in_worker=info is not None)
 
     def _order(self) -> EpochOrder:
         return EpochOrder(
@@ -156,9 +155,9 @@ class ShardDataset(IterableDataset):
             epoch=self.epoch,
         )
 
-    def _plan(self, total: int | None = None) -> RankPlan:
+    def _plan(self) -> RankPlan:
         return RankPlan(
-            total=self.num_samples if total is None else total,
+            total=self.num_samples,
             start=self._start,
             batch_size=self.batch_size,
             rank=self.rank,
@@ -166,11 +165,12 @@ class ShardDataset(IterableDataset):
             uneven=self.uneven,
         )
 
-    def _tensors(self, cache: ShardCache, rows: Rows) -> dict[str, torch.Tensor]:
+    def _tensors(
+        self, cache: ShardCache, rows: Rows, *, in_worker: bool = False
+    ) -> dict[str, torch.Tensor]:
         # in a DataLoader worker the batch must be copied into shared memory to reach the
         # trainer anyway: copy it once, into one buffer (one shared segment per batch, not
         # one per column), and let torch send that buffer as it is
-        in_worker = get_worker_info() is not None
         run = rows.contiguous()
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
             shard, lo, hi = run
