@@ -51,7 +51,11 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
-        data = json.loads(Path(path).read_text())
+        return cls.parse(Path(path).read_text())
+
+    @classmethod
+    def parse(cls, text: str) -> Manifest:
+        data = json.loads(text)
         data.pop("totals", None)
         data["shards"] = [ShardEntry(**s) for s in data["shards"]]
         return cls(**data)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,7 @@ def export_model(
 def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
     """manifest.json is written last, then the folder appears under its version name in one
     rename; ``latest`` is swapped with another rename. Old versions are never touched."""
-    taken = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()]
-    manifest.version = max(taken, default=0) + 1
+    manifest.version = _next_version(p.name for p in root.iterdir())
     (staging / MANIFEST).write_text(manifest.to_json())
     final = root / f"v{manifest.version}"
     staging.chmod(0o755)  # mkdtemp makes it private; readers (other users, workers) need it
@@ -112,18 +112,20 @@ def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
     return final
 
 
+def _next_version(names: Iterable[str]) -> int:
+    """One more than the highest ``v<N>`` among the names in a model's folder."""
+    taken = [int(n[1:]) for n in names if n[:1] == "v" and n[1:].isdigit()]
+    return max(taken, default=0) + 1
+
+
 def _publish_remote(root: str, staging: Path, manifest: Manifest) -> str:
     """Object storage has no rename: shards are uploaded first, ``manifest.json`` last (a
     version without one is not a version to any reader), then the ``latest`` object is
     overwritten with the version's name in one PUT."""
     fs, base = filesystem_for(root)
     fs.create_dir(base, recursive=True)
-    taken = [
-        int(info.base_name[1:])
-        for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-        if info.base_name[:1] == "v" and info.base_name[1:].isdigit()
-    ]
-    manifest.version = max(taken, default=0) + 1
+    listing = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    manifest.version = _next_version(info.base_name for info in listing)
     name = f"v{manifest.version}"
     for shard in manifest.shards:
         pafs.copy_files(
@@ -145,14 +147,12 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
 
 
 def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
-    rows = (
-        con.execute(
-            "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
-            "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
-            "order by recorded_at desc limit 1)"
-        ).fetchall()
-        if _has_table(con, "lakehouse_bronze_reads")
-        else []
+    rows = _rows_if_table(
+        con,
+        "lakehouse_bronze_reads",
+        "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
+        "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
+        "order by recorded_at desc limit 1)",
     )
     _refuse_unfinished_build(con, rows[0][0] if rows else None)
     dbt_manifest = project / "target" / "manifest.json"
@@ -168,13 +168,10 @@ def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
 def _refuse_unfinished_build(con, finished: str | None) -> None:
     """A dbt invocation killed mid-build leaves some models rebuilt and others not; its start
     is recorded but its end is not. Such a warehouse is not exported, gate or no gate."""
-    started = (
-        con.execute(
-            "select invocation_id, started_at from lakehouse_dbt_runs "
-            "order by started_at desc limit 1"
-        ).fetchall()
-        if _has_table(con, "lakehouse_dbt_runs")
-        else []
+    started = _rows_if_table(
+        con,
+        "lakehouse_dbt_runs",
+        "select invocation_id, started_at from lakehouse_dbt_runs order by started_at desc limit 1",
     )
     if started and started[0][0] != finished:
         raise ExportError(
@@ -184,12 +181,13 @@ def _refuse_unfinished_build(con, finished: str | None) -> None:
         )
 
 
-def _has_table(con, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_name = ?", [name]
-        ).fetchone()[0]
-    )
+def _rows_if_table(con, table: str, sql: str) -> list[tuple]:
+    """The query's rows, or none when ``table`` does not exist (a warehouse dbt never built,
+    or one whose first build was killed before its end hook)."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_name = ?", [table]
+    ).fetchone()[0]
+    return con.execute(sql).fetchall() if exists else []
 
 
 def _git_commit(project: Path) -> str | None:

@@ -51,16 +51,17 @@ def fetch_version(uri: str, cache: Path | None = None) -> Path:
         raise FetchError(
             f"no {MANIFEST} at {version_uri}: not a complete shard version ({error})"
         ) from error
-    staged = Path(tempfile.mkstemp(dir=local, prefix=".manifest-")[1])
-    staged.write_text(text)
-    manifest = Manifest.read(staged)
+    manifest = Manifest.parse(text)
     for shard in manifest.shards:
         target = local / shard.path
         if target.exists() and target.stat().st_size == shard.bytes:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         _download(fs, base, shard.path, target, shard.bytes, shard.sha256, version_uri)
-    staged.replace(local / MANIFEST)
+    handle, staged = tempfile.mkstemp(dir=local, prefix=".manifest-")
+    with os.fdopen(handle, "w") as sink:  # last, and whole: its presence means complete
+        sink.write(text)
+    os.replace(staged, local / MANIFEST)
     return local
 
 
