@@ -2,7 +2,8 @@
     when they are not there. -#}
 
 {% macro lake_root() -%}
-    {#- --vars '{lake_root: ...}' wins over LAKEHOUSE_LAKE; the demo lake is the default -#}
+    {#- --vars '{lake_root: ...}', else $LAKEHOUSE_LAKE, else the demo's lake; the same rule
+        as the source template in dbt_project.yml -#}
     {{ var('lake_root', env_var('LAKEHOUSE_LAKE', 'data/demo/lake')).rstrip('/') }}
 {%- endmacro %}
 
@@ -12,14 +13,14 @@
 {%- endmacro %}
 
 
-{% macro bronze_version(table) -%}
-    {{ return(var('bronze_versions', {}).get(table)) }}
-{%- endmacro %}
-
-
-{% macro bronze_scan(table) -%}
-    {%- set version = bronze_version(table) -%}
-    delta_scan('{{ bronze_path(table) }}'{% if version is not none %}, version => {{ version }}{% endif %})
+{% macro bronze_tables() -%}
+    {#- The bronze tables this project reads: the identifiers of its sources (every source is
+        a bronze table; dbt_project.yml gives them one location template). -#}
+    {%- set tables = [] -%}
+    {%- for source in graph.sources.values() | sort(attribute='identifier') -%}
+        {%- do tables.append(source.identifier) -%}
+    {%- endfor -%}
+    {{ return(tables) }}
 {%- endmacro %}
 
 
@@ -40,8 +41,19 @@
 {% endmacro %}
 
 
-{% macro assert_bronze_exists(tables) %}
+{% macro assert_bronze_exists() %}
     {%- if execute -%}
+        {%- set tables = bronze_tables() -%}
+        {%- set pins = var('bronze_versions', {}) -%}
+        {%- set unpinned = tables | reject('in', pins) | list -%}
+        {%- if pins and unpinned -%}
+            {{ exceptions.raise_compiler_error(
+                "bronze_versions pins " ~ (pins.keys() | list | join(', ')) ~ " but not "
+                ~ (unpinned | join(', ')) ~ ": pin every bronze table or none. "
+                ~ "`lakehouse build --bronze-version TABLE=VERSION` pins the others at "
+                ~ "their current version for you."
+            ) }}
+        {%- endif -%}
         {%- for table in tables -%}
             {%- set commits = run_query(
                 "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
@@ -59,17 +71,13 @@
 {% endmacro %}
 
 
-{% macro latest_bronze_version_sql(table) -%}
-    select max(cast(regexp_extract(file, '(\d+)\.json$', 1) as bigint))
-    from glob('{{ bronze_path(table) }}/_delta_log/*.json')
-{%- endmacro %}
-
-
-{% macro record_bronze_reads(tables) %}
+{% macro record_bronze_reads() %}
     {#- Which Delta version of each bronze table this invocation read, for the exporter's
-        lineage manifest. Pinned versions are exact; unpinned ones are the latest at the
-        end of the run (pin with `lakehouse build` for an exact record). -#}
+        lineage manifest: the pinned version, or null when the run read the latest one
+        (a plain `dbt build`; `lakehouse build` always pins). A table's version is learned
+        in one place, by deltalake in Python, never re-derived here from the log's files. -#}
     {%- if execute -%}
+        {%- set pins = var('bronze_versions', {}) -%}
         create table if not exists {{ target.schema }}.lakehouse_bronze_reads (
             invocation_id varchar,
             table_name varchar,
@@ -77,13 +85,13 @@
             pinned boolean,
             recorded_at timestamp with time zone
         );
-        {% for table in tables -%}
-            {%- set pinned = bronze_version(table) -%}
+        {% for table in bronze_tables() -%}
+            {%- set pinned = pins.get(table) -%}
             insert into {{ target.schema }}.lakehouse_bronze_reads
             select
                 '{{ invocation_id }}',
                 '{{ table }}',
-                {% if pinned is not none %}{{ pinned }}{% else %}({{ latest_bronze_version_sql(table) }}){% endif %},
+                {{ pinned if pinned is not none else 'null' }},
                 {{ 'true' if pinned is not none else 'false' }},
                 current_timestamp;
         {% endfor -%}

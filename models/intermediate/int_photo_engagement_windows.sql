@@ -61,6 +61,7 @@ final as (
         coalesce(windowed.shares_7d, 0) as shares_7d,
         coalesce(windowed.saves_7d, 0) as saves_7d,
         coalesce(windowed.engagement_score_7d, 0) as engagement_score_7d,
+        coalesce(windowed.likes_7d, 0) >= {{ var('popular_likes_threshold') }} as is_popular,
         {{ dbt.dateadd('day', 7, 'photos.posted_at') }} <= data_horizon.observed_until
             as is_label_mature
     from photos

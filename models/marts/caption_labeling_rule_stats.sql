@@ -19,7 +19,7 @@ photo_count as (
 labels as (
     select
         photo_id,
-        likes_7d >= {{ var('popular_likes_threshold') }} as is_popular
+        is_popular
     from {{ ref('int_photo_engagement_windows') }}
     where is_label_mature
 ),

@@ -58,7 +58,7 @@ final as (
         cast(labels.likes_24h as integer) as likes_24h,
         cast(labels.likes_7d as integer) as likes_7d,
         cast(labels.engagement_score_7d as integer) as engagement_score_7d,
-        labels.likes_7d >= {{ var('popular_likes_threshold') }} as is_popular
+        labels.is_popular
     from labels
     inner join photos on photos.photo_id = labels.photo_id
     inner join split_buckets on split_buckets.photo_id = labels.photo_id
