@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from lakehouse.export import export_model
-from lakehouse.export.writer import plan_columns
-from lakehouse.warehouse import connect, project_dir
+from lakehouse.export.writer import ExportSpec, plan_columns
+from lakehouse.warehouse import connect, model_meta, project_dir
 
 MODEL = "photo_popularity_training"
 RESULTS = Path(__file__).parent / "results"
@@ -50,7 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     project = project_dir()
     con = connect(args.warehouse, project)
-    select, _, _ = plan_columns(con, MODEL, None)
+    spec = ExportSpec.from_meta(MODEL, model_meta(project, MODEL))
+    select, _, _ = plan_columns(con, MODEL, spec, None)
     rows = con.execute(f"select count(*) from {MODEL}").fetchone()[0]
     results: dict[str, object] = {"rows": rows}
     with tempfile.TemporaryDirectory() as tmp:

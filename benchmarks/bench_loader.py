@@ -37,7 +37,7 @@ import pyarrow.ipc as ipc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lakehouse.export import export_model
+from lakehouse.export import ExportSpec, export_model
 from lakehouse.loader import GPUPrefetcher, ShardDataset
 from lakehouse.warehouse import project_dir
 
@@ -68,7 +68,14 @@ def _write_shards(work: Path, rows: int) -> Path:
         "delta_version bigint, recorded_at timestamp)"
     )
     con.close()
-    export_model(warehouse, MODEL, work / "shards", force=True, project=project_dir())
+    export_model(
+        warehouse,
+        MODEL,
+        work / "shards",
+        force=True,
+        project=project_dir(),
+        spec=ExportSpec(key="photo_id"),
+    )
     return latest
 
 

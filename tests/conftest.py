@@ -1,19 +1,28 @@
-"""Shared fixtures: a small generated landing folder with every kind of dirty row, and a
-lake it was ingested into. Session-scoped because generating and ingesting take seconds;
-tests that change a lake make their own."""
+"""Shared fixtures, session-scoped because generating, ingesting and building take seconds:
+a small landing folder with every kind of dirty row and the lake it was ingested into, and a
+clean sample built into a warehouse once for every module that only reads it. Tests that
+change a lake or a warehouse copy it first (or make their own).
+
+Every fixture runs on a fixed clock (``NIGHT``), never the wall clock: the data ends at
+``END`` and the job runs the morning after.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from lakehouse.ingest import IngestReport, ingest
 from lakehouse.synth import MANIFEST, GenerateConfig, generate
+from lakehouse.warehouse import BuildResult, project_dir, run_dbt
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
+NIGHT = END + timedelta(hours=6)  # the morning after the last day of data: the fixtures' clock
+PROJECT = project_dir(Path(__file__).parent)
 
 
 def small_config(out: Path, dirty_rate: float = 0.04, seed: int = 11) -> GenerateConfig:
@@ -45,5 +54,31 @@ def generator_manifest(landing: Path) -> dict:
 @pytest.fixture(scope="session")
 def ingested(landing: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IngestReport]:
     lake = tmp_path_factory.mktemp("lake")
-    report = ingest(str(landing), str(lake))
+    report = ingest(str(landing), str(lake), now=NIGHT)
     return lake, report
+
+
+@dataclass(frozen=True)
+class BuiltWarehouse:
+    """A clean 20-day sample (300 users, 2,000 photos, 40,000 events), its lake and the
+    warehouse `dbt build` made of it. Read it; copy it before changing anything."""
+
+    landing: Path
+    lake: Path
+    warehouse: Path
+    result: BuildResult
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
+    work = tmp_path_factory.mktemp("built")
+    landing, lake, warehouse = work / "landing", work / "lake", work / "warehouse.duckdb"
+    generate(
+        GenerateConfig(
+            out=landing, users=300, photos=2_000, days=20, events=40_000, seed=21, end=END
+        )
+    )
+    assert ingest(str(landing), str(lake), now=NIGHT).ok
+    result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True)
+    assert result.success, result.failures or result.error
+    return BuiltWarehouse(landing, lake, warehouse, result)

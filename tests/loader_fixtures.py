@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from lakehouse.export import export_model
+from lakehouse.export import ExportSpec, export_model
 from lakehouse.loader import ShardDataset
 from lakehouse.warehouse import project_dir
 
@@ -53,6 +53,7 @@ def write_shards(work: Path, *, compression: str | None = None) -> Path:
         compression=compression,
         force=True,
         project=project_dir(Path(__file__).parent),
+        spec=ExportSpec(key="photo_id"),  # a table of its own, not a dbt model with meta
     )
     return folder.parent / "latest"
 

@@ -15,30 +15,35 @@ from hypothesis import strategies as st
 
 from lakehouse.cli import main
 from lakehouse.ingest import ingest
+from tests.conftest import NIGHT
 from tests.helpers import bronze
 
 USERS_HEADER = "user_id,signup_at,country,email,display_name,birth_year,is_verified"
 
 
-def _ingest_one(folder: str, name: str, data: bytes):
+def _ingest_one(folder: str, name: str, data: bytes, *, photos: bytes = b""):
+    """Ingest one file into a fresh lake (after ``photos``, the photos its events refer to)."""
     with tempfile.TemporaryDirectory() as tmp:
         landing = Path(tmp) / "landing"
         (landing / folder).mkdir(parents=True)
         (landing / folder / name).write_bytes(data)
+        if photos:
+            (landing / "photos").mkdir()
+            (landing / "photos" / "photos.jsonl").write_bytes(photos)
         lake = Path(tmp) / "lake"
-        report = ingest(str(landing), str(lake))
-        (result,) = report.files
+        report = ingest(str(landing), str(lake), now=NIGHT)
+        (result,) = [f for f in report.files if f.table != "photos" or folder == "photos"]
         quarantine = (
             bronze(lake, "_quarantine").num_rows
             if (lake / "bronze" / "_quarantine").exists()
             else 0
         )
-        landed = (
-            bronze(lake, result.table).num_rows
+        table = (
+            bronze(lake, result.table)
             if (lake / "bronze" / result.table / "_delta_log").exists()
-            else 0
+            else None
         )
-        return result, landed, quarantine
+        return result, table, quarantine
 
 
 def _lines(data: bytes, header: bool) -> int:
@@ -47,27 +52,50 @@ def _lines(data: bytes, header: bool) -> int:
     return count - (1 if header and count else 0)
 
 
-def _assert_nothing_lost(data: bytes, result, landed: int, quarantined: int, header: bool) -> None:
+def _assert_nothing_lost(data: bytes, result, table, quarantined: int, header: bool) -> None:
+    landed = table.num_rows if table is not None else 0
     assert result.status == "ingested", result.error
     assert result.rows_read == _lines(data, header)
     assert result.rows_read == result.rows_landed + result.rows_quarantined + result.rows_duplicate
     assert landed == result.rows_landed and quarantined == result.rows_quarantined
 
 
-good_event = st.builds(
-    lambda i, kind, when, user: json.dumps(
+KNOWN_PHOTOS = (1, 2, 3)
+PHOTOS = "".join(
+    json.dumps(
         {
-            "event_id": f"e{i}",
-            "event_type": kind,
-            "user_id": user,
-            "photo_id": None,
-            "occurred_at": when,
+            "photo_id": i,
+            "owner_id": 10 + i,
+            "posted_at": "2026-09-30T08:00:00Z",
+            "width": 1080,
+            "height": 1350,
         }
+    )
+    + "\n"
+    for i in KNOWN_PHOTOS
+).encode()
+
+# an event that satisfies the contract: it must land (or be counted a duplicate of its id)
+good_event = st.builds(
+    lambda i, kind, when, user, photo: json.dumps(
+        {"event_id": f"e{i}", "event_type": kind, "ts": when, "user_id": user, "photo_id": photo}
+    ),
+    st.integers(0, 50),
+    st.sampled_from(["view", "like", "comment", "share", "save", "follow"]),
+    st.sampled_from(["2026-10-01T10:00:00Z", "2026-10-01T10:00:00+02:00"]),
+    st.integers(0, 10**6),
+    st.sampled_from(KNOWN_PHOTOS),
+)
+# an event that may break the contract anywhere: type, time, user, photo
+maybe_bad_event = st.builds(
+    lambda i, kind, when, user, photo: json.dumps(
+        {"event_id": f"b{i}", "event_type": kind, "ts": when, "user_id": user, "photo_id": photo}
     ),
     st.integers(0, 50),
     st.sampled_from(["view", "like", "follow", "share", "bogus"]),
     st.sampled_from(["2026-10-01T10:00:00Z", "2026-10-01T10:00:00+02:00", "yesterday", ""]),
     st.one_of(st.integers(-5, 10**6), st.text(max_size=5), st.none()),
+    st.sampled_from([1, 99, None]),
 )
 junk_line = st.one_of(
     st.text(max_size=40).map(lambda t: t.replace("\n", " ").replace("\r", " ")),
@@ -80,13 +108,23 @@ junk_line = st.one_of(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(good_event, junk_line), min_size=1, max_size=30))
-def test_fuzzed_json_lines_are_landed_or_quarantined_never_lost(lines: list[str]) -> None:
+@given(
+    st.lists(good_event, min_size=1, max_size=10),
+    st.lists(st.one_of(maybe_bad_event, junk_line), max_size=20),
+    st.randoms(use_true_random=False),
+)
+def test_fuzzed_json_lines_are_landed_or_quarantined_never_lost(
+    good: list[str], other: list[str], order
+) -> None:
+    lines = good + other
+    order.shuffle(lines)
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-    if not data.strip():
-        return  # an empty file is refused as a whole (tested elsewhere)
-    result, landed, quarantined = _ingest_one("events", "events-2026-10-01.jsonl", data)
-    _assert_nothing_lost(data, result, landed, quarantined, header=False)
+    result, table, quarantined = _ingest_one(
+        "events", "events-2026-10-01.jsonl", data, photos=PHOTOS
+    )
+    _assert_nothing_lost(data, result, table, quarantined, header=False)
+    landed = set(table.column("event_id").to_pylist())
+    assert {json.loads(line)["event_id"] for line in good} <= landed  # good rows really land
 
 
 csv_field = st.one_of(
@@ -108,8 +146,8 @@ def test_fuzzed_csv_rows_are_landed_or_quarantined_never_lost(rows: list[list[st
     data = (USERS_HEADER + "\n" + body + "\n").encode()
     if _lines(data, header=True) == 0:
         return
-    result, landed, quarantined = _ingest_one("users", "users.csv", data)
-    _assert_nothing_lost(data, result, landed, quarantined, header=True)
+    result, table, quarantined = _ingest_one("users", "users.csv", data)
+    _assert_nothing_lost(data, result, table, quarantined, header=True)
 
 
 def test_a_csv_header_that_disagrees_with_its_rows_quarantines_and_says_so(
@@ -134,7 +172,7 @@ def test_a_header_missing_a_required_column_refuses_the_file_by_name(tmp_path: P
     landing = tmp_path / "landing"
     (landing / "users").mkdir(parents=True)
     (landing / "users" / "users.csv").write_text("user_id,country\n1,US\n")
-    report = ingest(str(landing), str(tmp_path / "lake"))
+    report = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
     (result,) = report.files
     assert result.status == "failed"
     assert "users.csv: header lacks required column(s) signup_at" in result.error
@@ -147,8 +185,8 @@ def test_latin1_rows_are_quarantined_as_invalid_utf8_and_the_rest_lands(tmp_path
         "1,2025-04-05T09:39:19Z,ES,jose@example.com,José Núñez,1977,false\n"
         "2,2025-04-05T09:39:19Z,ES,ana@example.com,Ana,1980,true\n"
     )
-    result, landed, quarantined = _ingest_one("users", "users.csv", text.encode("latin-1"))
-    assert (result.rows_read, landed, quarantined) == (2, 1, 1)
+    result, table, quarantined = _ingest_one("users", "users.csv", text.encode("latin-1"))
+    assert (result.rows_read, table.num_rows, quarantined) == (2, 1, 1)
     assert result.reasons == {"invalid_utf8": 1}
 
 
@@ -156,7 +194,7 @@ def test_a_utf16_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     (landing / "users").mkdir(parents=True)
     (landing / "users" / "users.csv").write_bytes((USERS_HEADER + "\n1,x\n").encode("utf-16"))
-    report = ingest(str(landing), str(tmp_path / "lake"))
+    report = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
     (result,) = report.files
     assert result.status == "failed"
     assert result.error.endswith("users.csv: header is not UTF-8 text; re-export the file as UTF-8")

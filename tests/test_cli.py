@@ -74,7 +74,16 @@ def test_generate_then_ingest_from_the_command_line(
 
 def test_demo_runs_every_step_and_the_model_beats_the_baseline(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "demo", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "lakehouse.cli",
+            "demo",
+            "--workdir",
+            str(tmp_path),
+            "--today",
+            "2026-11-24",  # a fixed day: the same sample and clock whenever it runs
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -93,7 +102,7 @@ def test_demo_starts_over_when_its_sample_is_from_another_day(tmp_path: Path) ->
     import json
     from datetime import UTC, datetime
 
-    from lakehouse.cli import _discard_stale_demo, make_console
+    from lakehouse.job import discard_stale_demo
 
     today = datetime(2026, 11, 24, tzinfo=UTC)
     for end, kept in ((str(today), True), ("2026-11-23 00:00:00+00:00", False)):
@@ -101,7 +110,7 @@ def test_demo_starts_over_when_its_sample_is_from_another_day(tmp_path: Path) ->
         (tmp_path / "lake" / "bronze").mkdir(parents=True, exist_ok=True)
         (tmp_path / "warehouse.duckdb").write_bytes(b"x")
         (tmp_path / "landing" / "_generator.json").write_text(json.dumps({"config": {"end": end}}))
-        _discard_stale_demo(tmp_path, today, make_console())
+        assert discard_stale_demo(tmp_path, today) is not kept
         assert (tmp_path / "lake").exists() is kept
         assert (tmp_path / "warehouse.duckdb").exists() is kept
         assert (tmp_path / "landing").exists() is kept

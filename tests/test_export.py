@@ -3,13 +3,15 @@ carry their lineage, and can be rebuilt from it."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,8 @@ from lakehouse.export import ExportError, Manifest, export_model, reproduce, ver
 from lakehouse.export import publish as publish_module
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
-from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import connect, project_dir, run_dbt
-from tests.conftest import END
+from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
 MODEL = "photo_popularity_training"
@@ -33,37 +34,43 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("export")
-    landing, lake, warehouse = work / "landing", work / "lake", work / "warehouse.duckdb"
-    generate(
-        GenerateConfig(
-            out=landing, users=300, photos=2_000, days=20, events=40_000, seed=9, end=END
-        )
-    )
-    held_back = work / "late"
-    held_back.mkdir()
-    for path in sorted((landing / "events").iterdir())[-3:]:
-        path.rename(held_back / path.name)
-    assert ingest(str(landing), str(lake)).ok
-    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
+def built(built_warehouse: BuiltWarehouse, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    quality = tmp_path_factory.mktemp("export") / "quality"
     report, _ = validate(
-        warehouse,
-        str(lake),
-        out=work / "quality",
+        built_warehouse.warehouse,
+        str(built_warehouse.lake),
+        out=quality,
         project=PROJECT,
         tables=[MODEL],
-        as_of=END - timedelta(days=2),
+        as_of=NIGHT,
     )
     assert report.passed
     return {
-        "work": work,
-        "landing": landing,
-        "lake": lake,
-        "warehouse": warehouse,
-        "quality": work / "quality",
-        "late": held_back,
+        "landing": built_warehouse.landing,
+        "lake": built_warehouse.lake,
+        "warehouse": built_warehouse.warehouse,
+        "quality": quality,
     }
+
+
+def _land_three_more_days(landing: Path, lake: Path, tmp_path: Path) -> None:
+    """New data lands: the last day's events again, three days later under new ids (a real
+    landing file, ingested into ``lake`` as the nightly job would)."""
+    last = sorted((landing / "events").iterdir())[-1]
+    late = tmp_path / "late-landing" / "events"
+    late.mkdir(parents=True)
+    for shift in (1, 2, 3):
+        lines = []
+        for line in gzip.decompress(last.read_bytes()).splitlines():
+            event = json.loads(line)
+            when = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+            event["ts"] = (when + timedelta(days=shift)).isoformat()
+            event["event_id"] = f"late{shift}-{event['event_id']}"
+            lines.append(json.dumps(event))
+        (late / f"events-late-{shift}.jsonl.gz").write_bytes(
+            gzip.compress(("\n".join(lines) + "\n").encode())
+        )
+    assert ingest(str(late.parent), str(lake), now=NIGHT + timedelta(days=3)).ok
 
 
 def _export(built, out: Path, **options):
@@ -240,9 +247,25 @@ def test_manifest_records_lineage_and_the_gate(built, tmp_path: Path) -> None:
     assert again.totals == manifest.totals and sum(again.totals.values()) > 500
     lineage = again.lineage
     assert set(lineage["bronze_versions"]) >= {"events", "photos", "users", "photo_embeddings"}
-    assert lineage["dbt_invocation_id"] and len(lineage["git_commit"] or "x" * 40) == 40
-    assert lineage["dbt_manifest_sha256"] is None or len(lineage["dbt_manifest_sha256"]) == 64
+    assert lineage["dbt_invocation_id"] == built_invocation(built)
+    assert lineage["bronze_versions"]["events"] == 20  # pinned: one commit per daily file
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert lineage["git_commit"] == head and len(head) == 40
+    dbt_manifest = PROJECT / "target" / "manifest.json"
+    assert lineage["dbt_manifest_sha256"] == hashlib.sha256(dbt_manifest.read_bytes()).hexdigest()
     assert again.quality_gate["passed"] is True and again.quality_gate["forced"] is False
+
+
+def built_invocation(built) -> str:
+    con = connect(built["warehouse"], PROJECT)
+    try:
+        return con.execute(
+            "select invocation_id from lakehouse_bronze_reads order by recorded_at desc limit 1"
+        ).fetchone()[0]
+    finally:
+        con.close()
 
 
 def test_a_failed_or_stale_gate_refuses_unless_forced(built, tmp_path: Path) -> None:
@@ -277,17 +300,19 @@ def test_a_failed_or_stale_gate_refuses_unless_forced(built, tmp_path: Path) -> 
 
 def test_reproduce_after_new_data_landed_gives_the_same_checksums(built, tmp_path: Path) -> None:
     folder, original = _export(built, tmp_path / "first", shard_rows=600)
-    for path in built["late"].iterdir():  # new data lands and the warehouse moves on
-        path.rename(built["landing"] / "events" / path.name)
-    assert ingest(str(built["landing"]), str(built["lake"])).ok
+    lake = tmp_path / "lake"  # the shared lake is only read: this one grows
+    shutil.copytree(built["lake"], lake)
+    _land_three_more_days(built["landing"], lake, tmp_path)
     newer = tmp_path / "newer.duckdb"
-    assert run_dbt(str(built["lake"]), newer, project=PROJECT, quiet=True).success
+    assert run_dbt(str(lake), newer, project=PROJECT, quiet=True).success
     con = connect(newer, PROJECT)
     grown = con.execute(f"select count(*) from {MODEL}").fetchone()[0]
     con.close()
     assert grown > sum(original.totals.values())
 
-    again, differ = reproduce(folder / "manifest.json", tmp_path / "again", project=PROJECT)
+    again, differ = reproduce(
+        folder / "manifest.json", tmp_path / "again", lake=str(lake), project=PROJECT
+    )
     assert differ == []
     assert [s.sha256 for s in Manifest.read(again / "manifest.json").shards] == [
         s.sha256 for s in original.shards

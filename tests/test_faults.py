@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from lakehouse.storage import describe_storage_error, read_delta
-from lakehouse.warehouse import connect, project_dir, run_dbt
+from lakehouse.warehouse import connect, project_dir
 
 PROJECT = project_dir(Path(__file__).parent)
 MODEL = "photo_popularity_training"
@@ -38,17 +38,18 @@ def _cli(*args: str, limit_bytes: int | None = None) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def reference(ingested, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def reference(built_warehouse) -> dict:
     """An uninterrupted build of the shared lake: what every recovery must end up equal to."""
-    lake, _ = ingested
-    warehouse = tmp_path_factory.mktemp("reference") / "warehouse.duckdb"
-    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
-    con = connect(warehouse, PROJECT)
+    con = connect(built_warehouse.warehouse, PROJECT)
     counts = {
         t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in ("fct_events", MODEL)
     }
     con.close()
-    return {"lake": lake, "warehouse": warehouse, "counts": counts}
+    return {
+        "lake": built_warehouse.lake,
+        "warehouse": built_warehouse.warehouse,
+        "counts": counts,
+    }
 
 
 def test_kill_9_during_dbt_build_blocks_export_until_a_rerun_completes(
@@ -67,13 +68,18 @@ def test_kill_9_during_dbt_build_blocks_export_until_a_rerun_completes(
             str(warehouse),
         ],
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 60
-    while not warehouse.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(2.0)  # models are being built now (the whole build takes several seconds)
+    assert build.stdout is not None
+    seen = []
+    for line in build.stdout:  # dbt logs each node as it ends: kill once the first model is built
+        seen.append(line)
+        if "OK created sql table model" in line:
+            break
+    assert any("OK created sql table model" in line for line in seen), "".join(seen)[-2000:]
     build.send_signal(signal.SIGKILL)
     assert build.wait() == -signal.SIGKILL
 
@@ -144,20 +150,22 @@ def test_a_full_disk_during_export_publishes_nothing(reference, tmp_path: Path) 
 
 
 def test_a_warehouse_held_by_another_process_is_a_clear_message(reference, tmp_path: Path) -> None:
+    held = tmp_path / "held.duckdb"  # a copy: the shared warehouse is only ever read
+    shutil.copy(reference["warehouse"], held)
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
             " time.sleep(60)",
-            str(reference["warehouse"]),
+            str(held),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        lake, warehouse = str(reference["lake"]), str(reference["warehouse"])
+        lake, warehouse = str(reference["lake"]), str(held)
         for args in (
             ("build", "--lake", lake, "--warehouse", warehouse),
             ("validate", "--lake", lake, "--warehouse", warehouse, "--out", str(tmp_path)),

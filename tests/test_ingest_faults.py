@@ -21,7 +21,7 @@ from lakehouse.cli import main
 from lakehouse.ingest import SOURCES_BY_TABLE, SchemaMismatchError, ingest, pipeline
 from lakehouse.ingest.bronze import Bronze
 from lakehouse.synth import generate
-from tests.conftest import small_config
+from tests.conftest import NIGHT, small_config
 from tests.helpers import bronze, delta_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_exception_mid_file_leaves_the_table_unchanged(
     clean_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake = tmp_path / "lake"
-    ingest(str(clean_landing), str(lake), tables=["users", "photos"])
+    ingest(str(clean_landing), str(lake), tables=["users", "photos"], now=NIGHT)
     before = delta_versions(lake)
     single = _one_big_events_file(clean_landing, tmp_path)
     monkeypatch.setattr("lakehouse.ingest.readers.BLOCK_LINES", 500)
@@ -67,7 +67,7 @@ def test_exception_mid_file_leaves_the_table_unchanged(
 
     monkeypatch.setattr(pipeline, "validate_block", fail_on_third_block)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        ingest(str(single), str(lake))
+        ingest(str(single), str(lake), now=NIGHT)
     # nothing of the file: at most the empty events table (a schema-only commit, made before
     # the first append so that concurrent ingests commit on a snapshot), no quarantine, no log
     after = delta_versions(lake)
@@ -75,7 +75,7 @@ def test_exception_mid_file_leaves_the_table_unchanged(
     assert after.get("events", 0) == 0 and _events_landed(lake) == 0
 
     monkeypatch.setattr(pipeline, "validate_block", real)
-    report = ingest(str(single), str(lake))
+    report = ingest(str(single), str(lake), now=NIGHT)
     (result,) = report.files
     assert result.status == "ingested" and result.reconciles and result.rows_read > 1500
     assert _events_landed(lake) == result.rows_landed
@@ -107,7 +107,7 @@ def test_kill_9_mid_file_then_rerun_lands_each_row_once(
     assert _events_landed(lake) == 0  # at most the empty table: no rows of the killed file
     users_before = bronze(lake, "users").num_rows
 
-    report = ingest(str(clean_landing), str(lake))
+    report = ingest(str(clean_landing), str(lake), now=NIGHT)
     statuses = {f.table: set() for f in report.files}
     for f in report.files:
         statuses[f.table].add(f.status)
@@ -134,11 +134,11 @@ def test_crash_between_commits_is_completed_without_duplicates(
 
     monkeypatch.setattr(Bronze, "append_log", crash_before_first_events_log)
     with pytest.raises(KeyboardInterrupt):
-        ingest(str(clean_landing), str(lake))
+        ingest(str(clean_landing), str(lake), now=NIGHT)
     half_done = _events_landed(lake)
     assert half_done > 0  # one file's rows were committed before the crash
 
-    report = ingest(str(clean_landing), str(lake))
+    report = ingest(str(clean_landing), str(lake), now=NIGHT)
     events = bronze(lake, "events")
     assert pc.count_distinct(events.column("event_id")).as_py() == events.num_rows
     log = bronze(lake, "_ingest_log")
@@ -172,7 +172,7 @@ def test_crash_between_commits_is_completed_without_duplicates(
 def test_existing_table_with_another_schema_is_refused(clean_landing: Path, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     write_deltalake(str(lake / "bronze" / "users"), pa.table({"user_id": ["not-an-int"]}))
-    report = ingest(str(clean_landing), str(lake), tables=["users", "photos"])
+    report = ingest(str(clean_landing), str(lake), tables=["users", "photos"], now=NIGHT)
     users = [f for f in report.files if f.table == "users"]
     assert users and all(f.status == "failed" for f in users)
     message = users[0].error
@@ -187,7 +187,7 @@ def test_csv_whose_header_lacks_a_required_column_is_refused_by_name(tmp_path: P
     landing = tmp_path / "landing"
     (landing / "users").mkdir(parents=True)
     (landing / "users" / "export.csv").write_text("user_id,country\n1,US\n")
-    report = ingest(str(landing), str(tmp_path / "lake"))
+    report = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
     (result,) = report.files
     assert result.status == "failed"
     assert "export.csv" in result.error and "signup_at" in result.error
@@ -212,7 +212,7 @@ def test_unreadable_file_is_named_and_the_rest_still_lands(
 ) -> None:
     (clean_landing / name).write_bytes(content)
     lake = tmp_path / "lake"
-    report = ingest(str(clean_landing), str(lake))
+    report = ingest(str(clean_landing), str(lake), now=NIGHT)
     (failed,) = report.failed
     assert failed.source_file.endswith(name) and why in failed.error and name in failed.error
     landed = [f for f in report.files if f.status == "ingested"]
@@ -247,7 +247,7 @@ def test_parquet_columns_of_a_compatible_type_are_cast_to_the_contract(tmp_path:
         }
     )
     pq.write_table(table, landing / "embeddings" / "e.parquet")
-    ingest(str(landing), str(tmp_path / "lake"))
+    ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
     landed = bronze(tmp_path / "lake", "photo_embeddings")
     assert landed.column("photo_id").to_pylist() == [1, 2]
     assert str(landed.schema.field("embedding").type) in (

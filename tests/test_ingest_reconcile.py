@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from lakehouse.ingest import ingest
+from tests.conftest import NIGHT
 from tests.helpers import EXPECTED_OUTCOME, bronze, count_input_rows, delta_versions
 
 TABLES = ("users", "photos", "photo_embeddings", "events")
@@ -136,7 +137,7 @@ def test_ingestion_columns_are_filled(ingested) -> None:
 def test_reingesting_the_same_folder_changes_nothing(ingested, landing: Path) -> None:
     lake, _ = ingested
     before = delta_versions(lake)
-    report = ingest(str(landing), str(lake))
+    report = ingest(str(landing), str(lake), now=NIGHT)
     assert {f.status for f in report.files} == {"skipped"}
     assert delta_versions(lake) == before
 
@@ -148,10 +149,10 @@ def test_a_copy_of_an_ingested_file_under_another_name_is_skipped(tmp_path: Path
     landing = tmp_path / "landing"
     generate(small_config(landing, dirty_rate=0.0))
     lake = tmp_path / "lake"
-    ingest(str(landing), str(lake), tables=["users"])
+    ingest(str(landing), str(lake), tables=["users"], now=NIGHT)
     source = next((landing / "users").iterdir())
     (landing / "users" / "users-copy.csv").write_bytes(source.read_bytes())
-    report = ingest(str(landing), str(lake), tables=["users"])
+    report = ingest(str(landing), str(lake), tables=["users"], now=NIGHT)
     assert [f.status for f in report.files] == ["skipped", "skipped"]
     assert bronze(lake, "users").num_rows == 1_000
 
@@ -180,7 +181,7 @@ def test_value_rejects_keep_their_line_number_and_raw_text(
     landing = tmp_path / "landing"
     (landing / "events").mkdir(parents=True)
     (landing / "events" / "day.jsonl").write_text("\n".join(lines) + "\n")
-    report = ingest(str(landing), str(tmp_path / "lake"))
+    report = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
     (result,) = report.files
     assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (7, 5, 2)
     rows = sorted(
@@ -210,7 +211,7 @@ def test_chunk_and_block_sizes_do_not_change_the_outcome(
     monkeypatch.setattr("lakehouse.ingest.readers.RETRY_LINES", 3)
     monkeypatch.setattr("lakehouse.ingest.readers.RETRY_CHUNK_BYTES", 700)
     small = tmp_path / "lake"
-    ingest(str(landing), str(small))
+    ingest(str(landing), str(small), now=NIGHT)
 
     def outcome(root: Path) -> tuple[set, dict]:
         q = bronze(root, "_quarantine")
@@ -245,7 +246,7 @@ def test_two_records_on_one_line_are_one_malformed_row(
     landing = tmp_path / "landing"
     (landing / "events").mkdir(parents=True)
     (landing / "events" / "day.jsonl").write_text("\n".join(lines) + "\n")
-    (result,) = ingest(str(landing), str(tmp_path / "lake")).files
+    (result,) = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT).files
     assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (4, 2, 2)
     rows = sorted(
         bronze(tmp_path / "lake", "_quarantine").to_pylist(), key=lambda r: r["line_number"]

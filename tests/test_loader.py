@@ -16,11 +16,10 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
-from lakehouse.export import Manifest
-from lakehouse.export.manifest import sha256_of
 from lakehouse.loader import GPUPrefetcher, LoaderError, ShardDataset
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows
 from lakehouse.loader.shards import ShardCache
+from lakehouse.shardformat import Manifest, sha256_of
 from tests.loader_fixtures import ROWS, SHARD_ROWS, rank_job, write_shards
 
 TRAIN_IDS = [i for i in range(ROWS) if i % 10 < 8]

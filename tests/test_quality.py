@@ -13,36 +13,18 @@ import duckdb
 import pytest
 
 from lakehouse.cli import main
-from lakehouse.ingest import ingest
 from lakehouse.quality import validate
 from lakehouse.quality.suites import SuiteError, load_suite
-from lakehouse.synth import GenerateConfig, generate
-from lakehouse.warehouse import project_dir, run_dbt
-from tests.conftest import END
+from lakehouse.warehouse import project_dir
+from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
-AS_OF = END + timedelta(hours=6)  # the morning after the last day of data
+AS_OF = NIGHT  # the morning after the last day of data
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    work = tmp_path_factory.mktemp("gate")
-    landing, lake, warehouse = work / "landing", work / "lake", work / "warehouse.duckdb"
-    generate(
-        GenerateConfig(
-            out=landing,
-            users=300,
-            photos=2_000,
-            days=20,
-            events=40_000,
-            seed=5,
-            dirty_rate=0.01,
-            end=END,
-        )
-    )
-    assert ingest(str(landing), str(lake)).ok
-    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
-    return lake, warehouse
+def good(built_warehouse: BuiltWarehouse) -> tuple[Path, Path]:
+    return built_warehouse.lake, built_warehouse.warehouse
 
 
 def _faulty(good: tuple[Path, Path], tmp_path: Path, *statements: str) -> Path:

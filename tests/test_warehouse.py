@@ -20,9 +20,8 @@ import pytest
 
 from lakehouse.cli import main
 from lakehouse.ingest import ingest
-from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import WarehouseError, connect, project_dir, run_dbt
-from tests.conftest import END
+from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
 MARTS = (
@@ -35,22 +34,14 @@ MARTS = (
 
 
 @pytest.fixture(scope="module")
-def clean_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wh_landing")
-    generate(
-        GenerateConfig(out=out, users=300, photos=2_000, days=20, events=40_000, seed=21, end=END)
-    )
-    return out
+def clean_landing(built_warehouse: BuiltWarehouse) -> Path:
+    return built_warehouse.landing
 
 
 @pytest.fixture(scope="module")
-def built(clean_landing: Path, tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("wh")
-    lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    assert ingest(str(clean_landing), str(lake)).ok
-    result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True)
-    con = connect(warehouse, PROJECT)
-    yield result, con, lake
+def built(built_warehouse: BuiltWarehouse):
+    con = connect(built_warehouse.warehouse, PROJECT)
+    yield built_warehouse.result, con, built_warehouse.lake
     con.close()
 
 
@@ -230,12 +221,12 @@ def test_pinned_versions_rebuild_the_past_and_incremental_runs_pick_up_late_file
     held_back.mkdir()
     for path in late:
         path.rename(held_back / path.name)
-    ingest(str(landing), str(lake))
+    ingest(str(landing), str(lake), now=NIGHT)
     first = run_dbt(str(lake), tmp_path / "a.duckdb", project=PROJECT, quiet=True)
     assert first.success
     for path in late:  # the late files land
         (held_back / path.name).rename(path)
-    ingest(str(landing), str(lake))
+    ingest(str(landing), str(lake), now=NIGHT)
 
     past = run_dbt(
         str(lake),

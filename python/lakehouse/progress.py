@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -15,7 +16,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from lakehouse.ingest import FileResult
+if TYPE_CHECKING:
+    from lakehouse.ingest import FileResult
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -10,10 +10,13 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-from deltalake import DeltaTable
+
+if TYPE_CHECKING:  # deltalake is imported where a Delta table is opened, not by the loader
+    import pyarrow as pa
+    from deltalake import DeltaTable
 
 _S3_ENV = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
@@ -70,10 +73,16 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def delta_exists(uri: str) -> bool:
+    from deltalake import DeltaTable
+
     return DeltaTable.is_deltatable(uri, storage_options=storage_options() or None)
 
 
 def open_delta(uri: str, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``uri`` (at ``version``); ``.version()`` is the one way this project
+    learns a table's current version."""
+    from deltalake import DeltaTable
+
     return DeltaTable(uri, version=version, storage_options=storage_options() or None)
 
 

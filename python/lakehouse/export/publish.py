@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,10 +15,18 @@ from typing import Any
 import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
-from lakehouse.export.manifest import LATEST, MANIFEST, Manifest, sha256_of
-from lakehouse.export.writer import KEY_COLUMN, ExportError, plan_columns, write_split
+from lakehouse.export.writer import ExportError, ExportSpec, plan_columns, write_split
+from lakehouse.quality import GateRecord
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST, Manifest, sha256_of
 from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
-from lakehouse.warehouse import connect, project_dir, run_dbt
+from lakehouse.warehouse import (
+    connect,
+    latest_finished_build,
+    latest_started,
+    model_meta,
+    project_dir,
+    run_dbt,
+)
 
 
 def export_model(
@@ -27,24 +34,27 @@ def export_model(
     model: str,
     out: str | Path,
     *,
-    shard_rows: int = 65_536,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
     columns: list[str] | None = None,
     compression: str | None = None,
     quality_dir: Path | None = None,
     force: bool = False,
     project: Path | None = None,
     lake: str | None = None,
+    spec: ExportSpec | None = None,
     on_rows=lambda n: None,
 ) -> tuple[Path | str, Manifest]:
     """Write ``<out>/<model>/v<N>/`` and point ``latest`` at it; returns the folder (the URI
-    of the version when ``out`` is on object storage)."""
+    of the version when ``out`` is on object storage). How the model is sharded (key, split
+    column, excluded columns) comes from its dbt ``meta.export`` unless ``spec`` says."""
     project = project or project_dir()
+    spec = spec or ExportSpec.from_meta(model, model_meta(project, model))
     remote = is_remote(str(out))
     con = connect(warehouse, project)
     try:
         lineage = _lineage(con, project, lake)
         gate = _gate(model, lineage, quality_dir, force)
-        select, vocabularies, splits = plan_columns(con, model, columns)
+        select, vocabularies, splits = plan_columns(con, model, spec, columns)
         if remote:  # written locally first, uploaded when complete
             root = Path(tempfile.mkdtemp(prefix="lakehouse-export-"))
         else:
@@ -57,6 +67,7 @@ def export_model(
                 shards += write_split(
                     con,
                     model,
+                    spec,
                     select,
                     split,
                     staging / split,
@@ -72,7 +83,7 @@ def export_model(
                 created_at=datetime.now(UTC).isoformat(),
                 shard_rows=shard_rows,
                 compression=compression,
-                order_by=[KEY_COLUMN],
+                order_by=[spec.key],
                 schema=schema,
                 vocabularies=vocabularies,
                 shards=shards,
@@ -147,19 +158,13 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
 
 
 def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
-    rows = _rows_if_table(
-        con,
-        "lakehouse_bronze_reads",
-        "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
-        "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
-        "order by recorded_at desc limit 1)",
-    )
-    _refuse_unfinished_build(con, rows[0][0] if rows else None)
+    build = latest_finished_build(con)
+    _refuse_unfinished_build(con, build.invocation_id if build else None)
     dbt_manifest = project / "target" / "manifest.json"
     return {
         "lake": lake,
-        "dbt_invocation_id": rows[0][0] if rows else None,
-        "bronze_versions": {r[1]: r[2] for r in rows},
+        "dbt_invocation_id": build.invocation_id if build else None,
+        "bronze_versions": build.bronze_versions if build else {},
         "dbt_manifest_sha256": sha256_of(dbt_manifest) if dbt_manifest.exists() else None,
         "git_commit": _git_commit(project),
     }
@@ -168,26 +173,14 @@ def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
 def _refuse_unfinished_build(con, finished: str | None) -> None:
     """A dbt invocation killed mid-build leaves some models rebuilt and others not; its start
     is recorded but its end is not. Such a warehouse is not exported, gate or no gate."""
-    started = _rows_if_table(
-        con,
-        "lakehouse_dbt_runs",
-        "select invocation_id, started_at from lakehouse_dbt_runs order by started_at desc limit 1",
-    )
-    if started and started[0][0] != finished:
+    started = latest_started(con)
+    if started and started.invocation_id != finished:
         raise ExportError(
-            f"the latest dbt invocation ({started[0][0]}, started {started[0][1]}) did not "
-            "finish: it was killed or crashed, so the warehouse may mix old and new models. "
-            "Run `lakehouse build` (and `lakehouse validate`) again, then export"
+            f"the latest dbt invocation ({started.invocation_id}, started "
+            f"{started.started_at}) did not finish: it was killed or crashed, so the warehouse "
+            "may mix old and new models. Run `lakehouse build` (and `lakehouse validate`) "
+            "again, then export"
         )
-
-
-def _rows_if_table(con, table: str, sql: str) -> list[tuple]:
-    """The query's rows, or none when ``table`` does not exist (a warehouse dbt never built,
-    or one whose first build was killed before its end hook)."""
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_name = ?", [table]
-    ).fetchone()[0]
-    return con.execute(sql).fetchall() if exists else []
 
 
 def _git_commit(project: Path) -> str | None:
@@ -208,41 +201,32 @@ def _gate(
 ) -> dict[str, Any]:
     """The latest gate result for ``model``; refuse a failed or stale one unless forced."""
     problem, summary = None, {}
-    result_file = (quality_dir / "result.json") if quality_dir else None
-    if result_file is None or not result_file.exists():
+    record = GateRecord.read(quality_dir) if quality_dir else None
+    verdict = record.tables.get(model) if record else None
+    if record is None:
         problem = (
             f"no data-quality gate result in {quality_dir}; run "
             f"`lakehouse validate --table {model}` first"
         )
+    elif verdict is None:
+        problem = f"the latest gate run ({record.run_id}) did not validate {model}"
     else:
-        data = json.loads(result_file.read_text())
-        table = next((t for t in data["tables"] if t["table"] == model), None)
-        if table is None:
-            problem = f"the latest gate run ({data['run_id']}) did not validate {model}"
-        else:
-            blocking = [
-                r["name"]
-                for r in table["results"]
-                if not r["success"] and r["severity"] == "blocking"
-            ]
-            validated = table.get("versions", {}).get("dbt_invocation_id")
-            summary = {
-                "run_id": data["run_id"],
-                "as_of": data["as_of"],
-                "passed": not blocking,
-                "validated_invocation_id": validated,
-            }
-            if blocking:
-                problem = (
-                    f"{model} failed the data-quality gate (run {data['run_id']}): "
-                    + ", ".join(blocking)
-                )
-            elif validated != lineage["dbt_invocation_id"]:
-                problem = (
-                    f"the gate validated {model} as built by dbt invocation {validated}, "
-                    f"but the warehouse now holds invocation "
-                    f"{lineage['dbt_invocation_id']}; run `lakehouse validate` again"
-                )
+        summary = {
+            "run_id": record.run_id,
+            "as_of": record.as_of,
+            "passed": verdict.passed,
+            "validated_invocation_id": verdict.dbt_invocation_id,
+        }
+        if not verdict.passed:
+            problem = f"{model} failed the data-quality gate (run {record.run_id}): " + ", ".join(
+                verdict.blocking_failures
+            )
+        elif verdict.dbt_invocation_id != lineage["dbt_invocation_id"]:
+            problem = (
+                f"the gate validated {model} as built by dbt invocation "
+                f"{verdict.dbt_invocation_id}, but the warehouse now holds invocation "
+                f"{lineage['dbt_invocation_id']}; run `lakehouse validate` again"
+            )
     if problem and not force:
         raise ExportError(problem + " (or pass --force, which the manifest records)")
     return {**summary, "forced": bool(problem), "reason": problem}
@@ -258,6 +242,14 @@ def reproduce(
     lake = lake or original.lineage.get("lake")
     if not lake:
         raise ExportError(f"{manifest_path} does not record the lake; pass --lake")
+    versions = original.lineage.get("bronze_versions") or {}
+    if not versions or any(v is None for v in versions.values()):
+        raise ExportError(
+            f"{manifest_path} was exported from a build that did not pin its bronze versions "
+            "(a plain `dbt build`), so it cannot be rebuilt exactly; export from "
+            "`lakehouse build` for a reproducible version"
+        )
+    spec = ExportSpec.from_meta(original.model, model_meta(project, original.model))
     with tempfile.TemporaryDirectory(prefix="lakehouse-reproduce-") as tmp:
         warehouse = Path(tmp) / "warehouse.duckdb"
         result = run_dbt(
@@ -265,7 +257,7 @@ def reproduce(
             warehouse,
             command="build",  # seeds too: `dbt run` skips them
             select=[f"+{original.model}"],
-            versions=original.lineage["bronze_versions"],
+            versions=versions,
             project=project,
             quiet=True,
         )
@@ -282,6 +274,7 @@ def reproduce(
             force=True,
             project=project,
             lake=lake,
+            spec=spec,
         )
     before = {s.path: s.sha256 for s in original.shards}
     after = {s.path: s.sha256 for s in again.shards}

@@ -9,32 +9,61 @@ manifest). Strings never reach a shard.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from lakehouse.export.manifest import ShardEntry, sha256_of
-
-SPLIT_COLUMN = "split"
-KEY_COLUMN = "photo_id"
-EXCLUDED = {"features_as_of"}  # bookkeeping for the point-in-time check, not a feature
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ShardEntry, sha256_of
 
 
 class ExportError(Exception):
     """An export that cannot go ahead; the message says why and what to do."""
 
 
+@dataclass(frozen=True)
+class ExportSpec:
+    """How a mart is sharded, as its dbt YAML declares under ``config.meta.export``: one
+    folder per value of ``split``, rows ordered by ``key``, ``exclude`` left out."""
+
+    key: str
+    split: str = "split"
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def from_meta(cls, model: str, meta: dict[str, Any] | None) -> ExportSpec:
+        declared = (meta or {}).get("export")
+        if not isinstance(declared, dict) or not isinstance(declared.get("key"), str):
+            raise ExportError(
+                f"{model} declares no export key: add `config: {{meta: {{export: {{key: <id "
+                f"column>, split: <split column>}}}}}}` to its entry in models/marts/ (dbt "
+                "YAML), then `dbt parse` or `lakehouse build`"
+            )
+        return cls(
+            key=declared["key"],
+            split=str(declared.get("split", "split")),
+            exclude=tuple(declared.get("exclude") or ()),
+        )
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB identifier in double quotes, so a name is never read as SQL."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 def plan_columns(
-    con: duckdb.DuckDBPyConnection, model: str, columns: list[str] | None
+    con: duckdb.DuckDBPyConnection, model: str, spec: ExportSpec, columns: list[str] | None
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """SQL select expressions, vocabularies of categorical columns, and the splits."""
-    described = con.execute(f"describe {model}").fetchall()
+    described = con.execute(f"describe {quote(model)}").fetchall()
     types = {name: kind.upper() for name, kind, *_ in described}
-    if SPLIT_COLUMN not in types:
-        raise ExportError(f"{model} has no {SPLIT_COLUMN} column to shard by")
-    wanted = columns or [c for c in types if c != SPLIT_COLUMN and c not in EXCLUDED]
+    for role, column in (("split", spec.split), ("key", spec.key)):
+        if column not in types:
+            raise ExportError(f"{model} has no {role} column {column!r} to shard by")
+    wanted = columns or [c for c in types if c != spec.split and c not in spec.exclude]
     unknown = [c for c in wanted if c not in types]
     if unknown:
         raise ExportError(
@@ -47,7 +76,8 @@ def plan_columns(
             values = [
                 v
                 for (v,) in con.execute(
-                    f'select distinct "{name}" from {model} where "{name}" is not null order by 1'
+                    f'select distinct "{name}" from {quote(model)} where "{name}" is not null '
+                    "order by 1"
                 ).fetchall()
             ]
             vocabularies[name] = values
@@ -81,7 +111,7 @@ def plan_columns(
     splits = [
         s
         for (s,) in con.execute(
-            f"select distinct {SPLIT_COLUMN} from {model} order by 1"
+            f"select distinct {quote(spec.split)} from {quote(model)} order by 1"
         ).fetchall()
     ]
     return select, vocabularies, splits
@@ -90,6 +120,7 @@ def plan_columns(
 def write_split(
     con: duckdb.DuckDBPyConnection,
     model: str,
+    spec: ExportSpec,
     select: list[str],
     split: str,
     folder: Path,
@@ -101,8 +132,11 @@ def write_split(
     """Write one split as part-00000.arrow, ... of exactly ``shard_rows`` rows (the last one
     fewer), rows ordered by the key so the same warehouse gives the same bytes."""
     folder.mkdir(parents=True, exist_ok=True)
-    sql = f"select {', '.join(select)} from {model} where {SPLIT_COLUMN} = ? order by {KEY_COLUMN}"
-    reader = con.execute(sql, [split]).to_arrow_reader(min(shard_rows, 65_536))
+    sql = (
+        f"select {', '.join(select)} from {quote(model)} "
+        f"where {quote(spec.split)} = ? order by {quote(spec.key)}"
+    )
+    reader = con.execute(sql, [split]).to_arrow_reader(min(shard_rows, DEFAULT_SHARD_ROWS))
     entries = []
     for index, table in enumerate(_fixed_size_tables(reader, shard_rows)):
         path = folder / f"part-{index:05d}.arrow"

@@ -14,19 +14,20 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from lakehouse.contracts import INGEST_LOG, QUARANTINE
 from lakehouse.ingest.errors import ConcurrentWriteError, LakeWriteError, SchemaMismatchError
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
+from lakehouse.layout import bronze_uri
 from lakehouse.storage import (
     delta_exists,
     describe_storage_error,
-    join_uri,
     open_delta,
     read_delta,
     storage_options,
 )
 
-QUARANTINE_TABLE = "_quarantine"
-INGEST_LOG_TABLE = "_ingest_log"
+QUARANTINE_TABLE = QUARANTINE
+INGEST_LOG_TABLE = INGEST_LOG
 _APP_ID = "lakehouse-ingest"
 _BATCH_KEY = "lakehouse.batch_id"
 
@@ -36,7 +37,6 @@ class Bronze:
 
     def __init__(self, lake_uri: str) -> None:
         self.lake_uri = lake_uri
-        self.root = join_uri(lake_uri, "bronze")
         self._open: dict[str, DeltaTable] = {}
 
     def _table(self, table: str) -> DeltaTable | None:
@@ -51,7 +51,7 @@ class Bronze:
         return self._open[table]
 
     def uri(self, table: str) -> str:
-        return join_uri(self.root, table)
+        return bronze_uri(self.lake_uri, table)
 
     # ------------------------------------------------------------ reads
 

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-EMBEDDING_DIM = 64
+from lakehouse.contracts import DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
 
-EVENT_TYPES = ("view", "like", "comment", "share", "save", "follow")
+TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -136,6 +135,7 @@ EVENTS = SourceSpec(
 )
 
 SOURCES: tuple[SourceSpec, ...] = (USERS, PHOTOS, PHOTO_EMBEDDINGS, EVENTS)
+assert tuple(s.table for s in SOURCES) == DATA_TABLES, "one spec per bronze data table"
 SOURCES_BY_DIR = {s.landing_dir: s for s in SOURCES}
 SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from lakehouse.export import LATEST, MANIFEST, Manifest
+from lakehouse.shardformat import LATEST, MANIFEST, Manifest
 from lakehouse.storage import filesystem_for, join_uri
 
 _CHUNK = 8 << 20

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from lakehouse.export import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
 from lakehouse.loader.remote import FetchError, fetch_version
+from lakehouse.shardformat import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
 from lakehouse.storage import is_remote
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from lakehouse.quality.record import RESULT_FILE
 from lakehouse.quality.runner import RunReport
 
 
@@ -43,14 +44,14 @@ def write_reports(report: RunReport, out: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, default=str)
     for folder in (run_dir, out):
-        (folder / "result.json").write_text(text)
+        (folder / RESULT_FILE).write_text(text)
         (folder / "junit.xml").write_bytes(junit(report))
         (folder / "report.html").write_text(html_report(data))
     return data
 
 
 def _latest(out: Path) -> dict[str, Any] | None:
-    path = out / "result.json"
+    path = out / RESULT_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
 

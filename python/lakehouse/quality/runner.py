@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,11 +12,14 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from lakehouse.layout import bronze_uri
 from lakehouse.quality.gx_engine import EXAMPLES, GXEngine, Outcome
 from lakehouse.quality.suites import Expectation, Suite
-from lakehouse.storage import join_uri, open_delta
+from lakehouse.storage import open_delta
+from lakehouse.warehouse import latest_finished_build
 
 DEFAULT_CHUNK_ROWS = 250_000
+_BRONZE_PLACEHOLDER = re.compile(r"\{bronze:(\w+)\}")
 SCHEMA_TYPES = {
     "expect_table_columns_to_match_set",
     "expect_table_columns_to_match_ordered_list",
@@ -269,23 +273,21 @@ def _versions(con, suite: Suite, lake: str) -> dict[str, Any]:
     built a model and the bronze versions it read."""
     table = suite.reads_bronze
     if table:
-        return {"delta_version": open_delta(join_uri(lake, "bronze", table)).version()}
+        return {"delta_version": open_delta(bronze_uri(lake, table)).version()}
     try:
-        rows = con.execute(
-            "select invocation_id, table_name, delta_version from lakehouse_bronze_reads "
-            "where invocation_id = (select invocation_id from lakehouse_bronze_reads "
-            "order by recorded_at desc limit 1)"
-        ).fetchall()
+        build = latest_finished_build(con)
     except duckdb.Error:
         return {}
-    if not rows:
+    if build is None:
         return {}
-    return {"dbt_invocation_id": rows[0][0], "bronze_versions": {r[1]: r[2] for r in rows}}
+    return {"dbt_invocation_id": build.invocation_id, "bronze_versions": build.bronze_versions}
 
 
 def _render(sql: str, lake: str, as_of: datetime) -> str:
-    for table in ("events", "photos", "users", "photo_embeddings", "_ingest_log"):
-        sql = sql.replace(f"{{bronze:{table}}}", f"delta_scan('{join_uri(lake, 'bronze', table)}')")
+    """``{bronze:<table>}`` becomes a scan of that bronze table, ``{as_of}`` the gate's time."""
+    sql = _BRONZE_PLACEHOLDER.sub(
+        lambda found: f"delta_scan('{bronze_uri(lake, found.group(1))}')", sql
+    )
     return sql.replace("{as_of}", f"timestamptz '{as_of.isoformat()}'")
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lakehouse.contracts import EVENT_TYPES
 from lakehouse.synth.world import SECONDS_PER_DAY, Photos, Users, diurnal_seconds
 
-EVENT_TYPES = ("view", "like", "comment", "share", "save", "follow")
 EVENT_TYPE_P = np.array([0.72, 0.16, 0.03, 0.03, 0.04, 0.02])
 COMMENTS = (
     "love this! 😍",

@@ -20,14 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse.contracts import EMBEDDING_DIM, EVENT_TYPES
 from lakehouse.synth import dirty
-from lakehouse.synth.events import COMMENTS, EVENT_TYPES, day_events
+from lakehouse.synth.events import COMMENTS, day_events
 from lakehouse.synth.world import (
     CAMERAS,
     COUNTRIES,
     DEVICES,
     DOMAINS,
-    EMBEDDING_DIM,
     FIRST_NAMES,
     LAST_NAMES,
     SECONDS_PER_DAY,

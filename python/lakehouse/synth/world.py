@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-EMBEDDING_DIM = 64
+from lakehouse.contracts import EMBEDDING_DIM
+
 SECONDS_PER_DAY = 86_400
 
 COUNTRIES = ("US", "BR", "IN", "GB", "DE", "JP", "FR", "ES", "MX", "ID", "NG", "CA")

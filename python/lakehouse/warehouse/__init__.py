@@ -1,27 +1,44 @@
 """Bronze Delta tables -> DuckDB warehouse, built by the dbt project at the repo root.
 
 Public surface: :func:`run_dbt` (``dbt build`` with pinned bronze versions),
-:func:`connect` (a DuckDB connection that can read the staging views),
-:func:`ensure_extensions`, and :class:`WarehouseError`.
+:func:`pin_bronze_versions`, :func:`connect` (a DuckDB connection that can read bronze too),
+the build's lineage (:func:`latest_finished_build`, :func:`latest_started`),
+:func:`model_meta` (a model's ``meta`` from dbt's manifest), :func:`ensure_extensions`,
+and :class:`WarehouseError`.
 """
 
-from lakehouse.warehouse.dbt_build import BRONZE_TABLES, BuildResult, bronze_versions, run_dbt
+from lakehouse.warehouse.dbt_build import (
+    BuildResult,
+    bronze_versions,
+    model_meta,
+    pin_bronze_versions,
+    run_dbt,
+)
 from lakehouse.warehouse.duckdb_env import (
-    DEFAULT_DUCKDB,
     WarehouseError,
     connect,
     ensure_extensions,
     project_dir,
 )
+from lakehouse.warehouse.lineage import (
+    BuildLineage,
+    Invocation,
+    latest_finished_build,
+    latest_started,
+)
 
 __all__ = [
-    "BRONZE_TABLES",
-    "DEFAULT_DUCKDB",
+    "BuildLineage",
     "BuildResult",
+    "Invocation",
     "WarehouseError",
     "bronze_versions",
     "connect",
     "ensure_extensions",
+    "latest_finished_build",
+    "latest_started",
+    "model_meta",
+    "pin_bronze_versions",
     "project_dir",
     "run_dbt",
 ]

@@ -15,15 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehouse.storage import delta_exists, join_uri, normalize_uri, open_delta
+from lakehouse.contracts import BRONZE_TABLES
+from lakehouse.layout import bronze_uri
+from lakehouse.storage import delta_exists, normalize_uri, open_delta
 from lakehouse.warehouse.duckdb_env import (
-    DEFAULT_DUCKDB,
     WarehouseError,
     ensure_extensions,
     ensure_writable,
 )
-
-BRONZE_TABLES = ("events", "photos", "users", "photo_embeddings", "_ingest_log")
 
 
 @dataclass
@@ -56,7 +55,7 @@ def bronze_versions(lake: str) -> dict[str, int]:
     """Current Delta version of each bronze table; a missing table is a clear error."""
     versions = {}
     for table in BRONZE_TABLES:
-        uri = join_uri(lake, "bronze", table)
+        uri = bronze_uri(lake, table)
         if not delta_exists(uri):
             raise WarehouseError(
                 f"no bronze Delta table at {uri}. Ingest first: `lakehouse ingest <landing> "
@@ -66,9 +65,23 @@ def bronze_versions(lake: str) -> dict[str, int]:
     return versions
 
 
+def pin_bronze_versions(lake: str, overrides: dict[str, int]) -> dict[str, int]:
+    """Every bronze table at its current Delta version, except the ones ``overrides`` sets
+    (reading the past by time travel); an unknown table or a negative version is refused."""
+    versions = bronze_versions(normalize_uri(lake))
+    for table, version in overrides.items():
+        if table not in versions or not isinstance(version, int) or version < 0:
+            raise WarehouseError(
+                f"cannot pin bronze {table!r} at version {version!r}: expected TABLE=VERSION "
+                f"with TABLE one of {', '.join(versions)} and VERSION a whole number"
+            )
+        versions[table] = version
+    return versions
+
+
 def run_dbt(
     lake: str,
-    warehouse: str | Path = DEFAULT_DUCKDB,
+    warehouse: str | Path,
     *,
     command: str = "build",
     select: list[str] | None = None,
@@ -156,3 +169,19 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+def model_meta(project: Path, model: str) -> dict | None:
+    """The ``meta`` a dbt model declares (in its folder's YAML), read from dbt's
+    ``target/manifest.json``; None when dbt has not parsed a model of that name."""
+    path = project / "target" / "manifest.json"
+    if not path.exists():
+        return None
+    nodes = json.loads(path.read_text()).get("nodes", {})
+    node = next(
+        (n for n in nodes.values() if n.get("resource_type") == "model" and n.get("name") == model),
+        None,
+    )
+    if node is None:
+        return None
+    return {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}

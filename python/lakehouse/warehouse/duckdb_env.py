@@ -13,7 +13,6 @@ import duckdb_extension_aws
 import duckdb_extension_delta
 import duckdb_extension_httpfs
 
-DEFAULT_DUCKDB = "data/demo/warehouse.duckdb"
 DEFAULT_EXTENSIONS = ".duckdb/extensions"
 
 

@@ -1,4 +1,9 @@
-"""The manifest of a shard version: what is in it, where it came from, how to check it."""
+"""The shard format both sides share: a version folder's manifest (what is in it, where it
+came from, how to check it), the row count per shard, and the rule for a safe shard path.
+
+A leaf module (standard library only): the exporter writes this format and the loader reads
+it, and neither imports the other, so ``import lakehouse.loader`` never loads the warehouse.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from typing import Any
 MANIFEST = "manifest.json"
 # the newest complete version: a symlink on a local disk, an object holding "v<N>" on S3
 LATEST = "latest"
+# rows per shard unless an export says otherwise (the last shard of a split has fewer)
+DEFAULT_SHARD_ROWS = 65_536
 _CHUNK = 8 << 20
 
 

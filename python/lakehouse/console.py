@@ -1,0 +1,253 @@
+"""How the CLI shows the layers' typed results: rich tables and one-line verdicts.
+
+Nothing here computes anything a result does not already hold; the job layer
+(:mod:`lakehouse.job`) and the layer packages own the facts, this module only prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse.job import JobObserver, JobReport, StepReport
+from lakehouse.layout import Layout
+from lakehouse.progress import RichIngestProgress, RichRowProgress, RichStepProgress
+
+if TYPE_CHECKING:
+    from lakehouse.ingest import IngestReport
+    from lakehouse.loader.training import TrainingReport
+    from lakehouse.quality import RunReport
+    from lakehouse.shardformat import Manifest
+    from lakehouse.synth import GenerateReport
+    from lakehouse.warehouse import BuildResult
+
+
+def print_generated(report: GenerateReport, out: Path, console: Console) -> None:
+    table = Table(title=f"landing data in {out}")
+    for column in ("source", "files", "clean rows", "rows written", "dirty rows injected"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for name, stats in report.tables.items():
+        table.add_row(
+            name,
+            str(len(stats.files)),
+            f"{stats.clean_rows:,}",
+            f"{stats.rows_written:,}",
+            f"{sum(stats.injected.values()):,}",
+        )
+    console.print(table)
+
+
+def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
+    table = Table(title=f"ingest run {report.run_id} into {report.lake}/bronze")
+    for column in ("table", "files", "skipped", "failed", "read", "landed", "quarantined", "dupes"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name in dict.fromkeys(f.table for f in report.files):
+        files = [f for f in report.files if f.table == name]
+        table.add_row(
+            name,
+            str(sum(f.status == "ingested" for f in files)),
+            str(sum(f.status == "skipped" for f in files)),
+            str(sum(f.status == "failed" for f in files)),
+            *(
+                f"{sum(getattr(f, a) for f in files):,}"
+                for a in ("rows_read", "rows_landed", "rows_quarantined", "rows_duplicate")
+            ),
+        )
+    console.print(table)
+    reasons: dict[str, int] = {}
+    for f in report.files:
+        for code, count in f.reasons.items():
+            reasons[code] = reasons.get(code, 0) + count
+    if reasons:
+        detail = ", ".join(f"{code} {count:,}" for code, count in sorted(reasons.items()))
+        console.print(f"quarantined by reason: {detail}", highlight=False)
+    for f in report.files:  # a whole file rejected is rarely bad rows: more likely its layout
+        if f.rows_read >= 10 and f.rows_quarantined > 0.5 * f.rows_read:
+            top = ", ".join(f"{code} {n:,}" for code, n in f.reasons.most_common(2))
+            console.print(
+                f"[yellow]warning[/]: {f.rows_quarantined:,} of {f.rows_read:,} rows of "
+                f"{f.source_file} were quarantined ({top}); does its header or layout match the "
+                f"{f.table} contract?",
+                highlight=False,
+            )
+    if report.ignored:
+        console.print(
+            f"[yellow]ignored[/] (no bronze table for their folder): {', '.join(report.ignored)}",
+            highlight=False,
+        )
+    console.print(
+        f"lake written to {report.lake}; quarantine at {report.lake}/bronze/_quarantine",
+        highlight=False,
+    )
+    for failed in report.failed:
+        err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
+
+
+def print_build(result: BuildResult, warehouse: Path, console: Console, err: Console) -> None:
+    table = Table(title=f"dbt build into {warehouse} (invocation {result.invocation_id})")
+    for column in ("resource", "ok", "failed", "skipped", "seconds"):
+        table.add_column(column, justify="left" if column == "resource" else "right")
+    for kind in ("seed", "model", "test", "unit_test"):
+        nodes = [n for n in result.nodes if n.resource_type == kind]
+        if nodes:
+            table.add_row(
+                kind,
+                str(sum(n.status in ("success", "pass") for n in nodes)),
+                str(sum(n.status in ("error", "fail") for n in nodes)),
+                str(sum(n.status == "skipped" for n in nodes)),
+                f"{sum(n.seconds for n in nodes):.1f}",
+            )
+    console.print(table)
+    pinned = ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items())
+    console.print(f"bronze read at: {pinned}", highlight=False)
+    for failure in result.failures:
+        console.print(
+            f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: {failure.message}",
+            highlight=False,
+        )
+    if result.error:
+        err.print(f"[bold red]error:[/] dbt could not run: {result.error}", highlight=False)
+
+
+def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Console) -> None:
+    table = Table(title=f"data-quality gate, run {report.run_id} (as of {report.as_of})")
+    for column in ("table", "rows", "expectations", "passed", "blocking failed", "warnings"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for t in report.tables:
+        table.add_row(
+            t.table,
+            f"{t.rows:,}",
+            str(len(t.results)),
+            str(sum(r.success for r in t.results)),
+            str(sum(not r.success and r.severity == "blocking" for r in t.results)),
+            str(sum(not r.success and r.severity == "warning" for r in t.results)),
+        )
+    console.print(table)
+    for r in report.blocking_failures + report.warnings:
+        label = "[red]BLOCKING[/]" if r.severity == "blocking" else "[yellow]warning[/]"
+        detail = r.error or f"observed {r.observed_value!r}, {r.unexpected_count} unexpected"
+        examples = f", e.g. {r.examples[:3]}" if r.examples else ""
+        console.print(f"{label} {r.table}: {r.name}: {detail}{examples}", highlight=False)
+    for change in data.get("changes", [])[:20]:
+        console.print(
+            f"changed since last run: {change['table']}.{change['metric']} "
+            f"{change['previous']} -> {change['current']}",
+            highlight=False,
+        )
+    verdict = "[green]passed[/]" if report.passed else "[bold red]blocked[/]"
+    console.print(f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html)")
+
+
+def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> None:
+    table = Table(title=f"{manifest.model} v{manifest.version} in {folder}")
+    for column in ("split", "shards", "rows", "MB"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, rows in manifest.totals.items():
+        shards = [s for s in manifest.shards if s.split == split]
+        table.add_row(
+            split, str(len(shards)), f"{rows:,}", f"{sum(s.bytes for s in shards) / 1e6:.1f}"
+        )
+    console.print(table)
+    console.print(
+        "columns: " + ", ".join(f"{c['name']} {c['type']}" for c in manifest.schema),
+        highlight=False,
+    )
+    lineage, gate = manifest.lineage, manifest.quality_gate
+    console.print(
+        f"built by dbt invocation {lineage.get('dbt_invocation_id')} from bronze "
+        + ", ".join(f"{t}@v{v}" for t, v in lineage.get("bronze_versions", {}).items())
+        + f"; git {str(lineage.get('git_commit'))[:12]}; gate run {gate.get('run_id')} "
+        f"({'forced' if gate.get('forced') else 'passed'})",
+        highlight=False,
+    )
+    if gate.get("forced"):
+        console.print(f"[yellow]forced[/]: {gate['reason']}", highlight=False)
+
+
+def print_job(report: JobReport, console: Console, err: Console) -> None:
+    layout = report.layout
+    summary = Table(
+        title=f"nightly job: {layout.landing} -> {layout.lake} -> {layout.warehouse} -> "
+        f"{layout.shards}"
+    )
+    for column in ("step", "status", "rows", "versions / result", "seconds"):
+        summary.add_column(column, justify="right" if column == "seconds" else "left")
+    for step in report.steps:
+        status = "[green]ok[/]" if step.ok else "[bold red]failed[/]"
+        summary.add_row(step.name, status, step.rows, step.detail, f"{step.seconds:.1f}")
+    for name in report.not_run:
+        summary.add_row(name, "[dim]not run[/]", "", "", "")
+    console.print(summary)
+    if report.failure:
+        err.print(f"[bold red]nightly job failed[/] at {report.failure}", highlight=False)
+    else:
+        console.print("[green]nightly job done[/]", highlight=False)
+
+
+def print_training(report: TrainingReport, console: Console) -> None:
+    console.print(
+        f"trained {report.epochs} epochs on {report.train_samples:,} samples on "
+        f"{report.device}: {report.samples_per_second:,.0f} samples/s",
+        highlight=False,
+    )
+    verdict = "[green]beats[/]" if report.beats_baseline else "[bold red]does not beat[/]"
+    console.print(
+        f"validation MSE of log1p(likes_7d): model {report.val_mse:.4f} {verdict} the "
+        f"constant baseline {report.baseline_mse:.4f}",
+        highlight=False,
+    )
+
+
+class ConsoleObserver(JobObserver):
+    """Shows a running job: a rule per step, progress bars on stderr, each step's output."""
+
+    def __init__(self, console: Console, err: Console, layout: Layout) -> None:
+        self.console, self.err, self.layout = console, err, layout.resolved()
+
+    def step_started(self, name: str, number: int, total: int) -> None:
+        self.console.rule(f"{number}/{total} {name}")
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def step_finished(self, step: StepReport) -> None:
+        result = step.result
+        if result is None:
+            return
+        if step.name == "generate":
+            print_generated(result, Path(self.layout.landing), self.console)
+        elif step.name == "train":
+            self.console.rule("train a small model on the shards (ShardDataset + GPUPrefetcher)")
+            print_training(result, self.console)
+        elif step.name == "ingest":
+            print_ingest(result, self.console, self.err)
+        elif step.name == "dbt build":
+            print_build(result, self.layout.warehouse, self.console, self.err)
+        elif step.name == "quality gate":
+            report, data = result
+            print_gate(report, data, self.layout.quality, self.console)
+        else:
+            print_manifest(result.manifest, result.folder, self.console)
+
+    @contextmanager
+    def ingest_progress(self) -> Iterator[RichIngestProgress]:
+        progress = RichIngestProgress(self.err)
+        try:
+            yield progress
+        finally:
+            progress.stop()
+
+    @contextmanager
+    def rows_progress(self, label: str) -> Iterator[Callable[[int], None]]:
+        with RichRowProgress(self.err, label) as progress:
+            yield progress
+
+    @contextmanager
+    def steps_progress(self, label: str) -> Iterator[Callable[[str, int, int], None]]:
+        with RichStepProgress(self.err, label) as progress:
+            yield progress

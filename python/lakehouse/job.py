@@ -1,0 +1,444 @@
+"""The nightly job as a Python API: ingest -> dbt build -> data-quality gate -> export.
+
+This module owns the job; ``lakehouse run`` and ``lakehouse demo`` only parse arguments, call
+:func:`run_job` / :func:`run_demo` and print. An orchestrator (Airflow, Dagster, Prefect)
+calls the same functions, step by step or whole::
+
+    from lakehouse.job import Layout, run_job
+
+    report = run_job(Layout.from_root("/data/prod"))
+    if not report.ok:
+        raise RuntimeError(report.failure)
+
+Each step returns a :class:`StepReport` holding the layer's own typed result (``IngestReport``,
+``BuildResult``, the gate's ``RunReport``, an :class:`ExportResult`) and its one-line summary.
+A step runs only after the one before succeeded, so nothing is exported after a failed gate.
+Errors a user can act on (the layers' errors, storage errors) become a failed step with a
+one-line reason; anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.layout import DEFAULT_ROOT, Layout
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST
+
+if TYPE_CHECKING:
+    from lakehouse.export import Manifest
+    from lakehouse.ingest import IngestProgress, IngestReport
+    from lakehouse.loader.training import TrainingReport
+    from lakehouse.quality import RunReport
+    from lakehouse.synth import GenerateReport
+    from lakehouse.warehouse import BuildResult
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DemoReport",
+    "ExportResult",
+    "JobObserver",
+    "JobReport",
+    "Layout",
+    "StepReport",
+    "build",
+    "export",
+    "failure_reason",
+    "gate",
+    "ingest",
+    "run_demo",
+    "run_job",
+    "user_errors",
+]
+
+# the mart the nightly job exports for training
+DEFAULT_MODEL = "photo_popularity_training"
+STEPS = ("ingest", "dbt build", "quality gate", "export")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors with a message a user can act on: the layers' own, and storage errors (disk
+    full, permissions, storage unreachable). Printed as one line, never as a traceback."""
+    from deltalake.exceptions import DeltaError
+
+    return (*_layer_errors(), OSError, DeltaError)
+
+
+def _layer_errors() -> tuple[type[BaseException], ...]:
+    from lakehouse.export import ExportError
+    from lakehouse.ingest import IngestError
+    from lakehouse.quality import SuiteError
+    from lakehouse.warehouse import WarehouseError
+
+    return (IngestError, WarehouseError, SuiteError, ExportError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one line said for an error in :func:`user_errors`."""
+    from lakehouse.storage import describe_storage_error
+
+    if isinstance(exc, _layer_errors()):
+        return str(exc)
+    return (
+        f"{describe_storage_error(exc)}; nothing half-written was published "
+        "(free space or fix permissions, then run again)"
+    )
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one step did: its layer's result and a line for the job's summary."""
+
+    name: str
+    ok: bool
+    seconds: float = 0.0
+    rows: str = ""
+    detail: str = ""
+    reason: str = ""  # why it failed, one line
+    result: Any = None  # the layer's typed result; None when the step raised
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A published shard version: where it is and its manifest."""
+
+    folder: Path | str
+    manifest: Manifest
+
+
+@dataclass
+class JobReport:
+    layout: Layout
+    steps: list[StepReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.steps) == len(STEPS) and all(s.ok for s in self.steps)
+
+    @property
+    def failed_step(self) -> StepReport | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    @property
+    def failure(self) -> str | None:
+        """``"<step>: <reason>"`` for the step that stopped the job."""
+        step = self.failed_step
+        return f"{step.name}: {step.reason or 'see its output'}" if step else None
+
+    @property
+    def not_run(self) -> list[str]:
+        return list(STEPS[len(self.steps) :])
+
+
+class JobObserver:
+    """Hooks for showing a job as it runs (the CLI prints; an orchestrator may log). Every
+    hook does nothing by default."""
+
+    def step_started(self, name: str, number: int, total: int) -> None:
+        """A step begins."""
+
+    def step_finished(self, step: StepReport) -> None:
+        """A step ended, successfully or not (the demo's ``generate`` and ``train`` too)."""
+
+    def note(self, text: str) -> None:
+        """Something a person watching should know (e.g. the demo starts over)."""
+
+    def ingest_progress(self) -> AbstractContextManager[IngestProgress | None]:
+        """Byte progress for ingest (None: none), as a context manager."""
+        return nullcontext(None)
+
+    def rows_progress(self, label: str) -> AbstractContextManager[Callable[[int], None]]:
+        """A callback counting rows written (export), as a context manager."""
+        return nullcontext(lambda rows: None)
+
+    def steps_progress(self, label: str) -> AbstractContextManager[Callable[[str, int, int], None]]:
+        """A callback ``(step, done, total)`` for generating data and training."""
+        return nullcontext(lambda step, done, total: None)
+
+
+# ---------------------------------------------------------------------------- the steps
+
+
+def ingest(
+    layout: Layout,
+    *,
+    tables: list[str] | None = None,
+    now: datetime | None = None,
+    observer: JobObserver | None = None,
+) -> StepReport:
+    """Land every new file of ``layout.landing`` into the bronze tables of ``layout.lake``.
+    ``now`` is the ingest's clock (timestamps after it are quarantined as future ones)."""
+    from lakehouse.ingest import ingest as land
+
+    observer = observer or JobObserver()
+    with observer.ingest_progress() as progress:
+        report: IngestReport = land(
+            layout.landing, layout.lake, tables=tables, now=now, progress=progress
+        )
+    files = report.files
+    return StepReport(
+        "ingest",
+        report.ok,
+        rows=(
+            f"{sum(f.rows_landed for f in files):,} landed, "
+            f"{sum(f.rows_quarantined for f in files):,} quarantined, "
+            f"{sum(f.rows_duplicate for f in files):,} duplicate"
+        ),
+        detail=(
+            f"{sum(f.status == 'ingested' for f in files)} files ingested, "
+            f"{sum(f.status == 'skipped' for f in files)} already in bronze"
+        ),
+        reason="; ".join(str(f.error) for f in report.failed),
+        result=report,
+    )
+
+
+def build(
+    layout: Layout,
+    *,
+    select: list[str] | None = None,
+    bronze_versions: dict[str, int] | None = None,
+    full_refresh: bool = False,
+) -> StepReport:
+    """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
+    version except those given in ``bronze_versions`` (time travel)."""
+    from lakehouse.warehouse import pin_bronze_versions, project_dir, run_dbt
+
+    versions = pin_bronze_versions(layout.lake, bronze_versions or {})
+    result: BuildResult = run_dbt(
+        layout.lake,
+        layout.warehouse,
+        select=select,
+        versions=versions,
+        full_refresh=full_refresh,
+        project=project_dir(),
+    )
+    done = [n for n in result.nodes if n.status in ("success", "pass")]
+    return StepReport(
+        "dbt build",
+        result.success,
+        rows=(
+            f"{sum(n.resource_type == 'model' for n in done)} models, "
+            f"{sum(n.resource_type != 'model' for n in done)} tests/seeds ok"
+        ),
+        detail="bronze " + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
+        reason=(
+            f"dbt could not run: {result.error}"
+            if result.error
+            else "; ".join(f"{n.resource_type} {n.name}: {n.status}" for n in result.failures)
+        ),
+        result=result,
+    )
+
+
+def gate(
+    layout: Layout, *, tables: list[str] | None = None, as_of: datetime | None = None
+) -> StepReport:
+    """The data-quality gate on the lake and the warehouse; reports go to ``layout.quality``.
+    Fails when a blocking expectation fails (warnings do not)."""
+    from lakehouse.quality import validate
+
+    report: RunReport
+    report, data = validate(
+        layout.warehouse, layout.lake, tables=tables, out=layout.quality, as_of=as_of
+    )
+    return StepReport(
+        "quality gate",
+        report.passed,
+        rows=f"{sum(t.rows for t in report.tables):,} rows in {len(report.tables)} tables",
+        detail=(
+            f"run {report.run_id}: "
+            f"{sum(len(t.results) for t in report.tables)} expectations, "
+            f"{len(report.warnings)} warnings"
+        ),
+        reason=(
+            "the data-quality gate blocked: "
+            + ", ".join(f"{r.table}: {r.name}" for r in report.blocking_failures)
+            + f" (reports in {layout.quality}/)"
+        ),
+        result=(report, data),
+    )
+
+
+def export(
+    layout: Layout,
+    model: str = DEFAULT_MODEL,
+    *,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    columns: list[str] | None = None,
+    compression: str | None = None,
+    force: bool = False,
+    observer: JobObserver | None = None,
+) -> StepReport:
+    """Export ``model`` from the warehouse into a new shard version under ``layout.shards``,
+    after checking the gate's latest result in ``layout.quality``."""
+    from lakehouse.export import export_model
+
+    observer = observer or JobObserver()
+    with observer.rows_progress(f"export {model}") as on_rows:
+        folder, manifest = export_model(
+            layout.warehouse,
+            model,
+            layout.shards,
+            shard_rows=shard_rows,
+            columns=columns,
+            compression=compression,
+            quality_dir=layout.quality,
+            force=force,
+            lake=layout.lake,
+            on_rows=on_rows,
+        )
+    return StepReport(
+        "export",
+        True,
+        rows=", ".join(f"{split} {rows:,}" for split, rows in sorted(manifest.totals.items())),
+        detail=f"{manifest.model} v{manifest.version}, {len(manifest.shards)} shards in {folder}",
+        result=ExportResult(folder, manifest),
+    )
+
+
+# ---------------------------------------------------------------------------- the job
+
+
+def run_job(
+    layout: Layout,
+    *,
+    model: str = DEFAULT_MODEL,
+    as_of: datetime | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    observer: JobObserver | None = None,
+) -> JobReport:
+    """Run ingest, build, gate and export on ``layout``, each only after the one before
+    succeeded. ``as_of`` is the job's clock (default: now): the time the gate measures
+    freshness against and ingest's "now"; set it to replay a past night."""
+    observer = observer or JobObserver()
+    layout = layout.resolved()
+    steps: list[tuple[str, Callable[[], StepReport]]] = [
+        ("ingest", lambda: ingest(layout, now=as_of, observer=observer)),
+        ("dbt build", lambda: build(layout)),
+        ("quality gate", lambda: gate(layout, as_of=as_of)),
+        (
+            "export",
+            lambda: export(layout, model, shard_rows=shard_rows, observer=observer),
+        ),
+    ]
+    report = JobReport(layout)
+    for number, (name, run) in enumerate(steps, start=1):
+        observer.step_started(name, number, len(steps))
+        started = time.perf_counter()
+        try:
+            step = run()
+        except user_errors() as exc:
+            step = StepReport(name, False, reason=failure_reason(exc))
+        step = StepReport(
+            step.name,
+            step.ok,
+            round(time.perf_counter() - started, 1),
+            step.rows,
+            step.detail,
+            step.reason,
+            step.result,
+        )
+        report.steps.append(step)
+        observer.step_finished(step)
+        if not step.ok:
+            break
+    return report
+
+
+# ---------------------------------------------------------------------------- the demo
+
+# the demo's sample: big enough to train on, small enough for a laptop
+DEMO_USERS, DEMO_PHOTOS, DEMO_DAYS = 2_000, 20_000, 45
+DEMO_JOB_HOUR = timedelta(hours=6)  # the nightly job runs at 06:00 after the day's dump
+# parts of a demo folder a new sample replaces
+_DEMO_PARTS = ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "quality", "shards")
+
+
+@dataclass
+class DemoReport:
+    generated: GenerateReport
+    job: JobReport
+    training: TrainingReport | None = None
+    started_over: bool = False  # an older sample in the folder was discarded
+
+    @property
+    def ok(self) -> bool:
+        return self.job.ok and self.training is not None and self.training.beats_baseline
+
+
+def run_demo(
+    workdir: str | Path = DEFAULT_ROOT,
+    *,
+    seed: int = 7,
+    dirty_rate: float = 0.01,
+    today: datetime | None = None,
+    observer: JobObserver | None = None,
+) -> DemoReport:
+    """Generate sample landing data up to ``today`` (default: the current UTC day), run the
+    nightly job on it in ``workdir`` the morning after (06:00 UTC, the job's clock) and train
+    a small model on the shards. The same ``today`` and ``seed`` give the same run."""
+    from lakehouse.loader.training import train_popularity_model
+    from lakehouse.synth import GenerateConfig, generate
+
+    observer = observer or JobObserver()
+    day = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    workdir = Path(workdir)
+    layout = Layout.from_root(workdir, env={})
+    started_over = discard_stale_demo(workdir, day)
+    if started_over:
+        observer.note(f"sample data in {workdir} was generated for another day; starting over")
+    config = GenerateConfig(
+        out=Path(layout.landing),
+        users=DEMO_USERS,
+        photos=DEMO_PHOTOS,
+        days=DEMO_DAYS,
+        seed=seed,
+        dirty_rate=dirty_rate,
+        end=day,
+    )
+    with observer.steps_progress("generate") as progress:
+        generated = generate(config, progress)
+    observer.step_finished(StepReport("generate", True, result=generated))
+    job = run_job(layout, as_of=day + DEMO_JOB_HOUR, observer=observer)
+    report = DemoReport(generated, job, started_over=started_over)
+    if job.ok:
+        with observer.steps_progress("train") as progress:
+            report.training = train_popularity_model(
+                f"{job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}", on_step=progress
+            )
+        observer.step_finished(
+            StepReport("train", report.training.beats_baseline, result=report.training)
+        )
+    return report
+
+
+def discard_stale_demo(workdir: Path, day: datetime) -> bool:
+    """A demo folder generated for another day holds a different sample under the same file
+    names and ids; mixing the two would corrupt the lake, so the demo starts over. Returns
+    whether anything was removed."""
+    from lakehouse.synth import MANIFEST
+
+    manifest = workdir / "landing" / MANIFEST
+    if not manifest.exists():
+        return False
+    try:
+        end = json.loads(manifest.read_text())["config"]["end"]
+    except (OSError, ValueError, KeyError):
+        end = None
+    if end == str(day):
+        return False
+    for part in _DEMO_PARTS:
+        target = workdir / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    return True

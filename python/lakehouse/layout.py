@@ -1,0 +1,98 @@
+"""Where everything lives, derived once from one root: the landing folder, the lake and its
+bronze tables, the warehouse, the gate's reports and the shards.
+
+Every command and the job resolve their paths here, so a default is stated once. The
+environment variables are the ones dbt's ``profiles.yml`` reads too (``LAKEHOUSE_LAKE``,
+``LAKEHOUSE_DUCKDB``), so ``lakehouse`` commands and a plain ``dbt build`` see the same lake
+and warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lakehouse.storage import join_uri, normalize_uri
+
+# the demo's folder, and the default for every path below
+DEFAULT_ROOT = Path("data/demo")
+ENV_LAKE = "LAKEHOUSE_LAKE"
+ENV_WAREHOUSE = "LAKEHOUSE_DUCKDB"
+
+
+def bronze_uri(lake: str, table: str) -> str:
+    """``<lake>/bronze/<table>``: the one place this path is spelled."""
+    return join_uri(lake, "bronze", table)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one deployment. Lake and shards may be ``s3://`` URIs; the warehouse and
+    the gate's reports are local files (DuckDB writes one local file)."""
+
+    landing: str
+    lake: str
+    warehouse: Path
+    quality: Path
+    shards: str
+
+    @classmethod
+    def from_root(cls, root: str | Path | None = None, env: dict[str, str] | None = None) -> Layout:
+        """Everything under ``root`` (default ``data/demo``): ``landing/``, ``lake/``,
+        ``warehouse.duckdb``, ``quality/``, ``shards/``. ``LAKEHOUSE_LAKE`` and
+        ``LAKEHOUSE_DUCKDB`` in ``env`` (default: the process environment) move the lake and
+        the warehouse; the reports stay next to the warehouse."""
+        env = os.environ if env is None else env
+        base = Path(root) if root is not None else DEFAULT_ROOT
+        warehouse = Path(env.get(ENV_WAREHOUSE) or base / "warehouse.duckdb")
+        return cls(
+            landing=str(base / "landing"),
+            lake=env.get(ENV_LAKE) or str(base / "lake"),
+            warehouse=warehouse,
+            quality=warehouse.parent / "quality",
+            shards=str(base / "shards"),
+        )
+
+    def override(
+        self,
+        *,
+        landing: str | None = None,
+        lake: str | None = None,
+        warehouse: str | Path | None = None,
+        quality: str | Path | None = None,
+        shards: str | None = None,
+    ) -> Layout:
+        """This layout with the given paths replaced (``None`` keeps one). A new warehouse
+        brings its reports along unless ``quality`` is given too."""
+        changed = replace(
+            self,
+            landing=landing or self.landing,
+            lake=lake or self.lake,
+            shards=str(shards) if shards else self.shards,
+        )
+        if warehouse is not None:
+            changed = replace(
+                changed, warehouse=Path(warehouse), quality=Path(warehouse).parent / "quality"
+            )
+        if quality is not None:
+            changed = replace(changed, quality=Path(quality))
+        return changed
+
+    def resolved(self) -> Layout:
+        """Absolute local paths (relative ones are relative to the working directory) and
+        object-store URIs unchanged, as every layer expects them."""
+        return Layout(
+            landing=normalize_uri(self.landing),
+            lake=normalize_uri(self.lake),
+            warehouse=self.warehouse.expanduser().resolve(),
+            quality=self.quality.expanduser().resolve(),
+            shards=normalize_uri(self.shards),
+        )
+
+    def bronze(self, table: str) -> str:
+        return bronze_uri(self.lake, table)
+
+    def model_shards(self, model: str) -> str:
+        """``<shards>/<model>``: the versions of one exported mart and its ``latest``."""
+        return join_uri(self.shards, model)

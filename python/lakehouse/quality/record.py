@@ -1,0 +1,59 @@
+"""The gate's verdict as the exporter reads it: the one reader of ``result.json``, whose one
+writer is :func:`lakehouse.quality.reports.write_reports`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class TableVerdict:
+    table: str
+    blocking_failures: list[str]  # names of the blocking expectations that failed
+    versions: dict[str, Any]  # what was validated: a Delta version or a dbt invocation
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking_failures
+
+    @property
+    def dbt_invocation_id(self) -> str | None:
+        return self.versions.get("dbt_invocation_id")
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """The latest gate run kept in a quality folder."""
+
+    run_id: str
+    as_of: str
+    tables: dict[str, TableVerdict]
+
+    @classmethod
+    def read(cls, quality_dir: Path) -> GateRecord | None:
+        """The run in ``quality_dir/result.json``, or None when the gate never ran there."""
+        path = Path(quality_dir) / RESULT_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return cls(
+            run_id=data["run_id"],
+            as_of=data["as_of"],
+            tables={
+                t["table"]: TableVerdict(
+                    t["table"],
+                    [
+                        r["name"]
+                        for r in t["results"]
+                        if not r["success"] and r["severity"] == "blocking"
+                    ],
+                    t.get("versions") or {},
+                )
+                for t in data["tables"]
+            },
+        )

@@ -1,0 +1,70 @@
+"""Which dbt invocation built the warehouse, and from which bronze versions: the one reader of
+the two bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
+
+``lakehouse_dbt_runs``: one row per invocation when it starts (``record_run_start``).
+``lakehouse_bronze_reads``: one row per bronze table when it ends (``record_bronze_reads``),
+with the Delta version pinned for the run (null when a plain ``dbt build`` read the latest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+RUNS_TABLE = "lakehouse_dbt_runs"
+READS_TABLE = "lakehouse_bronze_reads"
+
+
+@dataclass(frozen=True)
+class BuildLineage:
+    """The newest dbt invocation that finished, and what it read."""
+
+    invocation_id: str
+    bronze_versions: dict[str, int | None]
+
+    @property
+    def pinned(self) -> bool:
+        """Every bronze version is known (the build pinned them, as ``lakehouse build`` does)."""
+        return all(v is not None for v in self.bronze_versions.values())
+
+
+@dataclass(frozen=True)
+class Invocation:
+    invocation_id: str
+    started_at: datetime
+
+
+def latest_finished_build(con: duckdb.DuckDBPyConnection) -> BuildLineage | None:
+    """The invocation that most recently recorded its bronze reads, or None when dbt never
+    finished a build into this warehouse."""
+    rows = _rows_if_table(
+        con,
+        READS_TABLE,
+        f"select invocation_id, table_name, delta_version from {READS_TABLE} "
+        f"where invocation_id = (select invocation_id from {READS_TABLE} "
+        "order by recorded_at desc limit 1) order by table_name",
+    )
+    if not rows:
+        return None
+    return BuildLineage(rows[0][0], {table: version for _, table, version in rows})
+
+
+def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
+    """The invocation that started last (finished or not)."""
+    rows = _rows_if_table(
+        con,
+        RUNS_TABLE,
+        f"select invocation_id, started_at from {RUNS_TABLE} order by started_at desc limit 1",
+    )
+    return Invocation(*rows[0]) if rows else None
+
+
+def _rows_if_table(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> list[tuple]:
+    """The query's rows, or none when ``table`` does not exist (a warehouse dbt never built,
+    or one whose first build was killed before its end hook)."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_name = ?", [table]
+    ).fetchone()[0]
+    return con.execute(sql).fetchall() if exists else []

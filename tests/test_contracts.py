@@ -1,0 +1,110 @@
+"""Each fact has one owner: where SQL must state a fact again (dbt cannot import Python), these
+tests fail the moment the two disagree. And the loader stays light: training code that imports
+it never loads the warehouse, and packaging lets it install without the pipeline."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from lakehouse.contracts import BRONZE_TABLES, DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
+from lakehouse.ingest import SOURCES
+from lakehouse.layout import Layout, bronze_uri
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")
+
+
+def test_import_lakehouse_loader_pulls_in_no_warehouse_package() -> None:
+    code = (
+        "import sys, lakehouse.loader, lakehouse.loader.training; "
+        f"print(sorted(m for m in {PIPELINE!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_the_cli_imports_the_layers_only_for_the_command_that_needs_them() -> None:
+    code = f"import sys, lakehouse.cli; print(sorted(m for m in {PIPELINE!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_the_loader_extra_installs_no_pipeline_package_and_nothing_is_pinned_exactly() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    loader = project["dependencies"] + extras["loader"]
+    names = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in loader}
+    assert names == {"pyarrow", "numpy", "rich", "torch"}
+    everything = project["dependencies"] + [r for reqs in extras.values() for r in reqs]
+    assert not [r for r in everything if "==" in r], "exact pins belong in constraints.txt"
+    pipeline = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0] for r in extras["pipeline"]}
+    assert {"deltalake", "dbt-core", "duckdb", "great-expectations"} <= pipeline
+
+
+def test_dbt_sources_are_exactly_the_bronze_tables() -> None:
+    identifiers = set()
+    for path in (REPO / "models").rglob("_*__sources.yml"):
+        for source in yaml.safe_load(path.read_text())["sources"]:
+            assert "meta" not in source, f"{path}: the location template is dbt_project.yml's"
+            for table in source["tables"]:
+                assert "external_location" not in (table.get("meta") or {}), path
+                identifiers.add(table.get("identifier", table["name"]))
+    assert identifiers == set(BRONZE_TABLES)
+    assert [s.table for s in SOURCES] == list(DATA_TABLES)
+
+
+def test_the_event_types_seed_lists_the_contract_event_types() -> None:
+    with open(REPO / "seeds" / "event_types.csv", newline="") as handle:
+        seeded = [row["event_type"] for row in csv.DictReader(handle)]
+    assert seeded == list(EVENT_TYPES)
+
+
+def test_dbt_states_the_contract_embedding_size() -> None:
+    macro = (REPO / "macros" / "features.sql").read_text()
+    assert re.search(r"macro embedding_dim\(\) -%\}(\d+)\{", macro).group(1) == str(EMBEDDING_DIM)
+    marts = yaml.safe_load((REPO / "models" / "marts" / "_marts__models.yml").read_text())
+    training = next(m for m in marts["models"] if m["name"] == "photo_popularity_training")
+    embedding = next(c for c in training["columns"] if c["name"] == "embedding")
+    assert embedding["data_type"] == f"float[{EMBEDDING_DIM}]"
+
+
+def test_dbt_defaults_match_the_layout_defaults() -> None:
+    defaults = Layout.from_root(env={})
+    profile = (REPO / "profiles.yml").read_text()
+    assert f"env_var('LAKEHOUSE_DUCKDB', '{defaults.warehouse}')" in profile
+    for path in (REPO / "dbt_project.yml", REPO / "macros" / "bronze.sql"):
+        assert f"env_var('LAKEHOUSE_LAKE', '{defaults.lake}')" in path.read_text(), path
+
+
+def test_a_layout_derives_every_path_from_one_root_and_the_environment(tmp_path: Path) -> None:
+    layout = Layout.from_root(tmp_path, env={})
+    assert layout.landing == str(tmp_path / "landing")
+    assert layout.lake == str(tmp_path / "lake")
+    assert layout.warehouse == tmp_path / "warehouse.duckdb"
+    assert layout.quality == tmp_path / "quality"
+    assert layout.shards == str(tmp_path / "shards")
+    assert (
+        layout.bronze("events")
+        == f"{tmp_path}/lake/bronze/events"
+        == bronze_uri(layout.lake, "events")
+    )
+    moved = Layout.from_root(
+        tmp_path, env={"LAKEHOUSE_LAKE": "s3://b/lake", "LAKEHOUSE_DUCKDB": "/w/prod.duckdb"}
+    )
+    assert moved.lake == "s3://b/lake" and moved.bronze("users") == "s3://b/lake/bronze/users"
+    assert moved.warehouse == Path("/w/prod.duckdb") and moved.quality == Path("/w/quality")
+    other = layout.override(warehouse=tmp_path / "elsewhere" / "w.duckdb")
+    assert other.quality == tmp_path / "elsewhere" / "quality"  # the reports follow
+    assert layout.override(quality=tmp_path / "q").quality == tmp_path / "q"
+    assert Layout.from_root("rel", env={}).resolved().lake == str(Path("rel/lake").resolve())
