@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check python tests benchmarks
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # two processes, a module on one of them
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"

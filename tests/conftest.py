@@ -10,6 +10,8 @@ Every fixture runs on a fixed clock (``NIGHT``), never the wall clock: the data 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,16 @@ from lakehouse.warehouse import BuildResult, project_dir, run_dbt
 END = datetime(2026, 11, 1, tzinfo=UTC)
 NIGHT = END + timedelta(hours=6)  # the morning after the last day of data: the fixtures' clock
 PROJECT = project_dir(Path(__file__).parent)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """dbt's artifacts and logs go to a folder of this test process (one per xdist worker),
+    not the repo's target/ and logs/: parallel workers never share them, and the tests
+    never overwrite an analyst's artifacts. Subprocesses inherit the setting."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    scratch = Path(tempfile.mkdtemp(prefix=f"lakehouse-dbt-{worker}-"))
+    os.environ["DBT_TARGET_PATH"] = str(scratch / "target")
+    os.environ["DBT_LOG_PATH"] = str(scratch / "logs")
 
 
 def small_config(out: Path, dirty_rate: float = 0.04, seed: int = 11) -> GenerateConfig:

@@ -25,7 +25,7 @@ from lakehouse.export import ExportError, Manifest, export_model, reproduce, ver
 from lakehouse.export import publish as publish_module
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
-from lakehouse.warehouse import connect, project_dir, run_dbt
+from lakehouse.warehouse import connect, dbt_artifacts, project_dir, run_dbt
 from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -253,7 +253,7 @@ def test_manifest_records_lineage_and_the_gate(built, tmp_path: Path) -> None:
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert lineage["git_commit"] == head and len(head) == 40
-    dbt_manifest = PROJECT / "target" / "manifest.json"
+    dbt_manifest = dbt_artifacts(PROJECT) / "manifest.json"
     assert lineage["dbt_manifest_sha256"] == hashlib.sha256(dbt_manifest.read_bytes()).hexdigest()
     assert again.quality_gate["passed"] is True and again.quality_gate["forced"] is False
 

@@ -16,7 +16,7 @@ import pytest
 from lakehouse.cli import main
 from lakehouse.loader import LoaderError, ShardDataset
 from lakehouse.storage import read_delta
-from lakehouse.warehouse import connect, project_dir
+from lakehouse.warehouse import connect, dbt_artifacts, project_dir
 from tests.conftest import END
 from tests.object_store import SECRET, client_for, keys, s3_server
 
@@ -144,7 +144,9 @@ def test_a_corrupt_shard_on_s3_is_named_and_never_cached(
 
 def test_no_secret_is_written_to_any_file(job_on_s3) -> None:
     written = [job_on_s3["work"], Path(os.environ["LAKEHOUSE_CACHE"])]
-    written += [PROJECT / "target", PROJECT / "logs"]
+    artifacts, logs = dbt_artifacts(PROJECT), Path(os.environ.get("DBT_LOG_PATH", "logs"))
+    assert (artifacts / "run_results.json").exists() and any(logs.glob("*.log"))  # dbt wrote
+    written += [artifacts, logs if logs.is_absolute() else PROJECT / logs]
     leaks = [
         path
         for folder in written

@@ -21,6 +21,7 @@ from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST, Manifest
 from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import (
     connect,
+    dbt_artifacts,
     latest_finished_build,
     latest_started,
     model_meta,
@@ -160,7 +161,7 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
 def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
     build = latest_finished_build(con)
     _refuse_unfinished_build(con, build.invocation_id if build else None)
-    dbt_manifest = project / "target" / "manifest.json"
+    dbt_manifest = dbt_artifacts(project) / "manifest.json"
     return {
         "lake": lake,
         "dbt_invocation_id": build.invocation_id if build else None,

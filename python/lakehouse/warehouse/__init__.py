@@ -10,6 +10,7 @@ and :class:`WarehouseError`.
 from lakehouse.warehouse.dbt_build import (
     BuildResult,
     bronze_versions,
+    dbt_artifacts,
     model_meta,
     pin_bronze_versions,
     run_dbt,
@@ -34,6 +35,7 @@ __all__ = [
     "WarehouseError",
     "bronze_versions",
     "connect",
+    "dbt_artifacts",
     "ensure_extensions",
     "latest_finished_build",
     "latest_started",

@@ -171,10 +171,17 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def dbt_artifacts(project: Path) -> Path:
+    """Where dbt writes its artifacts (manifest.json, run_results.json): ``$DBT_TARGET_PATH``
+    when set (dbt's own setting, relative to the project), else the project's ``target/``."""
+    configured = Path(os.environ.get("DBT_TARGET_PATH") or "target")
+    return configured if configured.is_absolute() else project / configured
+
+
 def model_meta(project: Path, model: str) -> dict | None:
     """The ``meta`` a dbt model declares (in its folder's YAML), read from dbt's
-    ``target/manifest.json``; None when dbt has not parsed a model of that name."""
-    path = project / "target" / "manifest.json"
+    ``manifest.json``; None when dbt has not parsed a model of that name."""
+    path = dbt_artifacts(project) / "manifest.json"
     if not path.exists():
         return None
     nodes = json.loads(path.read_text()).get("nodes", {})
