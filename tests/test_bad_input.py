@@ -198,3 +198,73 @@ def test_a_utf16_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     (result,) = report.files
     assert result.status == "failed"
     assert result.error.endswith("users.csv: header is not UTF-8 text; re-export the file as UTF-8")
+
+
+def test_links_out_of_the_landing_folder_are_refused_unread(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "creds").mkdir(parents=True)
+    (outside / "passwd").write_text("root:x:0:0:SECRET-PASSWD-LINE:/root:/bin/bash\n")
+    (outside / "creds" / "key.jsonl").write_text('{"aws_secret": "SECRET-CREDENTIAL"}\n')
+    landing = tmp_path / "landing"
+    (landing / "users").mkdir(parents=True)
+    (landing / "users" / "users.csv").write_text(
+        USERS_HEADER + "\n1,2026-01-01T00:00:00Z,US,a@b.example,Ann,1990,true\n"
+    )
+    (landing / "users" / "passwd.csv").symlink_to(outside / "passwd")
+    (landing / "events").symlink_to(outside / "creds", target_is_directory=True)
+    (landing / "users" / "again.csv").symlink_to(landing / "users" / "users.csv")  # inside: ok
+    lake = tmp_path / "lake"
+    report = ingest(str(landing), str(lake), now=NIGHT)
+    refused = {f.source_file.rsplit("/", 2)[-2] + "/" + f.source_file.rsplit("/", 1)[-1]: f
+               for f in report.failed}  # fmt: skip
+    assert set(refused) == {"users/passwd.csv", "events/key.jsonl"}
+    for result in refused.values():
+        assert "a link to a file outside the landing folder" in result.error
+        assert result.rows_read == 0 and result.content_sha256 == ""
+    assert bronze(lake, "users").num_rows == 1  # the real file landed; its link inside skipped
+    for path in lake.rglob("*"):
+        if path.is_file():
+            assert b"SECRET-" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("users/nested.csv", None, None),  # replaced below: a JSON line cannot be a CSV file
+        ("users/twice.csv", USERS_HEADER + ",country\n1,x\n", "header names column(s) country"),
+        ("users/cr.csv", USERS_HEADER + "\r1,2026-01-01T00:00:00Z,US\r", "carriage return"),
+        ("users/markup.csv", "[/]user_id,[bold]root:x:0:\n1\n", "header lacks required"),
+    ],
+)
+def test_one_files_content_never_stops_the_run_or_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content, expected
+) -> None:
+    landing = tmp_path / "landing"
+    (landing / "users").mkdir(parents=True)
+    (landing / "users" / "good.csv").write_text(
+        USERS_HEADER + "\n7,2026-01-01T00:00:00Z,US,g@b.example,Gus,1990,true\n"
+    )
+    if content is None:  # 200,000 '[' on one JSON line: too deep for any parser's stack
+        (landing / "events").mkdir()
+        name, expected = "events/deep.jsonl", None
+        (landing / name).write_text("[" * 200_000 + "\n")
+    else:
+        (landing / name).write_text(content)
+    args = ["ingest", str(landing), "--lake", str(tmp_path / "lake")]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert bronze(tmp_path / "lake", "users").num_rows == 1  # the good file landed
+    if expected is None:  # the line is quarantined, the file is not refused
+        assert code == 0
+        quarantine = bronze(tmp_path / "lake", "_quarantine").to_pylist()
+        assert [(q["reason_code"], q["line_number"]) for q in quarantine] == [
+            ("malformed_record", 1)
+        ]
+        assert "nested too deeply" in quarantine[0]["reason"]
+    else:
+        assert code == 1
+        assert expected in err.replace("\n", "") and name.split("/")[1] in err
+    assert "❌" not in out + err  # ':x:' is text, not an emoji
+    if "markup" in name:
+        assert "header has: [/]user_id, [bold]root:x:0:" in err.replace("\n", "")  # as it is

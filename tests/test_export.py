@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,10 +23,18 @@ import pyarrow.ipc as ipc
 import pytest
 
 from lakehouse.cli import main
-from lakehouse.export import ExportError, Manifest, export_model, reproduce, verify
+from lakehouse.export import (
+    ExportError,
+    ExportSpec,
+    Manifest,
+    export_model,
+    reproduce,
+    verify,
+)
 from lakehouse.export import publish as publish_module
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
+from lakehouse.shardformat import ManifestError
 from lakehouse.warehouse import connect, dbt_artifacts, project_dir, run_dbt
 from tests.conftest import NIGHT, BuiltWarehouse
 
@@ -197,6 +207,36 @@ def test_kill_9_mid_export_publishes_nothing(built, tmp_path: Path) -> None:
     assert killed.returncode == -signal.SIGKILL
     visible = [p.name for p in (tmp_path / MODEL).iterdir() if not p.name.startswith(".")]
     assert visible == []  # only a hidden .tmp- folder, never a v<N> or latest
+    (left,) = (tmp_path / MODEL).glob(".tmp-*")
+    running = tmp_path / MODEL / f".tmp-{os.getpid()}-still-writing"  # a live export's
+    running.mkdir()
+    folder, _ = _export(built, tmp_path)  # the next export clears what the killed one left
+    assert not left.exists() and running.exists()
+    assert {p.name for p in (tmp_path / MODEL).iterdir()} == {"latest", running.name, "v1"}
+    assert not verify(folder)
+
+
+def test_sql_in_the_model_name_is_refused_before_it_reaches_duckdb(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    crafted = (
+        f"{MODEL}; COPY (select 'x' as x) TO 'PWNED.csv'; select 'split' as column_name, "
+        "'VARCHAR' as t"
+    )
+    args = ["--warehouse", str(built["warehouse"]), "--out", str(tmp_path / "s"), "--force"]
+    assert main(["export", crafted, *args]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(ExportError, match="the warehouse has no table"):
+        export_model(
+            built["warehouse"],
+            crafted,
+            tmp_path / "s",
+            force=True,
+            project=PROJECT,
+            spec=ExportSpec(key="photo_id"),
+        )
+    assert not list(tmp_path.rglob("PWNED.csv")) and not (REPO / "PWNED.csv").exists()
 
 
 def test_verify_names_a_flipped_byte_and_a_truncated_shard(
@@ -317,3 +357,46 @@ def test_reproduce_after_new_data_landed_gives_the_same_checksums(built, tmp_pat
     assert [s.sha256 for s in Manifest.read(again / "manifest.json").shards] == [
         s.sha256 for s in original.shards
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda m: m.pop("shards"), "shards must be present"),
+        (lambda m: m.update(version="2"), "version must be a whole number"),
+        (lambda m: m.update(model="x; drop table y"), "model must be a plain identifier"),
+        (lambda m: m["shards"][0].update(rows=-1), "rows must be a whole number >= 0"),
+        (lambda m: m["shards"][0].update(sha256="zz"), "sha256 must be 64 hex digits"),
+        (
+            lambda m: m["lineage"]["bronze_versions"].update(
+                users="1, true, current_timestamp; COPY (select 1) TO 'pwned.csv'; select 1"
+            ),
+            "bronze_versions.users must be a whole number",
+        ),
+        (lambda m: m["lineage"].update(lake="/x'); COPY (select 1) TO 'p"), "lineage.lake"),
+    ],
+)
+def test_a_malformed_or_crafted_manifest_is_refused_by_field(
+    built, tmp_path: Path, capsys: pytest.CaptureFixture[str], change, complaint: str
+) -> None:
+    folder, _ = _export(built, tmp_path / "shards")
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=re.escape(complaint)):
+        Manifest.read(path)
+    for command in (["shards", "inspect", str(folder)], ["shards", "verify", str(folder)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert complaint in err.replace("\n", "") and "Traceback" not in err
+    with pytest.raises(ManifestError, match=re.escape(complaint)):
+        reproduce(path, tmp_path / "again", project=PROJECT)
+    assert not list(Path.cwd().glob("pwned.csv")) and not list(tmp_path.rglob("pwned.csv"))
+
+
+def test_a_manifest_that_is_not_json_is_named(built, tmp_path: Path) -> None:
+    folder, _ = _export(built, tmp_path / "shards")
+    (folder / "manifest.json").write_text('{"model": ')
+    with pytest.raises(ManifestError, match=r"manifest\.json is not JSON"):
+        Manifest.read(folder / "manifest.json")

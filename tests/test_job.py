@@ -4,6 +4,7 @@ and the same job on S3-compatible object storage (a real S3 API server on 127.0.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -184,3 +185,27 @@ def test_two_ingests_of_the_same_landing_folder_at_once_land_each_row_once(
         together = read_delta(f"{lake}/bronze/{table}")
         alone = read_delta(str(single_lake / "bronze" / table))
         assert together.num_rows == alone.num_rows, table
+
+
+def test_a_remote_manifest_cannot_write_outside_the_cache(
+    job_on_s3, s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(cache))
+    client = client_for(s3)
+    manifest = json.loads(
+        client.get_object(Bucket="shards", Key=f"prod/{MODEL}/v1/manifest.json")["Body"].read()
+    )
+    escape = "../" * 12 + f"{tmp_path.relative_to('/')}/owned.sh"
+    manifest["shards"][0]["path"] = escape
+    client.put_object(Bucket="shards", Key="evil/v1/manifest.json", Body=json.dumps(manifest))
+    client.put_object(Bucket="shards", Key="evil/v1/" + manifest["shards"][0]["path"], Body=b"x")
+    with pytest.raises(LoaderError, match="leaves the shard folder"):
+        ShardDataset("s3://shards/evil/v1", "train")
+    assert not (tmp_path / "owned.sh").exists()
+
+    client.put_object(Bucket="shards", Key="evil/latest", Body=b"../../../../outside\n")
+    with pytest.raises(LoaderError, match="not a version name"):
+        ShardDataset("s3://shards/evil/latest", "train")
+    assert not (tmp_path / "outside").exists()
+    assert all(cache.resolve() in p.resolve().parents for p in cache.rglob("*"))

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -243,3 +247,49 @@ def test_a_suite_with_a_table_level_check_on_chunks_is_refused(tmp_path: Path) -
     )
     with pytest.raises(SuiteError, match="profile"):
         load_suite(path)
+
+
+def test_kill_9_while_writing_the_reports_keeps_the_previous_result_whole(
+    good, tmp_path: Path
+) -> None:
+    lake, warehouse = good
+    out = tmp_path / "quality"
+    validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=["dim_photos"])
+    before = (out / "result.json").read_text()
+    script = textwrap.dedent(f"""
+        import os, signal
+        from datetime import datetime
+        from pathlib import Path
+        real = os.replace
+        def die_at_the_result(source, target):
+            if str(target).endswith("quality/result.json"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(source, target)
+        os.replace = die_at_the_result
+        from lakehouse.quality import validate
+        validate({str(warehouse)!r}, {str(lake)!r}, out=Path({str(out)!r}),
+                 as_of=datetime.fromisoformat({AS_OF.isoformat()!r}), tables=["fct_events"])
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "result.json").read_text() == before  # the old verdict, whole
+    assert json.loads(before)["tables"][0]["table"] == "dim_photos"
+
+
+def test_an_unreadable_result_is_named_by_export_and_replaced_by_the_next_run(
+    good, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake, warehouse = good
+    out = tmp_path / "quality"
+    out.mkdir()
+    (out / "result.json").write_bytes(b"")  # what a killed in-place write used to leave
+    args = ["--warehouse", str(warehouse), "--lake", str(lake)]
+    code = main(["export", "photo_popularity_training", "--out", str(tmp_path / "s"), *args,
+                 "--quality-dir", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "JSONDecodeError" in err
+    assert f"the gate result {out}/result.json cannot be read" in err.replace("\n", "")
+    code = main(["validate", *args, "--out", str(out), "--as-of", AS_OF.isoformat(),
+                 "--table", "photo_popularity_training"])  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "result.json").read_text())["passed"] is True

@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.markup import escape
+
 from lakehouse import __version__
 from lakehouse.contracts import DATA_TABLES
 from lakehouse.layout import DEFAULT_ROOT, Layout
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args, console, err)
     except user_errors() as exc:
-        err.print(f"[bold red]error:[/] {failure_reason(exc)}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(failure_reason(exc))}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -317,12 +319,13 @@ def export(args: argparse.Namespace, console, err) -> int:
         folder, differ = reproduce(args.reproduce, out, lake=args.lake)
         if differ:
             console.print(
-                f"[red]not reproduced[/]: {len(differ)} shard(s) differ: {', '.join(differ[:10])}",
+                f"[red]not reproduced[/]: {len(differ)} shard(s) differ: "
+                + escape(", ".join(differ[:10])),
                 highlight=False,
             )
             return EXIT_FAILED
         console.print(
-            f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches",
+            escape(f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches"),
             highlight=False,
         )
         return EXIT_OK
@@ -373,9 +376,9 @@ def shards(args: argparse.Namespace, console, err) -> int:
         return EXIT_OK
     problems = verify(folder)
     for problem in problems:
-        err.print(f"[bold red]corrupt:[/] {folder}/{problem}", highlight=False)
+        err.print(f"[bold red]corrupt:[/] {escape(f'{folder}/{problem}')}", highlight=False)
     if not problems:
-        console.print(f"{folder}: every shard matches its size and sha256", highlight=False)
+        console.print(escape(f"{folder}: every shard matches its size and sha256"), highlight=False)
     return EXIT_FAILED if problems else EXIT_OK
 
 
@@ -425,7 +428,7 @@ def train(args: argparse.Namespace, console, err) -> int:
                 on_step=progress,
             )
     except LoaderError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_FAILED
     print_training(report, console)
     return EXIT_OK if report.beats_baseline else EXIT_FAILED

@@ -2,6 +2,8 @@
 
 Nothing here computes anything a result does not already hold; the job layer
 (:mod:`lakehouse.job`) and the layer packages own the facts, this module only prints them.
+Text that can hold a file's content (errors, paths, values, examples) is escaped, so it is
+printed as it is and never read as rich markup.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lakehouse.job import JobObserver, JobReport, StepReport
@@ -71,21 +74,22 @@ def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
             top = ", ".join(f"{code} {n:,}" for code, n in f.reasons.most_common(2))
             console.print(
                 f"[yellow]warning[/]: {f.rows_quarantined:,} of {f.rows_read:,} rows of "
-                f"{f.source_file} were quarantined ({top}); does its header or layout match the "
-                f"{f.table} contract?",
+                f"{escape(f.source_file)} were quarantined ({top}); does its header or layout "
+                f"match the {f.table} contract?",
                 highlight=False,
             )
     if report.ignored:
         console.print(
-            f"[yellow]ignored[/] (no bronze table for their folder): {', '.join(report.ignored)}",
+            "[yellow]ignored[/] (no bronze table for their folder): "
+            + escape(", ".join(report.ignored)),
             highlight=False,
         )
     console.print(
-        f"lake written to {report.lake}; quarantine at {report.lake}/bronze/_quarantine",
+        escape(f"lake written to {report.lake}; quarantine at {report.lake}/bronze/_quarantine"),
         highlight=False,
     )
     for failed in report.failed:
-        err.print(f"[bold red]error:[/] {failed.error}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(failed.error))}", highlight=False)
 
 
 def print_build(result: BuildResult, warehouse: Path, console: Console, err: Console) -> None:
@@ -107,11 +111,12 @@ def print_build(result: BuildResult, warehouse: Path, console: Console, err: Con
     console.print(f"bronze read at: {pinned}", highlight=False)
     for failure in result.failures:
         console.print(
-            f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: {failure.message}",
+            f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: "
+            + escape(str(failure.message)),
             highlight=False,
         )
     if result.error:
-        err.print(f"[bold red]error:[/] dbt could not run: {result.error}", highlight=False)
+        err.print(f"[bold red]error:[/] dbt could not run: {escape(result.error)}", highlight=False)
 
 
 def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Console) -> None:
@@ -132,7 +137,9 @@ def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Cons
         label = "[red]BLOCKING[/]" if r.severity == "blocking" else "[yellow]warning[/]"
         detail = r.error or f"observed {r.observed_value!r}, {r.unexpected_count} unexpected"
         examples = f", e.g. {r.examples[:3]}" if r.examples else ""
-        console.print(f"{label} {r.table}: {r.name}: {detail}{examples}", highlight=False)
+        console.print(
+            f"{label} {r.table}: {escape(r.name)}: {escape(detail + examples)}", highlight=False
+        )
     for change in data.get("changes", [])[:20]:
         console.print(
             f"changed since last run: {change['table']}.{change['metric']} "
@@ -166,7 +173,7 @@ def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> 
         highlight=False,
     )
     if gate.get("forced"):
-        console.print(f"[yellow]forced[/]: {gate['reason']}", highlight=False)
+        console.print(f"[yellow]forced[/]: {escape(str(gate['reason']))}", highlight=False)
 
 
 def print_job(report: JobReport, console: Console, err: Console) -> None:
@@ -179,12 +186,14 @@ def print_job(report: JobReport, console: Console, err: Console) -> None:
         summary.add_column(column, justify="right" if column == "seconds" else "left")
     for step in report.steps:
         status = "[green]ok[/]" if step.ok else "[bold red]failed[/]"
-        summary.add_row(step.name, status, step.rows, step.detail, f"{step.seconds:.1f}")
+        summary.add_row(
+            step.name, status, escape(step.rows), escape(step.detail), f"{step.seconds:.1f}"
+        )
     for name in report.not_run:
         summary.add_row(name, "[dim]not run[/]", "", "", "")
     console.print(summary)
     if report.failure:
-        err.print(f"[bold red]nightly job failed[/] at {report.failure}", highlight=False)
+        err.print(f"[bold red]nightly job failed[/] at {escape(report.failure)}", highlight=False)
     else:
         console.print("[green]nightly job done[/]", highlight=False)
 
@@ -213,7 +222,7 @@ class ConsoleObserver(JobObserver):
         self.console.rule(f"{number}/{total} {name}")
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(escape(text), highlight=False)
 
     def step_finished(self, step: StepReport) -> None:
         result = step.result

@@ -75,9 +75,10 @@ def _layer_errors() -> tuple[type[BaseException], ...]:
     from lakehouse.export import ExportError
     from lakehouse.ingest import IngestError
     from lakehouse.quality import SuiteError
+    from lakehouse.shardformat import ManifestError
     from lakehouse.warehouse import WarehouseError
 
-    return (IngestError, WarehouseError, SuiteError, ExportError)
+    return (IngestError, WarehouseError, SuiteError, ExportError, ManifestError)
 
 
 def failure_reason(exc: BaseException) -> str:

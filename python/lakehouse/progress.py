@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
 
 def make_console(stderr: bool = False) -> Console:
-    """Long lines (paths) are never hard-wrapped; logs get room for the summary tables."""
+    """Long lines (paths) are never hard-wrapped; logs get room for the summary tables; no
+    ``:name:`` in a file's content is turned into an emoji."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 120)
+    return Console(
+        stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 120, emoji=False
+    )
 
 
 class RichIngestProgress:

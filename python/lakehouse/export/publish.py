@@ -61,7 +61,9 @@ def export_model(
         else:
             root = Path(out) / model
             root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+            remove_abandoned_staging(root)
+        # named for its process, so a later export can tell an abandoned one from a running one
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
         try:
             shards = []
             for split in splits:
@@ -108,6 +110,31 @@ def export_model(
                 shutil.rmtree(root, ignore_errors=True)
     finally:
         con.close()
+
+
+STAGING_PREFIX = ".tmp-"
+
+
+def remove_abandoned_staging(root: Path) -> list[Path]:
+    """Remove ``.tmp-<pid>-*`` folders whose export process is gone (killed mid-export);
+    an export still running keeps its own. Returns what was removed."""
+    removed = []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
@@ -202,7 +229,10 @@ def _gate(
 ) -> dict[str, Any]:
     """The latest gate result for ``model``; refuse a failed or stale one unless forced."""
     problem, summary = None, {}
-    record = GateRecord.read(quality_dir) if quality_dir else None
+    try:
+        record = GateRecord.read(quality_dir) if quality_dir else None
+    except ValueError as error:  # refused like a failed gate (a 0-byte or edited file)
+        return _verdict(str(error), {}, force)
     verdict = record.tables.get(model) if record else None
     if record is None:
         problem = (
@@ -228,6 +258,10 @@ def _gate(
                 f"{verdict.dbt_invocation_id}, but the warehouse now holds invocation "
                 f"{lineage['dbt_invocation_id']}; run `lakehouse validate` again"
             )
+    return _verdict(problem, summary, force)
+
+
+def _verdict(problem: str | None, summary: dict[str, Any], force: bool) -> dict[str, Any]:
     if problem and not force:
         raise ExportError(problem + " (or pass --force, which the manifest records)")
     return {**summary, "forced": bool(problem), "reason": problem}

@@ -58,6 +58,14 @@ def plan_columns(
     con: duckdb.DuckDBPyConnection, model: str, spec: ExportSpec, columns: list[str] | None
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """SQL select expressions, vocabularies of categorical columns, and the splits."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_name = ?", [model]
+    ).fetchone()[0]
+    if not exists:  # checked against the catalog before the name reaches any SQL
+        raise ExportError(
+            f"the warehouse has no table {model!r}; name a mart that `lakehouse build` made, "
+            "e.g. photo_popularity_training"
+        )
     described = con.execute(f"describe {quote(model)}").fetchall()
     types = {name: kind.upper() for name, kind, *_ in described}
     for role, column in (("split", spec.split), ("key", spec.key)):

@@ -8,6 +8,7 @@ rest still lands.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
 from lakehouse.ingest.schemas import SOURCES_BY_DIR, TIMESTAMP, SourceSpec
 from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
-from lakehouse.storage import filesystem_for, join_uri, normalize_uri
+from lakehouse.storage import filesystem_for, is_remote, join_uri, normalize_uri
 
 _HASH_CHUNK = 8 << 20
 
@@ -35,6 +36,7 @@ class LandingFile:
     path: str  # inside the filesystem
     size: int
     spec: SourceSpec
+    refused: str | None = None  # why it is not read at all (a link out of the landing folder)
 
 
 @dataclass
@@ -102,6 +104,7 @@ def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
             "`lakehouse generate --out <folder>` or point at the app's dump"
         )
     files, ignored = [], []
+    local_root = None if is_remote(landing_uri) else os.path.realpath(root)
     for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         if entry.type != pafs.FileType.File:
             continue
@@ -113,7 +116,16 @@ def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
         if spec is None:
             ignored.append(relative)
             continue
-        files.append(LandingFile(join_uri(landing_uri, relative), entry.path, entry.size, spec))
+        uri = join_uri(landing_uri, relative)
+        refused = None
+        if local_root is not None:  # a link (to a file or a folder) must stay inside
+            real = os.path.realpath(entry.path)
+            if os.path.commonpath([real, local_root]) != local_root:
+                refused = (
+                    f"{uri}: a link to a file outside the landing folder; refused unread "
+                    "(copy the file into the landing folder to ingest it)"
+                )
+        files.append(LandingFile(uri, entry.path, entry.size, spec, refused))
     files.sort(key=lambda f: (f.spec.order, f.path))
     return files, sorted(ignored)
 
@@ -152,6 +164,8 @@ def ingest(
         started = datetime.now(UTC)
         result = FileResult(landing_file.uri, spec.table, "failed", bytes=landing_file.size)
         try:
+            if landing_file.refused:
+                raise IngestError(landing_file.refused)
             result.content_sha256 = _sha256(fs, landing_file.path)
             if result.content_sha256 in done:
                 result.status = "skipped"
@@ -176,6 +190,12 @@ def ingest(
             result.status, result.error = "failed", str(exc)
         except (OSError, pa.ArrowException) as exc:  # I/O trouble with this file only
             result.status, result.error = "failed", f"{landing_file.uri}: {exc}"
+        except Exception as exc:  # anything else this file's content caused stays with it:
+            result.status = "failed"  # the other files still land, the next run retries
+            result.error = (
+                f"{landing_file.uri}: could not be read ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); the rest of the landing folder was ingested"
+            )
         if result.status != "skipped":
             _log(bronze, run_id, result, started)
         progress.file_done(result)

@@ -325,6 +325,8 @@ def _json_line_problem(line: bytes, checks: list[_TypeCheck]) -> tuple[str, str 
         record = json.loads(line)
     except ValueError as exc:
         return r.MALFORMED_RECORD, None, f"malformed JSON: {exc}"
+    except RecursionError:
+        return r.MALFORMED_RECORD, None, "malformed JSON: nested too deeply to be a record"
     if not isinstance(record, dict):
         return r.MALFORMED_RECORD, None, f"expected a JSON object, got {type(record).__name__}"
     for name, allowed, is_int, column in checks:
@@ -387,7 +389,16 @@ def _csv_blocks(
                 raise UnreadableFileError(
                     path, "header is not UTF-8 text; re-export the file as UTF-8"
                 ) from exc
-            header = next(csv.reader([header_text]))
+            if "\r" in header_text:  # the file is one line: its lines end with CR alone
+                raise UnreadableFileError(
+                    path,
+                    "lines end with a carriage return alone (classic Mac line ends); "
+                    "convert them to LF or CRLF",
+                )
+            try:
+                header = next(csv.reader([header_text]))
+            except csv.Error as exc:
+                raise UnreadableFileError(path, f"header is not a CSV line ({exc})") from exc
             _check_csv_header(path, header, spec)
             lines, numbers = lines[1:], numbers[1:]
         lines, numbers, rejected = _split_invalid_utf8(lines, numbers)
@@ -400,6 +411,12 @@ def _csv_blocks(
 
 
 def _check_csv_header(path: str, header: list[str], spec: SourceSpec) -> None:
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise SchemaMismatchError(
+            f"{path}: header names column(s) {', '.join(twice)} more than once; "
+            "each column must appear once"
+        )
     missing = [c.name for c in spec.columns if c.required and c.name not in header]
     if missing:
         raise SchemaMismatchError(

@@ -12,7 +12,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from lakehouse.shardformat import LATEST, MANIFEST, Manifest
+from lakehouse.shardformat import (
+    LATEST,
+    MANIFEST,
+    VERSION_NAME,
+    Manifest,
+    ManifestError,
+    safe_shard_path,
+)
 from lakehouse.storage import filesystem_for, join_uri
 
 _CHUNK = 8 << 20
@@ -31,7 +38,9 @@ def resolve_latest(uri: str) -> str:
     fs, path = filesystem_for(uri)
     if uri.rstrip("/").endswith("/" + LATEST):
         with fs.open_input_stream(path) as stream:
-            name = stream.read().decode().strip()
+            name = stream.read(64).decode(errors="replace").strip()
+        if not VERSION_NAME.fullmatch(name):  # object-store content is input, not a path
+            raise FetchError(f"{uri} holds {name[:20]!r}, not a version name such as v3")
         return join_uri(uri.rstrip("/")[: -len(LATEST)], name)
     return uri.rstrip("/")
 
@@ -40,7 +49,10 @@ def fetch_version(uri: str, cache: Path | None = None) -> Path:
     """The local copy of the shard version at ``uri``, downloading what is missing."""
     version_uri = resolve_latest(uri)
     fs, base = filesystem_for(version_uri)
-    local = (cache or cache_root()) / "shards" / version_uri.replace("://", "/")
+    root = (cache or cache_root()) / "shards"
+    local = root / version_uri.replace("://", "/")
+    if root.resolve() not in local.resolve().parents:
+        raise FetchError(f"{version_uri} would be cached outside {root}")
     if (local / MANIFEST).exists():
         return local
     local.mkdir(parents=True, exist_ok=True)
@@ -51,9 +63,12 @@ def fetch_version(uri: str, cache: Path | None = None) -> Path:
         raise FetchError(
             f"no {MANIFEST} at {version_uri}: not a complete shard version ({error})"
         ) from error
-    manifest = Manifest.parse(text)
-    for shard in manifest.shards:
-        target = local / shard.path
+    try:
+        manifest = Manifest.parse(text)
+        targets = [safe_shard_path(local, shard.path) for shard in manifest.shards]
+    except ManifestError as error:  # nothing is written for a manifest that is not sound
+        raise FetchError(f"{version_uri}/{MANIFEST}: {error}") from error
+    for shard, target in zip(manifest.shards, targets, strict=True):
         if target.exists() and target.stat().st_size == shard.bytes:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,17 @@ class GateRecord:
         path = Path(quality_dir) / RESULT_FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+            return cls._from(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                f"the gate result {path} cannot be read ({type(error).__name__}: {error}); "
+                "run `lakehouse validate` again"
+            ) from None
+
+    @classmethod
+    def _from(cls, data: dict[str, Any]) -> GateRecord:
         return cls(
             run_id=data["run_id"],
             as_of=data["as_of"],

@@ -13,6 +13,7 @@ from xml.etree import ElementTree as ET
 
 from lakehouse.quality.record import RESULT_FILE
 from lakehouse.quality.runner import RunReport
+from lakehouse.storage import write_atomic
 
 
 def to_dict(report: RunReport) -> dict[str, Any]:
@@ -43,16 +44,21 @@ def write_reports(report: RunReport, out: Path) -> dict[str, Any]:
     run_dir = out / "runs" / f"{report.started_at[:19].replace(':', '')}-{report.run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, default=str)
-    for folder in (run_dir, out):
-        (folder / RESULT_FILE).write_text(text)
-        (folder / "junit.xml").write_bytes(junit(report))
-        (folder / "report.html").write_text(html_report(data))
+    for folder in (run_dir, out):  # each file whole or not at all; result.json, read by
+        write_atomic(folder / "junit.xml", junit(report))  # export, last
+        write_atomic(folder / "report.html", html_report(data))
+        write_atomic(folder / RESULT_FILE, text)
     return data
 
 
 def _latest(out: Path) -> dict[str, Any] | None:
+    """The previous run, or None (also when its result.json cannot be read: a run that did
+    not write it atomically, or a hand edit; this run replaces it)."""
     path = out / RESULT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
 
 
 def changes(previous: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
