@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.cli import main
-from lakehouse.ingest import ingest
+from lakehouse.ingest import Bronze, ingest
 from lakehouse.warehouse import WarehouseError, connect, project_dir, run_dbt
 from tests.conftest import NIGHT, BuiltWarehouse
 
@@ -348,3 +348,48 @@ def test_build_from_another_directory_resolves_paths_there(
     assert result.success, result.error
     assert (tmp_path / "relative" / "w.duckdb").exists()
     assert not (PROJECT / "relative").exists()
+
+
+def test_a_batch_whose_ingest_completes_days_later_still_reaches_fct_events(
+    built_warehouse: BuiltWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    shutil.copytree(built_warehouse.lake, lake)
+    shutil.copy(built_warehouse.warehouse, warehouse)
+    last = sorted((built_warehouse.landing / "events").iterdir())[-1]
+
+    def landing_of(day: int) -> Path:  # the last day's events again, `day` days later
+        folder = tmp_path / f"landing-{day}" / "events"
+        folder.mkdir(parents=True, exist_ok=True)  # written again: the same bytes
+        events = [json.loads(line) for line in gzip.decompress(last.read_bytes()).splitlines()]
+        for event in events:
+            event["ts"] = (_ts(event["ts"]) + timedelta(days=day)).isoformat()
+            event["event_id"] = f"day{day}-{event['event_id']}"
+        body = "".join(json.dumps(e) + "\n" for e in events)
+        (folder / f"events-day{day}.jsonl.gz").write_bytes(gzip.compress(body.encode(), mtime=0))
+        return folder.parent
+
+    real_log = Bronze.append_log
+    with monkeypatch.context() as patch:  # the data commit lands, then the process dies
+        patch.setattr(Bronze, "append_log", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            ingest(str(landing_of(1)), str(lake), now=NIGHT + timedelta(days=1))
+    assert Bronze.append_log is real_log
+    assert ingest(str(landing_of(4)), str(lake), now=NIGHT + timedelta(days=4)).ok
+    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success  # incremental
+    # a weekend later, a rerun completes the day-1 batch; its rows keep their ingested_at
+    assert ingest(str(landing_of(1)), str(lake), now=NIGHT + timedelta(days=5)).ok
+    assert run_dbt(str(lake), warehouse, project=PROJECT, quiet=True).success
+    con = connect(warehouse, PROJECT)
+    try:
+        staged, facts, late = con.execute(
+            "select (select count(*) from stg_app__events), count(*), "
+            "count(*) filter (where event_id like 'day1-%') from fct_events"
+        ).fetchone()
+        (late_at,) = con.execute(
+            "select max(ingested_at) from stg_app__events where event_id like 'day1-%'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert facts == staged and late > 100  # every staged event, the late batch's included
+    assert late_at == NIGHT + timedelta(days=1)  # it kept its ingested_at: older than 48 h

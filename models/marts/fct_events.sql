@@ -7,19 +7,17 @@
     )
 }}
 
--- One row per event. Incremental: each run re-reads events ingested within
--- late_event_lookback_hours of the newest one already here, so late files are picked up and
--- a re-run replaces rather than duplicates (unique_key event_id).
+-- One row per event. Incremental by batch: each run adds the events of every committed
+-- ingest batch not here yet, however late its ingest completed (a batch whose log commit a
+-- rerun finished days later carries its original ingested_at), and a re-run replaces rather
+-- than duplicates (unique_key event_id).
 
 with
 
 events as (
     select * from {{ ref('stg_app__events') }}
     {% if is_incremental() %}
-    where ingested_at > (
-        select {{ dbt.dateadd('hour', -var('late_event_lookback_hours'), 'max(ingested_at)') }}
-        from {{ this }}
-    )
+    where batch_id not in (select distinct batch_id from {{ this }})
     {% endif %}
 ),
 
