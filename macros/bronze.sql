@@ -99,6 +99,34 @@
 {% endmacro %}
 
 
+{% macro record_model_builds() %}
+    {#- Which models this invocation built, from dbt's own results: the lineage of a model is
+        the latest invocation that built it successfully, so a failed build, or a partial
+        one that did not touch it, never becomes what export's manifest names. -#}
+    {%- if execute -%}
+        create table if not exists {{ target.schema }}.lakehouse_model_builds (
+            invocation_id varchar,
+            model varchar,
+            status varchar,
+            recorded_at timestamp with time zone
+        );
+        {%- set built = [] -%}
+        {%- for result in results -%}
+            {%- if result.node.resource_type == 'model' -%}
+                {%- do built.append(result) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if built %}
+        insert into {{ target.schema }}.lakehouse_model_builds values
+            {%- for result in built %}
+            ('{{ invocation_id }}', '{{ result.node.name }}', '{{ result.status }}', current_timestamp)
+            {{- "," if not loop.last }}
+            {%- endfor %};
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}
+
+
 {% macro configure_object_store() %}
     {#- A lake on S3-compatible storage: httpfs + aws, and a secret whose keys come from the
         AWS_* environment at run time (credential chain), so none is written into SQL, logs

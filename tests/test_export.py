@@ -35,7 +35,7 @@ from lakehouse.export import publish as publish_module
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
 from lakehouse.shardformat import ManifestError
-from lakehouse.warehouse import connect, dbt_artifacts, project_dir, run_dbt
+from lakehouse.warehouse import bronze_versions, connect, dbt_artifacts, project_dir, run_dbt
 from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -400,3 +400,37 @@ def test_a_manifest_that_is_not_json_is_named(built, tmp_path: Path) -> None:
     (folder / "manifest.json").write_text('{"model": ')
     with pytest.raises(ManifestError, match=r"manifest\.json is not JSON"):
         Manifest.read(folder / "manifest.json")
+
+
+def test_a_failed_or_partial_build_is_never_what_export_names(built, tmp_path: Path) -> None:
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    shutil.copytree(built["lake"], lake)
+    shutil.copy(built["warehouse"], warehouse)
+    made_it = built_invocation(built)
+    quality = tmp_path / "quality"
+
+    def gate_and_export(out: str):
+        report, _ = validate(warehouse, str(lake), out=quality, project=PROJECT,
+                             tables=[MODEL], as_of=NIGHT)  # fmt: skip
+        assert report.passed
+        return export_model(warehouse, MODEL, tmp_path / out, quality_dir=quality,
+                            project=PROJECT, lake=str(lake))  # fmt: skip
+
+    failed = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True,
+                     versions={**bronze_versions(str(lake)), "events": 999})  # fmt: skip
+    assert not failed.success  # no such Delta version: staging fails, the mart is not rebuilt
+    _, after_failure = gate_and_export("shards")
+    assert after_failure.lineage["dbt_invocation_id"] == made_it
+    assert after_failure.lineage["bronze_versions"]["events"] == 20  # not 999
+
+    _land_three_more_days(built["landing"], lake, tmp_path)  # the lake grows...
+    partial = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True,
+                      select=["stg_app__users"])  # fmt: skip
+    assert partial.success and partial.bronze_versions["events"] > 20  # ...a partial build
+    folder, after_partial = gate_and_export("shards")
+    assert after_partial.version == 2
+    assert after_partial.lineage["dbt_invocation_id"] == made_it
+    assert after_partial.lineage["bronze_versions"]["events"] == 20
+    assert [s.sha256 for s in after_partial.shards] == [s.sha256 for s in after_failure.shards]
+    _, differ = reproduce(folder / "manifest.json", tmp_path / "again", project=PROJECT)
+    assert differ == []

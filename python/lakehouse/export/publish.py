@@ -24,6 +24,7 @@ from lakehouse.warehouse import (
     dbt_artifacts,
     latest_finished_build,
     latest_started,
+    model_build,
     model_meta,
     project_dir,
     run_dbt,
@@ -53,7 +54,7 @@ def export_model(
     remote = is_remote(str(out))
     con = connect(warehouse, project)
     try:
-        lineage = _lineage(con, project, lake)
+        lineage = _lineage(con, project, lake, model)
         gate = _gate(model, lineage, quality_dir, force)
         select, vocabularies, splits = plan_columns(con, model, spec, columns)
         if remote:  # written locally first, uploaded when complete
@@ -185,9 +186,12 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
         return [{"name": f.name, "type": str(f.type)} for f in reader.schema]
 
 
-def _lineage(con, project: Path, lake: str | None) -> dict[str, Any]:
-    build = latest_finished_build(con)
-    _refuse_unfinished_build(con, build.invocation_id if build else None)
+def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]:
+    """Where the model's rows came from: the invocation that last built it successfully
+    (not a later failed or partial one) and the bronze versions that invocation read."""
+    finished = latest_finished_build(con)
+    _refuse_unfinished_build(con, finished.invocation_id if finished else None)
+    build = model_build(con, model)
     dbt_manifest = dbt_artifacts(project) / "manifest.json"
     return {
         "lake": lake,

@@ -16,7 +16,7 @@ from lakehouse.layout import bronze_uri
 from lakehouse.quality.gx_engine import EXAMPLES, GXEngine, Outcome
 from lakehouse.quality.suites import Expectation, Suite
 from lakehouse.storage import open_delta
-from lakehouse.warehouse import latest_finished_build
+from lakehouse.warehouse import model_build
 
 DEFAULT_CHUNK_ROWS = 250_000
 _BRONZE_PLACEHOLDER = re.compile(r"\{bronze:(\w+)\}")
@@ -275,7 +275,7 @@ def _versions(con, suite: Suite, lake: str) -> dict[str, Any]:
     if table:
         return {"delta_version": open_delta(bronze_uri(lake, table)).version()}
     try:
-        build = latest_finished_build(con)
+        build = model_build(con, suite.relation)
     except duckdb.Error:
         return {}
     if build is None:

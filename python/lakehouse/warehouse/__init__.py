@@ -2,7 +2,8 @@
 
 Public surface: :func:`run_dbt` (``dbt build`` with pinned bronze versions),
 :func:`pin_bronze_versions`, :func:`connect` (a DuckDB connection that can read bronze too),
-the build's lineage (:func:`latest_finished_build`, :func:`latest_started`),
+the build's lineage (:func:`model_build`, :func:`latest_finished_build`,
+:func:`latest_started`),
 :func:`model_meta` (a model's ``meta`` from dbt's manifest), :func:`ensure_extensions`,
 and :class:`WarehouseError`.
 """
@@ -26,6 +27,7 @@ from lakehouse.warehouse.lineage import (
     Invocation,
     latest_finished_build,
     latest_started,
+    model_build,
 )
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ensure_extensions",
     "latest_finished_build",
     "latest_started",
+    "model_build",
     "model_meta",
     "pin_bronze_versions",
     "project_dir",

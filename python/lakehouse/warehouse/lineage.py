@@ -1,9 +1,11 @@
-"""Which dbt invocation built the warehouse, and from which bronze versions: the one reader of
-the two bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
+"""Which dbt invocation built each model, and from which bronze versions: the one reader of
+the bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
 
 ``lakehouse_dbt_runs``: one row per invocation when it starts (``record_run_start``).
 ``lakehouse_bronze_reads``: one row per bronze table when it ends (``record_bronze_reads``),
 with the Delta version pinned for the run (null when a plain ``dbt build`` read the latest).
+``lakehouse_model_builds``: one row per model an invocation ran, with dbt's status
+(``record_model_builds``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import duckdb
 
 RUNS_TABLE = "lakehouse_dbt_runs"
 READS_TABLE = "lakehouse_bronze_reads"
+MODELS_TABLE = "lakehouse_model_builds"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,27 @@ def latest_finished_build(con: duckdb.DuckDBPyConnection) -> BuildLineage | None
     return BuildLineage(rows[0][0], {table: version for _, table, version in rows})
 
 
+def model_build(con: duckdb.DuckDBPyConnection, model: str) -> BuildLineage | None:
+    """The invocation that last built ``model`` successfully, and what it read: the model's
+    data in the warehouse is that invocation's, whatever failed or partial builds came
+    after. None when no recorded build made it."""
+    rows = _rows_if_table(
+        con,
+        MODELS_TABLE,
+        f"select invocation_id from {MODELS_TABLE} where model = ? and status = 'success' "
+        "order by recorded_at desc limit 1",
+        [model],
+    )
+    if not rows:
+        return None
+    reads = con.execute(
+        f"select table_name, delta_version from {READS_TABLE} where invocation_id = ? "
+        "order by table_name",
+        [rows[0][0]],
+    ).fetchall()
+    return BuildLineage(rows[0][0], dict(reads))
+
+
 def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
     """The invocation that started last (finished or not)."""
     rows = _rows_if_table(
@@ -61,10 +85,12 @@ def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
     return Invocation(*rows[0]) if rows else None
 
 
-def _rows_if_table(con: duckdb.DuckDBPyConnection, table: str, sql: str) -> list[tuple]:
+def _rows_if_table(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, parameters: list | None = None
+) -> list[tuple]:
     """The query's rows, or none when ``table`` does not exist (a warehouse dbt never built,
     or one whose first build was killed before its end hook)."""
     exists = con.execute(
         "select count(*) from information_schema.tables where table_name = ?", [table]
     ).fetchone()[0]
-    return con.execute(sql).fetchall() if exists else []
+    return con.execute(sql, parameters or []).fetchall() if exists else []
