@@ -1,20 +1,23 @@
-{#- Personal data leaves staging only as a salted hash. The salt comes from the environment
-    (LAKEHOUSE_PII_SALT); the default is for sample data only. -#}
+{#- Personal data leaves staging only as HMAC-SHA256 keyed by LAKEHOUSE_PII_SALT. The key never
+    appears in SQL: lakehouse.warehouse.dbt_plugin (profiles.yml) sets the HMAC pads as DuckDB
+    session variables, and the SQL below only names them, so compiled SQL, dbt's artifacts
+    and logs hold no key (docs/decisions/0007-security-model.md). -#}
 
 {% macro hash_pii(column) -%}
     {{ return(adapter.dispatch('hash_pii', 'lakehouse')(column)) }}
 {%- endmacro %}
 
 {% macro default__hash_pii(column) -%}
-    case when {{ column }} is null then null
-    else {{ dbt.hash(dbt.concat(["'" ~ pii_salt() ~ "'", "lower(trim(" ~ column ~ "))"])) }} end
+    {{ exceptions.raise_compiler_error(
+        "hash_pii has no implementation for " ~ target.type ~ ": the PII key must reach the "
+        ~ "engine outside SQL text (see lakehouse.warehouse.dbt_plugin for DuckDB)"
+    ) }}
 {%- endmacro %}
 
 {% macro duckdb__hash_pii(column) -%}
     case when {{ column }} is null then null
-    else sha256('{{ pii_salt() }}' || lower(trim({{ column }}))) end
-{%- endmacro %}
-
-{% macro pii_salt() -%}
-    {{ return(env_var('LAKEHOUSE_PII_SALT', 'sample-data-salt-not-a-secret')) }}
+    else sha256(
+        getvariable('lakehouse_pii_outer')
+        || unhex(sha256(getvariable('lakehouse_pii_inner') || encode(lower(trim({{ column }})))))
+    ) end
 {%- endmacro %}

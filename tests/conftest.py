@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"lakehouse-dbt-{worker}-"))
     os.environ["DBT_TARGET_PATH"] = str(scratch / "target")
     os.environ["DBT_LOG_PATH"] = str(scratch / "logs")
+    # the PII key of every build in the tests: random, so no test can pass by knowing it
+    os.environ.setdefault("LAKEHOUSE_PII_SALT", f"test-key-{uuid.uuid4().hex}")
 
 
 def small_config(out: Path, dirty_rate: float = 0.04, seed: int = 11) -> GenerateConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -20,7 +21,9 @@ import pytest
 
 from lakehouse.cli import main
 from lakehouse.ingest import Bronze, ingest
-from lakehouse.warehouse import WarehouseError, connect, project_dir, run_dbt
+from lakehouse.layout import DEFAULT_ROOT
+from lakehouse.warehouse import WarehouseError, connect, dbt_artifacts, project_dir, run_dbt
+from lakehouse.warehouse.pii import DEMO_SALT, pii_key
 from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -393,3 +396,50 @@ def test_a_batch_whose_ingest_completes_days_later_still_reaches_fct_events(
         con.close()
     assert facts == staged and late > 100  # every staged event, the late batch's included
     assert late_at == NIGHT + timedelta(days=1)  # it kept its ingested_at: older than 48 h
+
+
+def test_personal_data_is_hmac_keyed_by_the_salt(built, raw: dict) -> None:
+    _, con, _ = built
+    key = os.environ["LAKEHOUSE_PII_SALT"].encode()
+    hashed = con.sql("select user_id, email_hash, display_name_hash from stg_app__users").fetchall()
+    assert len(hashed) == len(raw["users"]) > 100
+    for user_id, email_hash, name_hash in hashed:
+        user = raw["users"][user_id]
+        for value, digest in ((user["email"], email_hash), (user["display_name"], name_hash)):
+            expected = hmac.new(key, value.strip().lower().encode(), hashlib.sha256).hexdigest()
+            assert digest == expected
+
+
+def test_the_salt_and_personal_data_are_in_no_file_dbt_or_the_warehouse_writes(
+    built, raw: dict
+) -> None:
+    _, con, lake = built
+    database = con.sql(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()[0]
+    key = os.environ["LAKEHOUSE_PII_SALT"].encode()
+    personal = {u[c].encode() for u in raw["users"].values() for c in ("email", "display_name")}
+    folders = [dbt_artifacts(PROJECT), Path(os.environ["DBT_LOG_PATH"])]
+    files = [Path(database), *(p for f in folders for p in f.rglob("*") if p.is_file())]
+    assert any(p.name == "manifest.json" for p in files) and any(p.suffix == ".log" for p in files)
+    assert any(p.suffix == ".sql" for p in files)  # compiled SQL is there, and clean
+    for path in files:
+        blob = path.read_bytes()
+        assert key not in blob, f"the PII salt is in {path}"
+        assert not [v for v in personal if len(v) >= 6 and v in blob], path
+    for path in (p for p in lake.rglob("*") if p.is_file()):  # the raw zone holds PII, no key
+        assert key not in path.read_bytes(), path
+
+
+def test_without_a_salt_only_the_demo_builds(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, lake = built
+    monkeypatch.delenv("LAKEHOUSE_PII_SALT")
+    result = run_dbt(str(lake), tmp_path / "prod.duckdb", project=PROJECT, quiet=True,
+                     select=["stg_app__users"])  # fmt: skip
+    assert not result.success and "LAKEHOUSE_PII_SALT is not set" in (result.error or "")
+    with pytest.raises(RuntimeError, match="openssl rand"):
+        pii_key(tmp_path / "prod.duckdb", env={})
+    assert pii_key(DEFAULT_ROOT / "warehouse.duckdb", env={}) == DEMO_SALT.encode()
+    assert pii_key(tmp_path / "prod.duckdb", env={"LAKEHOUSE_PII_SALT": "k"}) == b"k"

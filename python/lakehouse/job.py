@@ -207,6 +207,7 @@ def build(
     select: list[str] | None = None,
     bronze_versions: dict[str, int] | None = None,
     full_refresh: bool = False,
+    pii_salt: str | None = None,
 ) -> StepReport:
     """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
     version except those given in ``bronze_versions`` (time travel)."""
@@ -220,6 +221,7 @@ def build(
         versions=versions,
         full_refresh=full_refresh,
         project=project_dir(),
+        pii_salt=pii_salt,
     )
     done = [n for n in result.nodes if n.status in ("success", "pass")]
     return StepReport(
@@ -314,16 +316,18 @@ def run_job(
     model: str = DEFAULT_MODEL,
     as_of: datetime | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
+    pii_salt: str | None = None,
     observer: JobObserver | None = None,
 ) -> JobReport:
     """Run ingest, build, gate and export on ``layout``, each only after the one before
     succeeded. ``as_of`` is the job's clock (default: now): the time the gate measures
-    freshness against and ingest's "now"; set it to replay a past night."""
+    freshness against and ingest's "now"; set it to replay a past night. ``pii_salt`` is
+    the PII key when the environment has no ``LAKEHOUSE_PII_SALT`` (the demo's)."""
     observer = observer or JobObserver()
     layout = layout.resolved()
     steps: list[tuple[str, Callable[[], StepReport]]] = [
         ("ingest", lambda: ingest(layout, now=as_of, observer=observer)),
-        ("dbt build", lambda: build(layout)),
+        ("dbt build", lambda: build(layout, pii_salt=pii_salt)),
         ("quality gate", lambda: gate(layout, as_of=as_of)),
         (
             "export",
@@ -388,6 +392,7 @@ def run_demo(
     a small model on the shards. The same ``today`` and ``seed`` give the same run."""
     from lakehouse.loader.training import train_popularity_model
     from lakehouse.synth import GenerateConfig, generate
+    from lakehouse.warehouse.pii import DEMO_SALT
 
     observer = observer or JobObserver()
     day = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -408,7 +413,7 @@ def run_demo(
     with observer.steps_progress("generate") as progress:
         generated = generate(config, progress)
     observer.step_finished(StepReport("generate", True, result=generated))
-    job = run_job(layout, as_of=day + DEMO_JOB_HOUR, observer=observer)
+    job = run_job(layout, as_of=day + DEMO_JOB_HOUR, pii_salt=DEMO_SALT, observer=observer)
     report = DemoReport(generated, job, started_over=started_over)
     if job.ok:
         with observer.steps_progress("train") as progress:

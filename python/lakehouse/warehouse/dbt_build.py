@@ -23,6 +23,7 @@ from lakehouse.warehouse.duckdb_env import (
     ensure_extensions,
     ensure_writable,
 )
+from lakehouse.warehouse.pii import ENV_SALT
 
 
 @dataclass
@@ -89,15 +90,19 @@ def run_dbt(
     full_refresh: bool = False,
     project: Path,
     quiet: bool = False,
+    pii_salt: str | None = None,
 ) -> BuildResult:
     """Run ``dbt <command>`` on the project against ``lake``; exit code follows dbt.
 
     ``versions`` pins the bronze Delta versions read; by default every table's current one.
-    Relative paths are relative to the working directory, as everywhere in the CLI."""
+    ``pii_salt`` is the PII key for this run when the environment has none (the demo);
+    otherwise ``LAKEHOUSE_PII_SALT`` is used (``dbt_plugin``). Relative paths are relative
+    to the working directory, as everywhere in the CLI."""
     from dbt.cli.main import dbtRunner
 
     lake = normalize_uri(lake)
     pinned = versions if versions is not None else bronze_versions(lake)
+    _refuse_unsafe_vars(lake, pinned)
     extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +123,9 @@ def run_dbt(
         args.append("--full-refresh")
     if quiet:
         args += ["--quiet"]
+    salt = {} if os.environ.get(ENV_SALT) or not pii_salt else {ENV_SALT: pii_salt}
     with _environment(
+        **salt,
         LAKEHOUSE_DUCKDB=str(warehouse),
         # absolute: profiles.yml's default is relative to dbt's working directory
         LAKEHOUSE_DUCKDB_EXTENSIONS=str(extensions.resolve()),
@@ -147,6 +154,20 @@ def run_dbt(
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
     return BuildResult(outcome.success, code, invocation_id, pinned, nodes, error)
+
+
+def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
+    """The lake and the versions become dbt vars that SQL quotes or inlines: a quote or a
+    control character in the lake, or a version that is not a whole number, is refused here
+    whatever its origin (an argument, a manifest)."""
+    if any(c in lake for c in "'\"\\") or any(ord(c) < 32 for c in lake):
+        raise WarehouseError(f"lake {lake!r} holds a quote or control character; refused")
+    for table, version in versions.items():
+        if table not in BRONZE_TABLES or not isinstance(version, int) or version < 0:
+            raise WarehouseError(
+                f"cannot read bronze {table!r} at version {version!r}: expected one of "
+                f"{', '.join(BRONZE_TABLES)} at a whole-number version"
+            )
 
 
 def _release_duckdb() -> None:
