@@ -238,7 +238,7 @@ def test_a_missing_truncated_or_corrupt_shard_is_named(shards: Path, tmp_path: P
     with pytest.raises(LoaderError, match=rf"shard {target} has \d+ bytes .* truncated"):
         read_all(folder)
     folder, target = broken(lambda p: p.write_bytes(p.read_bytes()[:-64] + b"\0" * 64))
-    with pytest.raises(LoaderError, match=rf"shard {target} is corrupt"):
+    with pytest.raises(LoaderError, match=rf"shard {target} differs from its manifest's sha256"):
         read_all(folder)
 
     def flip_a_value(path: Path) -> None:
@@ -246,10 +246,27 @@ def test_a_missing_truncated_or_corrupt_shard_is_named(shards: Path, tmp_path: P
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
 
-    folder, _ = broken(flip_a_value)
-    read_all(folder)  # a flipped value parses: only the checksum can see it
+    folder, target = broken(flip_a_value)  # a flipped value would parse: the checksum sees it
+    with pytest.raises(LoaderError, match=rf"shard {target} differs from its manifest's sha256"):
+        read_all(folder)
     with pytest.raises(LoaderError, match=r"part-00003.arrow: sha256 differs"):
         read_all(folder, verify=True)
+
+
+def test_no_flipped_byte_of_a_shard_reaches_a_batch_or_escapes_as_another_error(
+    shards: Path, tmp_path: Path
+) -> None:
+    original = (shards / "val" / "part-00000.arrow").read_bytes()
+    for position in range(0, len(original), max(1, len(original) // 60)):
+        copy = tmp_path / f"v{position}"
+        shutil.copytree(shards, copy)
+        data = bytearray(original)
+        data[position] ^= 0x5A
+        (copy / "val" / "part-00000.arrow").write_bytes(bytes(data))
+        with pytest.raises(LoaderError, match="differs from its manifest's sha256"):
+            for _ in ShardDataset(copy, "val", batch_size=50):
+                pass
+        shutil.rmtree(copy)
 
 
 def test_unknown_split_or_column_and_a_folder_without_manifest_are_explained(

@@ -7,7 +7,9 @@ changes its private copy of the page, never the shard (a read-only map would cra
 
 from __future__ import annotations
 
+import hashlib
 import mmap
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -94,11 +96,12 @@ class ShardColumns:
             )
         with open(path, "rb") as handle:
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+            _check_once(path, handle, self._map, entry)
         base = pa.py_buffer(self._map)
         try:
             reader = ipc.open_file(pa.BufferReader(base))
             table = reader.read_all()
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
+        except (pa.ArrowException, OSError, ValueError) as error:
             raise LoaderError(f"shard {path} is corrupt: {error}") from error
         expected = [(c["name"], c["type"]) for c in manifest.schema]
         found = [(f.name, str(f.type)) for f in table.schema]
@@ -138,6 +141,26 @@ class ShardColumns:
         else:  # compressed shards were decompressed into memory; take a private copy
             values = np.frombuffer(data, dtype, count, array.offset * dtype.itemsize).copy()
         return values.reshape(-1, width) if width > 1 else values
+
+
+# shards this process has checked: (path, size, mtime_ns, sha256) -> checked once
+_CHECKED: set[tuple[str, int, int, str]] = set()
+
+
+def _check_once(path: Path, handle, mapped: mmap.mmap, entry: ShardEntry) -> None:
+    """The shard's bytes against the manifest's sha256, once per process and file version,
+    before Arrow reads a byte: a flipped byte is a LoaderError, never a crash in a parser or
+    a silently changed value. About 1.5 GB/s, paid when a shard is first opened."""
+    stat = os.fstat(handle.fileno())
+    key = (str(path), stat.st_size, stat.st_mtime_ns, entry.sha256)
+    if key in _CHECKED:
+        return
+    if hashlib.sha256(mapped).hexdigest() != entry.sha256:
+        raise LoaderError(
+            f"shard {path} differs from its manifest's sha256 (corrupt or replaced); export "
+            "again, or run `lakehouse shards verify` on the version"
+        )
+    _CHECKED.add(key)
 
 
 class ShardCache:
