@@ -5,10 +5,16 @@ with its rows, files in other encodings."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -268,3 +274,90 @@ def test_one_files_content_never_stops_the_run_or_the_report(
     assert "❌" not in out + err  # ':x:' is text, not an emoji
     if "markup" in name:
         assert "header has: [/]user_id, [bold]root:x:0:" in err.replace("\n", "")  # as it is
+
+
+def _event(i: int, **extra) -> dict:
+    return {"event_id": f"e{i}", "event_type": "view", "ts": "2026-10-01T10:00:00Z",
+            "user_id": 1, "photo_id": 1, **extra}  # fmt: skip
+
+
+def test_a_line_past_the_bound_is_quarantined_as_it_streams_past(tmp_path: Path) -> None:
+    """A few hundred KB of gzip can hold a line of hundreds of MB: it must not be held."""
+    landing = tmp_path / "landing"
+    (landing / "events").mkdir(parents=True)
+    (landing / "photos").mkdir()
+    (landing / "photos" / "p.jsonl").write_bytes(PHOTOS)
+    sizes = {}
+    with gzip.open(landing / "events" / "e.jsonl.gz", "wb", compresslevel=1) as sink:
+        sink.write(json.dumps(_event(1)).encode() + b"\n")
+        for line, (letter, length) in ((2, (b"a", 300_000_000)), (3, (b"b", 20_000_000))):
+            head = json.dumps(_event(line, comment_text="")).encode()[:-2]  # ..."comment_text": "
+            sink.write(head)
+            for _ in range(length // 1_000_000):  # streamed: this process never holds it
+                sink.write(letter * 1_000_000)
+            sink.write(b'"}\n')
+            sizes[line] = len(head) + length + 2
+        sink.write(json.dumps(_event(4)).encode() + b"\n")
+        long_but_read = json.dumps(_event(6, comment_text="c" * 2_000_000)).encode()
+        sink.write(b'{"event_id": "e5", broken\n' + long_but_read + b"\n")  # slow path
+    script = textwrap.dedent(f"""
+        from datetime import datetime
+        from pathlib import Path
+        from lakehouse.ingest import ingest
+        report = ingest({str(landing)!r}, {str(tmp_path / "lake")!r},
+                        now=datetime.fromisoformat({NIGHT.isoformat()!r}))
+        assert report.ok, report.failed
+        status = Path("/proc/self/status").read_text()  # this process's own peak, not the
+        print(int(status.split("VmHWM:")[1].split()[0]) // 1024)  # parent's it forked from
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    peak_mb = int(run.stdout.split()[-1])
+    assert peak_mb < 500, f"peak RSS {peak_mb} MB for a 300 MB line"  # 1.66 GB at 100 MB before
+    events = bronze(tmp_path / "lake", "events").column("event_id").to_pylist()
+    assert sorted(events) == ["e1", "e4"]
+    quarantine = bronze(tmp_path / "lake", "_quarantine").to_pylist()
+    found = {q["line_number"]: q for q in quarantine}
+    assert set(found) == {2, 3, 5, 6}
+    for line, size in sizes.items():  # longer than a read: streamed past, its head kept
+        assert found[line]["reason_code"] == "oversized_value"
+        assert f"line is {size:,} bytes, longer than the 16,777,216" in found[line]["reason"]
+        assert len(found[line]["raw"]) <= 200 and found[line]["raw"].startswith('{"event_id"')
+    assert found[5]["reason_code"] == "malformed_record"
+    # a 2 MB line on the line-by-line path: judged by the contract, not "straddling" blocks
+    assert found[6]["reason_code"] == "oversized_value"
+    assert found[6]["reason"] == "column comment_text: 2000000 bytes, more than the limit of 2200"
+
+
+def test_misleading_reasons_are_named_for_what_they_are(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    for folder in ("events", "embeddings", "photos"):
+        (landing / folder).mkdir(parents=True)
+    (landing / "photos" / "p.jsonl").write_bytes(PHOTOS)
+    (landing / "events" / "blank.jsonl").write_text("\n\n   \n\n")
+    (landing / "events" / "_partial.jsonl").write_text(json.dumps(_event(9)) + "\n")
+    (landing / "events" / ".upload.jsonl").write_text(json.dumps(_event(8)) + "\n")
+    vector = [0.5] * 64
+    with_null = [*vector[:10], None, *vector[11:]]
+    embeddings = pa.table(
+        {
+            # uint64: one id past int64's range, so Arrow cannot cast the block whole
+            "photo_id": pa.array([1, 2**63 + 5, 3], pa.uint64()),
+            "model_version": ["clf-v3"] * 3,
+            "embedding": pa.array([vector, vector, with_null], pa.list_(pa.float64())),
+        }
+    )
+    pq.write_table(embeddings, landing / "embeddings" / "e.parquet")
+    report = ingest(str(landing), str(tmp_path / "lake"), now=NIGHT)
+    blank = next(f for f in report.files if f.source_file.endswith("blank.jsonl"))
+    assert blank.status == "failed" and "no records, only blank lines" in blank.error
+    assert sorted(report.ignored) == [
+        "events/.upload.jsonl (hidden: a name starting with . or _)",
+        "events/_partial.jsonl (hidden: a name starting with . or _)",
+    ]
+    landed = bronze(tmp_path / "lake", "photo_embeddings").column("photo_id").to_pylist()
+    assert landed == [1]  # one bad id rejects its row, not its block
+    quarantine = {q["line_number"]: q for q in bronze(tmp_path / "lake", "_quarantine").to_pylist()}
+    assert quarantine[2]["reason_code"] == "wrong_type"
+    assert quarantine[3]["reason_code"] == "bad_embedding"
+    assert quarantine[3]["reason"] == "column embedding: contains a null value at position 10"

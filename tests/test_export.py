@@ -434,3 +434,23 @@ def test_a_failed_or_partial_build_is_never_what_export_names(built, tmp_path: P
     assert [s.sha256 for s in after_partial.shards] == [s.sha256 for s in after_failure.shards]
     _, differ = reproduce(folder / "manifest.json", tmp_path / "again", project=PROJECT)
     assert differ == []
+
+
+def test_two_exports_choosing_the_same_version_both_publish(
+    built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = _export(built, tmp_path)
+    real = publish_module._next_version
+    chosen = []
+
+    def stale_listing(names):  # as if another export published v1 after we listed
+        version = 1 if not chosen else real(names)
+        chosen.append(version)
+        return version
+
+    monkeypatch.setattr(publish_module, "_next_version", stale_listing)
+    second, manifest = _export(built, tmp_path)
+    assert chosen == [1, 2] and manifest.version == 2 and second.name == "v2"
+    assert json.loads((second / "manifest.json").read_text())["version"] == 2
+    assert not verify(first) and not verify(second)  # v1 untouched, v2 whole
+    assert (tmp_path / MODEL / "latest").resolve() == second

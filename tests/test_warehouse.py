@@ -22,7 +22,14 @@ import pytest
 from lakehouse.cli import main
 from lakehouse.ingest import Bronze, ingest
 from lakehouse.layout import DEFAULT_ROOT
-from lakehouse.warehouse import WarehouseError, connect, dbt_artifacts, project_dir, run_dbt
+from lakehouse.warehouse import (
+    WarehouseError,
+    bronze_versions,
+    connect,
+    dbt_artifacts,
+    project_dir,
+    run_dbt,
+)
 from lakehouse.warehouse.pii import DEMO_SALT, pii_key
 from tests.conftest import NIGHT, BuiltWarehouse
 
@@ -443,3 +450,22 @@ def test_without_a_salt_only_the_demo_builds(
         pii_key(tmp_path / "prod.duckdb", env={})
     assert pii_key(DEFAULT_ROOT / "warehouse.duckdb", env={}) == DEMO_SALT.encode()
     assert pii_key(tmp_path / "prod.duckdb", env={"LAKEHOUSE_PII_SALT": "k"}) == b"k"
+
+
+@pytest.mark.parametrize(
+    ("lake_suffix", "versions", "complaint"),
+    [
+        ("x'); COPY (select 1) TO 'pwned.csv'; --", None, "holds a quote"),
+        ("", {"users": "1, true, current_timestamp; COPY (select 1) TO 'p'"}, "whole-number"),
+        ("", {"users; drop table x": 1}, "cannot read bronze"),
+        ("", {"users": -1}, "whole-number"),
+    ],
+)
+def test_values_that_become_dbt_vars_are_refused_before_dbt_runs(
+    built, tmp_path: Path, lake_suffix: str, versions, complaint: str
+) -> None:
+    _, _, lake = built
+    pinned = {**bronze_versions(str(lake)), **versions} if versions else None
+    with pytest.raises(WarehouseError, match=re.escape(complaint)):
+        run_dbt(str(lake) + lake_suffix, tmp_path / "w.duckdb", project=PROJECT, versions=pinned)
+    assert not (tmp_path / "w.duckdb").exists() and not list(tmp_path.rglob("pwned.csv"))

@@ -80,7 +80,7 @@ def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
             )
     if report.ignored:
         console.print(
-            "[yellow]ignored[/] (no bronze table for their folder): "
+            "[yellow]ignored[/] (hidden, or no bronze table for their folder): "
             + escape(", ".join(report.ignored)),
             highlight=False,
         )

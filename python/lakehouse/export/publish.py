@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -115,6 +116,7 @@ def export_model(
 
 
 STAGING_PREFIX = ".tmp-"
+_PUBLISH_ATTEMPTS = 5
 
 
 def remove_abandoned_staging(root: Path) -> list[Path]:
@@ -142,11 +144,23 @@ def _alive(pid: int) -> bool:
 def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
     """manifest.json is written last, then the folder appears under its version name in one
     rename; ``latest`` is swapped with another rename. Old versions are never touched."""
-    manifest.version = _next_version(p.name for p in root.iterdir())
-    (staging / MANIFEST).write_text(manifest.to_json())
-    final = root / f"v{manifest.version}"
     staging.chmod(0o755)  # mkdtemp makes it private; readers (other users, workers) need it
-    os.rename(staging, final)
+    for _ in range(_PUBLISH_ATTEMPTS):
+        manifest.version = _next_version(p.name for p in root.iterdir())
+        (staging / MANIFEST).write_text(manifest.to_json())
+        final = root / f"v{manifest.version}"
+        try:
+            os.rename(staging, final)  # fails, never replaces, when v<N> exists
+            break
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # another export published v<N> since we listed: take the next number
+    else:
+        raise ExportError(
+            f"{_PUBLISH_ATTEMPTS} other exports of {manifest.model} published while this one "
+            f"did, each taking the version number it chose; export again"
+        )
     link = root / f".latest-{uuid.uuid4().hex[:8]}"
     link.symlink_to(final.name)
     os.replace(link, root / LATEST)

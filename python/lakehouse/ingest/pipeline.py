@@ -7,6 +7,7 @@ rest still lands.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import uuid
@@ -94,6 +95,18 @@ class _NoProgress:
     def file_done(self, result: FileResult) -> None: ...
 
 
+# errors a file's bytes can provoke in a parser (bad values, deep nesting, odd CSV); a crash
+# of the process or a bug elsewhere (RuntimeError, MemoryError, ...) still stops the run
+_CONTENT_ERRORS = (
+    ValueError,
+    LookupError,
+    TypeError,
+    ArithmeticError,
+    RecursionError,
+    csv.Error,
+)
+
+
 def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
     """Landing files by source (bronze table order), plus files in folders no source owns."""
     fs, root = filesystem_for(landing_uri)
@@ -111,6 +124,8 @@ def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
         relative = entry.path[len(root.rstrip("/")) + 1 :]
         parts = relative.split("/")
         if any(p.startswith((".", "_")) for p in parts):
+            if len(parts) > 1:  # inside a source folder: say so (root files are sidecars)
+                ignored.append(f"{relative} (hidden: a name starting with . or _)")
             continue
         spec = SOURCES_BY_DIR.get(parts[0]) if len(parts) > 1 else None
         if spec is None:
@@ -190,7 +205,7 @@ def ingest(
             result.status, result.error = "failed", str(exc)
         except (OSError, pa.ArrowException) as exc:  # I/O trouble with this file only
             result.status, result.error = "failed", f"{landing_file.uri}: {exc}"
-        except Exception as exc:  # anything else this file's content caused stays with it:
+        except _CONTENT_ERRORS as exc:  # what else a file's content can cause stays with it:
             result.status = "failed"  # the other files still land, the next run retries
             result.error = (
                 f"{landing_file.uri}: could not be read ({type(exc).__name__}: "

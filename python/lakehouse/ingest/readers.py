@@ -29,6 +29,13 @@ BLOCK_LINES = 8192
 RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
 RETRY_CHUNK_BYTES = 64 << 10  # a refused chunk is retried in pieces of this size
 CHUNK_BYTES = 16 << 20  # decompressed bytes handed to Arrow at once on the fast path
+# the longest line read at all: a longer one is quarantined as oversized_value while it
+# streams past, holding only its first bytes, so memory never grows with a line's length
+# (a shorter one is parsed, and the contract's size bounds judge its values)
+MAX_LINE_BYTES = CHUNK_BYTES
+KEPT_BYTES = 200  # of an oversized line, for its quarantine row
+# what stands in for an oversized line downstream (not UTF-8, so never a real record)
+_OVERSIZED = b"\xff\x00lakehouse-oversized-line "
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -69,7 +76,7 @@ def read_blocks(
     if fmt.startswith(".csv"):
         yield from _csv_blocks(path, _line_blocks(chunks), spec)
     else:
-        yield from _json_chunks(chunks, spec)
+        yield from _json_chunks(path, chunks, spec)
 
 
 # ---------------------------------------------------------------- lines
@@ -82,6 +89,7 @@ def _text_chunks(
     with fs.open_input_file(path) as raw:
         stream = pa.CompressedInputStream(raw, "gzip") if gz else raw
         position, carry, first_line, seen_any = 0, b"", 1, False
+        skipped = 0  # bytes of an oversized line streamed past so far (0: not in one)
         while True:
             try:
                 data = stream.read(CHUNK_BYTES)
@@ -92,17 +100,38 @@ def _text_chunks(
             if not data:
                 break
             seen_any = True
+            if skipped:  # inside an oversized line: drop bytes up to its newline
+                end = data.find(b"\n")
+                if end < 0:
+                    skipped += len(data)
+                    continue
+                skipped += end
+                carry, data = _oversized(carry, skipped), data[end:]
+                skipped = 0
             cut = data.rfind(b"\n")
             if cut < 0:
                 carry += data
+                if len(carry) - (carry.rfind(b"\n") + 1) > MAX_LINE_BYTES:  # a line too long
+                    start = carry.rfind(b"\n") + 1
+                    skipped = len(carry) - start
+                    carry = carry[:start] + carry[start : start + KEPT_BYTES]
                 continue
             chunk, carry = carry + data[: cut + 1], data[cut + 1 :]
             yield chunk, first_line
             first_line += chunk.count(b"\n")
         if not seen_any:
             raise UnreadableFileError(path, "file is empty")
+        if skipped:
+            carry = _oversized(carry, skipped)
         if carry:
             yield carry, first_line
+
+
+def _oversized(carry: bytes, length: int) -> bytes:
+    """``carry`` with its last (kept) line replaced by the marker of an oversized line."""
+    start = carry.rfind(b"\n") + 1
+    kept = carry[start : start + KEPT_BYTES]
+    return carry[:start] + _OVERSIZED + str(length).encode() + b" " + kept.hex().encode()
 
 
 def _chunk_lines(chunk: bytes, first_line: int) -> Iterator[tuple[list[bytes], list[int]]]:
@@ -110,6 +139,8 @@ def _chunk_lines(chunk: bytes, first_line: int) -> Iterator[tuple[list[bytes], l
     block: list[bytes] = []
     numbers: list[int] = []
     for number, piece in enumerate(chunk.split(b"\n"), start=first_line):
+        if len(piece) > MAX_LINE_BYTES:
+            piece = _oversized(piece[:KEPT_BYTES], len(piece))
         if piece.strip():
             block.append(piece.rstrip(b"\r"))
             numbers.append(number)
@@ -135,6 +166,18 @@ def _split_invalid_utf8(
         pass
     good, good_numbers, bad = [], [], []
     for line, number in zip(lines, numbers, strict=True):
+        if line.startswith(_OVERSIZED):
+            length, kept = line[len(_OVERSIZED) :].split(b" ", 1)
+            bad.append(
+                Reject(
+                    number,
+                    r.OVERSIZED_VALUE,
+                    f"line is {int(length):,} bytes, longer than the {MAX_LINE_BYTES:,} a "
+                    f"record may have (its first {KEPT_BYTES} bytes are kept)",
+                    raw_text(bytes.fromhex(kept.decode())),
+                )
+            )
+            continue
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -157,14 +200,18 @@ def _json_read_schema(spec: SourceSpec) -> pa.Schema:
     )
 
 
-def _json_chunks(chunks: Iterator[tuple[bytes, int]], spec: SourceSpec) -> Iterator[RawBlock]:
+def _json_chunks(
+    path: str, chunks: Iterator[tuple[bytes, int]], spec: SourceSpec
+) -> Iterator[RawBlock]:
     """Fast path: Arrow parses a whole chunk. It is taken when the chunk is valid UTF-8,
     Arrow accepts it, and no blank line was skipped (so row i is line first + i); any other
     chunk goes through the line-by-line path that can name each broken line."""
     options = pjson.ParseOptions(
         explicit_schema=_json_read_schema(spec), unexpected_field_behavior="ignore"
     )
+    lines_seen = False
     for chunk, first_line in chunks:
+        lines_seen = lines_seen or bool(chunk.strip())
         table = _fast_json_chunk(chunk, options)
         if table is not None:
             yield RawBlock(table, range(first_line, first_line + table.num_rows), _LazyLines(chunk))
@@ -177,7 +224,10 @@ def _json_chunks(chunks: Iterator[tuple[bytes, int]], spec: SourceSpec) -> Itera
                 parts.append(RawBlock(table, lines, _LazyLines(piece)))
             else:
                 parts.extend(_json_blocks(_chunk_lines(piece, piece_line), spec, options))
-        yield _merge_blocks(parts)  # one block a chunk: validation has a cost per block
+        if parts:  # a chunk of blank lines has none
+            yield _merge_blocks(parts)  # one block a chunk: validation has a cost per block
+    if not lines_seen:
+        raise UnreadableFileError(path, "file has no records, only blank lines")
 
 
 def _merge_blocks(parts: list[RawBlock]) -> RawBlock:
@@ -218,12 +268,21 @@ def _fast_json_chunk(chunk: bytes, options: pjson.ParseOptions) -> pa.Table | No
     return _read_json_rows(chunk, lines, options)
 
 
-def _read_json_rows(data: bytes, lines: int, options: pjson.ParseOptions) -> pa.Table | None:
+def _block_for(data: bytes) -> pjson.ReadOptions:
+    """Arrow's block size for ``data``: its default, or the whole data when that is small
+    enough to hold at once, so a long line is never split between blocks ("straddling")."""
+    return pjson.ReadOptions(block_size=max(1 << 20, min(len(data), MAX_LINE_BYTES) + 2))
+
+
+def _read_json_rows(
+    data: bytes, lines: int, options: pjson.ParseOptions, whole: bool = False
+) -> pa.Table | None:
     """Arrow's table for ``data`` when it holds exactly one row per line, else None: Arrow
     refuses broken lines, skips blank ones, and reads `{..}{..}` on one line as two rows;
     either way row i would no longer be line i."""
     try:
-        table = pjson.read_json(io.BytesIO(data), parse_options=options)
+        blocks = _block_for(data) if whole else pjson.ReadOptions()  # fast path: parallel
+        table = pjson.read_json(io.BytesIO(data), read_options=blocks, parse_options=options)
     except pa.ArrowInvalid:
         return None
     return table if table.num_rows == lines else None
@@ -282,7 +341,7 @@ def _json_blocks(
 def _try_read_json(lines: list[bytes], options: pjson.ParseOptions) -> pa.Table | None:
     if not lines:
         return options.explicit_schema.empty_table()
-    return _read_json_rows(b"\n".join(lines), len(lines), options)
+    return _read_json_rows(b"\n".join(lines), len(lines), options, whole=True)
 
 
 _TypeCheck = tuple[str, type | tuple[type, ...], bool, Column]
@@ -352,7 +411,9 @@ def _read_json_line_by_line(
     tables, good, good_numbers, bad = [], [], [], []
     for line, number in zip(lines, numbers, strict=True):
         try:
-            table = pjson.read_json(io.BytesIO(line), parse_options=options)
+            table = pjson.read_json(
+                io.BytesIO(line), read_options=_block_for(line), parse_options=options
+            )
         except pa.ArrowInvalid as exc:
             bad.append(Reject(number, r.WRONG_TYPE, f"cannot read record: {exc}", raw_text(line)))
             continue
@@ -383,6 +444,10 @@ def _csv_blocks(
     header: list[str] | None = None
     for lines, numbers in blocks:
         if header is None:
+            if lines[0].startswith(_OVERSIZED):
+                raise UnreadableFileError(
+                    path, f"the header line is longer than {MAX_LINE_BYTES:,} bytes"
+                )
             try:
                 header_text = lines[0].decode("utf-8-sig")
             except UnicodeDecodeError as exc:

@@ -137,7 +137,24 @@ def _coerce(values: pa.Array, column: Column) -> tuple[pa.Array, np.ndarray | No
     try:
         return pc.cast(values, target), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.nulls(len(values), target), _np(values.is_valid())
+        return _cast_each(values, target)
+
+
+def _cast_each(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """The slow path for a block Arrow cannot cast whole: value by value, so one bad value
+    rejects its row, not its block."""
+    converted: list[object] = []
+    failed = np.zeros(len(values), dtype=bool)
+    for index, scalar in enumerate(values):
+        if not scalar.is_valid:
+            converted.append(None)
+            continue
+        try:
+            converted.append(scalar.cast(target).as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+            converted.append(None)
+            failed[index] = True
+    return pa.array(converted, target), failed
 
 
 def _parse_utc(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -245,6 +262,8 @@ def _embedding_message(column: Column, value: object) -> str:
     vector = list(value) if isinstance(value, list | tuple) else []
     if len(vector) != column.fixed_size:
         return f"column {column.name}: {len(vector)} values, expected {column.fixed_size}"
+    if any(v is None for v in vector):
+        return f"column {column.name}: contains a null value at position {vector.index(None)}"
     return f"column {column.name}: contains NaN or infinity"
 
 

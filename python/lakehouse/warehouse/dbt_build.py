@@ -101,8 +101,8 @@ def run_dbt(
     from dbt.cli.main import dbtRunner
 
     lake = normalize_uri(lake)
+    _refuse_unsafe_vars(lake, versions or {})
     pinned = versions if versions is not None else bronze_versions(lake)
-    _refuse_unsafe_vars(lake, pinned)
     extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
