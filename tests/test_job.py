@@ -3,6 +3,7 @@ and the same job on S3-compatible object storage (a real S3 API server on 127.0.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -143,19 +144,37 @@ def test_a_corrupt_shard_on_s3_is_named_and_never_cached(
         client.put_object(Bucket="shards", Key=key, Body=original)
 
 
-def test_no_secret_is_written_to_any_file(job_on_s3) -> None:
+def test_no_secret_and_no_personal_data_is_written_to_any_file(job_on_s3, s3, landing) -> None:
+    """The AWS secret, the PII key, and every e-mail and name of the users file are in no file
+    the job, dbt and the loader wrote outside the lake (warehouse, gate reports, dbt's compiled
+    SQL, artifacts and logs, the shard cache); the key is not in the lake either."""
+    for _ in ShardDataset(f"s3://shards/prod/{MODEL}/latest", "val", batch_size=1000):
+        pass  # the loader fetched the version into its cache
     written = [job_on_s3["work"], Path(os.environ["LAKEHOUSE_CACHE"])]
     artifacts, logs = dbt_artifacts(PROJECT), Path(os.environ.get("DBT_LOG_PATH", "logs"))
     assert (artifacts / "run_results.json").exists() and any(logs.glob("*.log"))  # dbt wrote
     written += [artifacts, logs if logs.is_absolute() else PROJECT / logs]
-    leaks = [
-        path
-        for folder in written
-        if folder.exists()
-        for path in folder.rglob("*")
-        if path.is_file() and SECRET.encode() in path.read_bytes()
-    ]
+    files = [p for folder in written if folder.exists() for p in folder.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"warehouse.duckdb", "result.json", "report.html", "manifest.json"} <= names
+    assert any(p.suffix == ".arrow" for p in files)  # the loader's cached shards
+    key = os.environ["LAKEHOUSE_PII_SALT"].encode()
+    with open(next((landing / "users").glob("*.csv")), newline="", errors="replace") as handle:
+        users = list(csv.DictReader(handle))
+    personal = {u[c].encode() for u in users for c in ("email", "display_name") if u.get(c)}
+    personal = {v for v in personal if len(v) >= 6}
+    assert len(personal) > 100
+    leaks = []
+    for path in files:
+        blob = path.read_bytes()
+        found = {SECRET.encode(), key, *personal}
+        leaks += [(path, value[:12]) for value in found if value in blob]
     assert leaks == []
+    lake = keys(s3, "lake")
+    assert lake  # the lake is on S3: its objects are checked for the key
+    client = client_for(s3)
+    for name in lake:
+        assert key not in client.get_object(Bucket="lake", Key=name)["Body"].read(), name
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRET  # the job did run with it
 
 
