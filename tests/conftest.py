@@ -9,6 +9,7 @@ Every fixture runs on a fixed clock (``NIGHT``), never the wall clock: the data 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ import pytest
 
 from lakehouse.ingest import IngestReport, ingest
 from lakehouse.synth import MANIFEST, GenerateConfig, generate
-from lakehouse.warehouse import BuildResult, project_dir, run_dbt
+from lakehouse.warehouse import BuildResult, dbt_artifacts, project_dir, run_dbt
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 NIGHT = END + timedelta(hours=6)  # the morning after the last day of data: the fixtures' clock
@@ -82,6 +83,7 @@ class BuiltWarehouse:
     lake: Path
     warehouse: Path
     result: BuildResult
+    manifest_sha256: str  # of the dbt manifest.json this build parsed, taken right after it
 
 
 @pytest.fixture(scope="session")
@@ -96,4 +98,5 @@ def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
     assert ingest(str(landing), str(lake), now=NIGHT).ok
     result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True)
     assert result.success, result.failures or result.error
-    return BuiltWarehouse(landing, lake, warehouse, result)
+    manifest = hashlib.sha256((dbt_artifacts(PROJECT) / "manifest.json").read_bytes())
+    return BuiltWarehouse(landing, lake, warehouse, result, manifest.hexdigest())

@@ -4,7 +4,6 @@ carry their lineage, and can be rebuilt from it."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from lakehouse.export import publish as publish_module
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
 from lakehouse.shardformat import ManifestError
-from lakehouse.warehouse import bronze_versions, connect, dbt_artifacts, project_dir, run_dbt
+from lakehouse.warehouse import bronze_versions, connect, project_dir, run_dbt
 from tests.conftest import NIGHT, BuiltWarehouse
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -60,6 +59,7 @@ def built(built_warehouse: BuiltWarehouse, tmp_path_factory: pytest.TempPathFact
         "lake": built_warehouse.lake,
         "warehouse": built_warehouse.warehouse,
         "quality": quality,
+        "manifest_sha256": built_warehouse.manifest_sha256,
     }
 
 
@@ -293,8 +293,7 @@ def test_manifest_records_lineage_and_the_gate(built, tmp_path: Path) -> None:
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert lineage["git_commit"] == head and len(head) == 40
-    dbt_manifest = dbt_artifacts(PROJECT) / "manifest.json"
-    assert lineage["dbt_manifest_sha256"] == hashlib.sha256(dbt_manifest.read_bytes()).hexdigest()
+    assert lineage["dbt_manifest_sha256"] == built["manifest_sha256"]  # the build's manifest
     assert again.quality_gate["passed"] is True and again.quality_gate["forced"] is False
 
 
@@ -454,3 +453,38 @@ def test_two_exports_choosing_the_same_version_both_publish(
     assert json.loads((second / "manifest.json").read_text())["version"] == 2
     assert not verify(first) and not verify(second)  # v1 untouched, v2 whole
     assert (tmp_path / MODEL / "latest").resolve() == second
+
+
+def test_read_only_dbt_commands_between_gate_and_export_change_nothing(
+    built, tmp_path: Path
+) -> None:
+    """An analyst's `dbt source freshness` and `dbt test` run hooks and rewrite target/, but
+    build nothing: export still goes ahead and names the same build and manifest."""
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    shutil.copytree(built["lake"], lake)
+    shutil.copy(built["warehouse"], warehouse)
+    quality = tmp_path / "quality"
+    report, _ = validate(warehouse, str(lake), out=quality, project=PROJECT, tables=[MODEL],
+                         as_of=NIGHT)  # fmt: skip
+    assert report.passed
+    env = {**os.environ, "LAKEHOUSE_DUCKDB": str(warehouse), "LAKEHOUSE_LAKE": str(lake)}
+    del env["LAKEHOUSE_PII_SALT"]  # they hash nothing, so they need no key
+    con = connect(warehouse, PROJECT)
+    runs_before = con.execute("select count(*) from lakehouse_dbt_runs").fetchone()[0]
+    con.close()
+    dbt = str(Path(sys.executable).parent / "dbt")
+    freshness = subprocess.run([dbt, "source", "freshness"], cwd=PROJECT, env=env,
+                               capture_output=True, text=True)  # fmt: skip
+    assert freshness.returncode in (0, 1), freshness.stdout[-2000:]  # 1: the sample is old
+    tested = subprocess.run([dbt, "test"], cwd=PROJECT, env=env, capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout[-2000:]
+    con = connect(warehouse, PROJECT)
+    runs_after = con.execute("select count(*) from lakehouse_dbt_runs").fetchone()[0]
+    con.close()
+    assert runs_after == runs_before + 2  # both ran their hooks in this warehouse
+    _, manifest = export_model(warehouse, MODEL, tmp_path / "shards", quality_dir=quality,
+                               project=PROJECT, lake=str(lake))  # fmt: skip
+    assert manifest.quality_gate["forced"] is False
+    assert manifest.lineage["dbt_invocation_id"] == built_invocation(built)
+    assert manifest.lineage["bronze_versions"]["events"] == 20
+    assert manifest.lineage["dbt_manifest_sha256"] == built["manifest_sha256"]

@@ -18,11 +18,10 @@ import pyarrow.ipc as ipc
 
 from lakehouse.export.writer import ExportError, ExportSpec, plan_columns, write_split
 from lakehouse.quality import GateRecord
-from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST, Manifest, sha256_of
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST, Manifest
 from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import (
     connect,
-    dbt_artifacts,
     latest_finished_build,
     latest_started,
     model_build,
@@ -207,12 +206,12 @@ def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]
     finished = latest_finished_build(con)
     _refuse_unfinished_build(con, finished.invocation_id if finished else None)
     build = model_build(con, model)
-    dbt_manifest = dbt_artifacts(project) / "manifest.json"
     return {
         "lake": lake,
         "dbt_invocation_id": build.invocation_id if build else None,
         "bronze_versions": build.bronze_versions if build else {},
-        "dbt_manifest_sha256": sha256_of(dbt_manifest) if dbt_manifest.exists() else None,
+        # the manifest that build parsed, not whatever a later `dbt test` left in target/
+        "dbt_manifest_sha256": build.manifest_sha256 if build else None,
         "git_commit": _git_commit(project),
     }
 

@@ -153,7 +153,28 @@ def run_dbt(
             )
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
+    if invocation_id and nodes and command in ("build", "run"):
+        _remember_manifest(warehouse, project, invocation_id)
     return BuildResult(outcome.success, code, invocation_id, pinned, nodes, error)
+
+
+def _remember_manifest(warehouse: Path, project: Path, invocation_id: str) -> None:
+    """Record the sha256 of the manifest this invocation parsed, next to its lineage."""
+    import hashlib
+
+    import duckdb
+
+    from lakehouse.warehouse.lineage import record_manifest
+
+    manifest = dbt_artifacts(project) / "manifest.json"
+    if not manifest.exists():
+        return
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    con = duckdb.connect(str(warehouse))
+    try:
+        record_manifest(con, invocation_id, digest)
+    finally:
+        con.close()
 
 
 def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:

@@ -6,8 +6,10 @@ SQL would sit next to the hashes it protects. This plugin reads the key from the
 and sets the two HMAC pads as DuckDB session variables on every connection and cursor dbt
 uses, through prepared parameters; the SQL (``macros/pii.sql``) only names the variables.
 
-Without ``LAKEHOUSE_PII_SALT`` it refuses to build, except a warehouse inside the demo folder
-(``data/demo``), which uses a fixed, public demo key.
+Without ``LAKEHOUSE_PII_SALT`` it refuses the commands that compute models (``build``, ``run``,
+...), except into a warehouse inside the demo folder (``data/demo``), which uses a fixed,
+public demo key; commands that hash nothing (``test``, ``source freshness``, ``docs``,
+``parse``, ...) run without one.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 
 from lakehouse.warehouse.pii import INNER, OUTER, hmac_pads, pii_key
 
+# dbt commands that compute models, so hash personal data: they need the key
+COMPUTING = {"build", "run", "retry", "snapshot", "clone", "show", "run-operation"}
+
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         path = getattr(self.creds, "path", None) if self.creds is not None else None
-        self._inner, self._outer = hmac_pads(pii_key(path))
+        self._pads: tuple[bytes, bytes] | None = None
+        try:
+            self._pads = hmac_pads(pii_key(path))
+        except RuntimeError:
+            if _command() in COMPUTING:
+                raise  # nothing that hashes runs without the key
 
     def configure_connection(self, conn) -> None:
         self._set(conn)
@@ -31,5 +41,14 @@ class Plugin(BasePlugin):
         self._set(cursor)
 
     def _set(self, connection) -> None:
-        connection.execute(f"set variable {INNER} = ?", [self._inner])
-        connection.execute(f"set variable {OUTER} = ?", [self._outer])
+        if self._pads is None:  # a command that hashes nothing, run without a key
+            return
+        inner, outer = self._pads
+        connection.execute(f"set variable {INNER} = ?", [inner])
+        connection.execute(f"set variable {OUTER} = ?", [outer])
+
+
+def _command() -> str | None:
+    from dbt.flags import get_flags
+
+    return getattr(get_flags(), "WHICH", None)

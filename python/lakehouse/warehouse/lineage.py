@@ -6,6 +6,9 @@ the bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
 with the Delta version pinned for the run (null when a plain ``dbt build`` read the latest).
 ``lakehouse_model_builds``: one row per model an invocation ran, with dbt's status
 (``record_model_builds``).
+``lakehouse_dbt_manifests``: the sha256 of the ``manifest.json`` an invocation of
+``lakehouse build`` parsed (:func:`record_manifest`), so a later ``dbt test`` or ``dbt source
+freshness`` rewriting ``target/`` does not change what the lineage names.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ import duckdb
 RUNS_TABLE = "lakehouse_dbt_runs"
 READS_TABLE = "lakehouse_bronze_reads"
 MODELS_TABLE = "lakehouse_model_builds"
+MANIFESTS_TABLE = "lakehouse_dbt_manifests"
 
 
 @dataclass(frozen=True)
 class BuildLineage:
-    """The newest dbt invocation that finished, and what it read."""
+    """A dbt invocation, what it read, and the sha256 of the dbt manifest it parsed (None
+    for a plain ``dbt build``, which records no manifest)."""
 
     invocation_id: str
     bronze_versions: dict[str, int | None]
+    manifest_sha256: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -67,12 +73,27 @@ def model_build(con: duckdb.DuckDBPyConnection, model: str) -> BuildLineage | No
     )
     if not rows:
         return None
+    invocation = rows[0][0]
     reads = con.execute(
         f"select table_name, delta_version from {READS_TABLE} where invocation_id = ? "
         "order by table_name",
-        [rows[0][0]],
+        [invocation],
     ).fetchall()
-    return BuildLineage(rows[0][0], dict(reads))
+    manifest = _rows_if_table(
+        con,
+        MANIFESTS_TABLE,
+        f"select sha256 from {MANIFESTS_TABLE} where invocation_id = ?",
+        [invocation],
+    )
+    return BuildLineage(invocation, dict(reads), manifest[0][0] if manifest else None)
+
+
+def record_manifest(con: duckdb.DuckDBPyConnection, invocation_id: str, sha256: str) -> None:
+    """Remember the manifest an invocation parsed (written by ``run_dbt`` after a build)."""
+    con.execute(
+        f"create table if not exists {MANIFESTS_TABLE} (invocation_id varchar, sha256 varchar)"
+    )
+    con.execute(f"insert into {MANIFESTS_TABLE} values (?, ?)", [invocation_id, sha256])
 
 
 def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
