@@ -293,3 +293,19 @@ def test_an_unreadable_result_is_named_by_export_and_replaced_by_the_next_run(
                  "--table", "photo_popularity_training"])  # fmt: skip
     assert code == 0
     assert json.loads((out / "result.json").read_text())["passed"] is True
+
+
+def test_a_lake_argument_never_reaches_the_gates_sql_as_code(
+    good, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake, warehouse = good
+    pwned = tmp_path / "PWNED.csv"
+    # the scan before it is valid, so a lake pasted into SQL would run the COPY
+    crafted = (
+        f"{lake}/bronze/events'); COPY (select 1 as x) TO '{pwned}'; "
+        f"select * from delta_scan('{lake}"
+    )
+    code = main(["validate", "--warehouse", str(warehouse), "--lake", crafted,
+                 "--out", str(tmp_path / "quality"), "--table", "bronze_events"])  # fmt: skip
+    assert code == 1 and "Traceback" not in capsys.readouterr().err
+    assert not pwned.exists()  # the lake was a (missing) path, never a statement

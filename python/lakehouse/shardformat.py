@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lakehouse.sql import embeddable
+
 MANIFEST = "manifest.json"
 # the newest complete version: a symlink on a local disk, an object holding "v<N>" on S3
 LATEST = "latest"
@@ -188,7 +190,7 @@ def _lineage(lineage: dict[str, Any]) -> dict[str, Any]:
     path or URI without quotes or control characters, versions whole numbers or null."""
     lake = lineage.get("lake")
     _check(
-        lake is None or (isinstance(lake, str) and not re.search(r"['\"\\\x00-\x1f]", lake)),
+        lake is None or (isinstance(lake, str) and embeddable(lake)),
         "lineage.lake",
         "a path or URI without quotes or control characters",
         lake,

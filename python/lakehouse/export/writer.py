@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from lakehouse import sql
 from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ShardEntry, sha256_of
 
 
@@ -49,11 +50,6 @@ class ExportSpec:
         )
 
 
-def quote(identifier: str) -> str:
-    """A DuckDB identifier in double quotes, so a name is never read as SQL."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def plan_columns(
     con: duckdb.DuckDBPyConnection, model: str, spec: ExportSpec, columns: list[str] | None
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
@@ -66,7 +62,7 @@ def plan_columns(
             f"the warehouse has no table {model!r}; name a mart that `lakehouse build` made, "
             "e.g. photo_popularity_training"
         )
-    described = con.execute(f"describe {quote(model)}").fetchall()
+    described = con.execute(f"describe {sql.identifier(model)}").fetchall()
     types = {name: kind.upper() for name, kind, *_ in described}
     for role, column in (("split", spec.split), ("key", spec.key)):
         if column not in types:
@@ -78,30 +74,28 @@ def plan_columns(
             f"{model} has no column(s) {', '.join(unknown)}; it has {', '.join(types)}"
         )
     select, vocabularies = [], {}
+    table = sql.identifier(model)
     for name in wanted:
-        kind = types[name]
+        kind, column = types[name], sql.identifier(name)
         if kind == "VARCHAR":
             values = [
                 v
                 for (v,) in con.execute(
-                    f'select distinct "{name}" from {quote(model)} where "{name}" is not null '
-                    "order by 1"
+                    f"select distinct {column} from {table} where {column} is not null order by 1"
                 ).fetchall()
             ]
             vocabularies[name] = values
-            cases = " ".join(
-                f"when '{v.replace(chr(39), chr(39) * 2)}' then {i}" for i, v in enumerate(values)
-            )
-            select.append(f'cast(case "{name}" {cases} else -1 end as integer) as "{name}"')
+            cases = " ".join(f"when {sql.string(v)} then {i}" for i, v in enumerate(values))
+            expression = f"cast(case {column} {cases} else -1 end as integer)"
         elif kind.startswith("TIMESTAMP"):
-            select.append(f'epoch_us("{name}") as "{name}"')
+            expression = f"epoch_us({column})"
         elif kind == "BOOLEAN":
-            select.append(f'cast("{name}" as utinyint) as "{name}"')
+            expression = f"cast({column} as utinyint)"
         elif kind in ("FLOAT", "DOUBLE") or kind.startswith("DECIMAL"):
-            select.append(f'cast("{name}" as float) as "{name}"')
+            expression = f"cast({column} as float)"
         elif kind.endswith("]"):  # fixed-size array, e.g. FLOAT[64]
             size = kind[kind.rindex("[") + 1 : -1]
-            select.append(f'cast("{name}" as float[{size}]) as "{name}"')
+            expression = f"cast({column} as float[{size}])"
         elif kind in (
             "INTEGER",
             "BIGINT",
@@ -113,13 +107,14 @@ def plan_columns(
             "USMALLINT",
             "UTINYINT",
         ):
-            select.append(f'cast("{name}" as bigint) as "{name}"')
+            expression = f"cast({column} as bigint)"
         else:
             raise ExportError(f"{model}.{name} has type {kind}, which shards do not carry")
+        select.append(f"{expression} as {column}")
     splits = [
         s
         for (s,) in con.execute(
-            f"select distinct {quote(spec.split)} from {quote(model)} order by 1"
+            f"select distinct {sql.identifier(spec.split)} from {sql.identifier(model)} order by 1"
         ).fetchall()
     ]
     return select, vocabularies, splits
@@ -140,11 +135,11 @@ def write_split(
     """Write one split as part-00000.arrow, ... of exactly ``shard_rows`` rows (the last one
     fewer), rows ordered by the key so the same warehouse gives the same bytes."""
     folder.mkdir(parents=True, exist_ok=True)
-    sql = (
-        f"select {', '.join(select)} from {quote(model)} "
-        f"where {quote(spec.split)} = ? order by {quote(spec.key)}"
+    query = (
+        f"select {', '.join(select)} from {sql.identifier(model)} "
+        f"where {sql.identifier(spec.split)} = ? order by {sql.identifier(spec.key)}"
     )
-    reader = con.execute(sql, [split]).to_arrow_reader(min(shard_rows, DEFAULT_SHARD_ROWS))
+    reader = con.execute(query, [split]).to_arrow_reader(min(shard_rows, DEFAULT_SHARD_ROWS))
     entries = []
     for index, table in enumerate(_fixed_size_tables(reader, shard_rows)):
         path = folder / f"part-{index:05d}.arrow"

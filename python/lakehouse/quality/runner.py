@@ -15,6 +15,7 @@ import pandas as pd
 from lakehouse.layout import bronze_uri
 from lakehouse.quality.gx_engine import EXAMPLES, GXEngine, Outcome
 from lakehouse.quality.suites import Expectation, Suite
+from lakehouse.sql import string as sql_string
 from lakehouse.storage import open_delta
 from lakehouse.warehouse import model_build
 
@@ -286,7 +287,7 @@ def _versions(con, suite: Suite, lake: str) -> dict[str, Any]:
 def _render(sql: str, lake: str, as_of: datetime) -> str:
     """``{bronze:<table>}`` becomes a scan of that bronze table, ``{as_of}`` the gate's time."""
     sql = _BRONZE_PLACEHOLDER.sub(
-        lambda found: f"delta_scan('{bronze_uri(lake, found.group(1))}')", sql
+        lambda found: f"delta_scan({sql_string(bronze_uri(lake, found.group(1)))})", sql
     )
     return sql.replace("{as_of}", f"timestamptz '{as_of.isoformat()}'")
 

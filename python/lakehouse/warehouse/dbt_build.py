@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lakehouse.contracts import BRONZE_TABLES
 from lakehouse.layout import bronze_uri
+from lakehouse.sql import embeddable
 from lakehouse.storage import delta_exists, normalize_uri, open_delta
 from lakehouse.warehouse.duckdb_env import (
     WarehouseError,
@@ -181,7 +182,7 @@ def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
     """The lake and the versions become dbt vars that SQL quotes or inlines: a quote or a
     control character in the lake, or a version that is not a whole number, is refused here
     whatever its origin (an argument, a manifest)."""
-    if any(c in lake for c in "'\"\\") or any(ord(c) < 32 for c in lake):
+    if not embeddable(lake):
         raise WarehouseError(f"lake {lake!r} holds a quote or control character; refused")
     for table, version in versions.items():
         if table not in BRONZE_TABLES or not isinstance(version, int) or version < 0:
