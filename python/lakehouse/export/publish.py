@@ -302,7 +302,6 @@ def reproduce(
             "(a plain `dbt build`), so it cannot be rebuilt exactly; export from "
             "`lakehouse build` for a reproducible version"
         )
-    spec = ExportSpec.from_meta(original.model, model_meta(project, original.model))
     with tempfile.TemporaryDirectory(prefix="lakehouse-reproduce-") as tmp:
         warehouse = Path(tmp) / "warehouse.duckdb"
         result = run_dbt(
@@ -328,7 +327,6 @@ def reproduce(
             force=True,
             project=project,
             lake=lake,
-            spec=spec,
         )
     before = {s.path: s.sha256 for s in original.shards}
     after = {s.path: s.sha256 for s in again.shards}

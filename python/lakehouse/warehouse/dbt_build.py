@@ -69,16 +69,9 @@ def bronze_versions(lake: str) -> dict[str, int]:
 
 def pin_bronze_versions(lake: str, overrides: dict[str, int]) -> dict[str, int]:
     """Every bronze table at its current Delta version, except the ones ``overrides`` sets
-    (reading the past by time travel); an unknown table or a negative version is refused."""
-    versions = bronze_versions(normalize_uri(lake))
-    for table, version in overrides.items():
-        if table not in versions or not isinstance(version, int) or version < 0:
-            raise WarehouseError(
-                f"cannot pin bronze {table!r} at version {version!r}: expected TABLE=VERSION "
-                f"with TABLE one of {', '.join(versions)} and VERSION a whole number"
-            )
-        versions[table] = version
-    return versions
+    (reading the past by time travel). :func:`run_dbt` refuses an unknown table or a version
+    that is not a whole number, whatever built the pins."""
+    return {**bronze_versions(normalize_uri(lake)), **overrides}
 
 
 def run_dbt(
@@ -161,19 +154,17 @@ def run_dbt(
 
 def _remember_manifest(warehouse: Path, project: Path, invocation_id: str) -> None:
     """Record the sha256 of the manifest this invocation parsed, next to its lineage."""
-    import hashlib
-
     import duckdb
 
+    from lakehouse.shardformat import sha256_of
     from lakehouse.warehouse.lineage import record_manifest
 
     manifest = dbt_artifacts(project) / "manifest.json"
     if not manifest.exists():
         return
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
     con = duckdb.connect(str(warehouse))
     try:
-        record_manifest(con, invocation_id, digest)
+        record_manifest(con, invocation_id, sha256_of(manifest))
     finally:
         con.close()
 
