@@ -18,12 +18,12 @@ from rich.markup import escape
 
 from lakehouse import __version__
 from lakehouse.contracts import DATA_TABLES
+from lakehouse.job import DEFAULT_MODEL as MODEL  # light: the job imports layers when it runs
 from lakehouse.layout import DEFAULT_ROOT, Layout
 from lakehouse.progress import make_console
 from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-MODEL = "photo_popularity_training"  # lakehouse.job.DEFAULT_MODEL, without importing the job
 DEFAULTS = Layout.from_root()
 PATH_HELP = {
     "landing": "landing folder: local path or s3://bucket/prefix",
@@ -84,6 +84,15 @@ def _path_options(command: argparse.ArgumentParser, *names: str) -> None:
     flags = {"quality": "--quality-dir"}
     for name in names:
         command.add_argument(flags.get(name, f"--{name}"), default=None, help=PATH_HELP[name])
+
+
+def _shard_rows_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--shard-rows",
+        type=_positive,
+        default=DEFAULT_SHARD_ROWS,
+        help=f"rows per shard (default: {DEFAULT_SHARD_ROWS:,})",
+    )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -283,12 +292,7 @@ def _export(commands) -> None:
         help="lake root, recorded for --reproduce (default: $LAKEHOUSE_LAKE, else "
         f"{DEFAULTS.lake}; with --reproduce, the lake the manifest recorded)",
     )
-    cmd.add_argument(
-        "--shard-rows",
-        type=_positive,
-        default=DEFAULT_SHARD_ROWS,
-        help=f"rows per shard (default: {DEFAULT_SHARD_ROWS:,})",
-    )
+    _shard_rows_option(cmd)
     cmd.add_argument("--columns", nargs="+", help="columns to export (default: all)")
     cmd.add_argument(
         "--compression",
@@ -458,12 +462,7 @@ def _run(commands) -> None:
         help="the time the gate measures freshness against (default: now; set it to replay "
         "a past night's landing folder), ISO-8601",
     )
-    cmd.add_argument(
-        "--shard-rows",
-        type=_positive,
-        default=DEFAULT_SHARD_ROWS,
-        help=f"rows per shard (default: {DEFAULT_SHARD_ROWS:,})",
-    )
+    _shard_rows_option(cmd)
     cmd.set_defaults(handler=run)
 
 

@@ -24,7 +24,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -325,32 +325,21 @@ def run_job(
     the PII key when the environment has no ``LAKEHOUSE_PII_SALT`` (the demo's)."""
     observer = observer or JobObserver()
     layout = layout.resolved()
-    steps: list[tuple[str, Callable[[], StepReport]]] = [
-        ("ingest", lambda: ingest(layout, now=as_of, observer=observer)),
-        ("dbt build", lambda: build(layout, pii_salt=pii_salt)),
-        ("quality gate", lambda: gate(layout, as_of=as_of)),
-        (
-            "export",
-            lambda: export(layout, model, shard_rows=shard_rows, observer=observer),
-        ),
+    runs: list[Callable[[], StepReport]] = [  # in the order of STEPS
+        lambda: ingest(layout, now=as_of, observer=observer),
+        lambda: build(layout, pii_salt=pii_salt),
+        lambda: gate(layout, as_of=as_of),
+        lambda: export(layout, model, shard_rows=shard_rows, observer=observer),
     ]
     report = JobReport(layout)
-    for number, (name, run) in enumerate(steps, start=1):
-        observer.step_started(name, number, len(steps))
+    for number, (name, run) in enumerate(zip(STEPS, runs, strict=True), start=1):
+        observer.step_started(name, number, len(STEPS))
         started = time.perf_counter()
         try:
             step = run()
         except user_errors() as exc:
             step = StepReport(name, False, reason=failure_reason(exc))
-        step = StepReport(
-            step.name,
-            step.ok,
-            round(time.perf_counter() - started, 1),
-            step.rows,
-            step.detail,
-            step.reason,
-            step.result,
-        )
+        step = replace(step, seconds=round(time.perf_counter() - started, 1))
         report.steps.append(step)
         observer.step_finished(step)
         if not step.ok:
