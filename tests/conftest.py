@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"lakehouse-dbt-{worker}-"))
     os.environ["DBT_TARGET_PATH"] = str(scratch / "target")
     os.environ["DBT_LOG_PATH"] = str(scratch / "logs")
+    os.environ["LAKEHOUSE_CACHE"] = str(scratch / "cache")  # never the user's ~/.cache
     # the PII key of every build in the tests: random, so no test can pass by knowing it
     os.environ.setdefault("LAKEHOUSE_PII_SALT", f"test-key-{uuid.uuid4().hex}")
 

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from lakehouse.loader import GPUPrefetcher, LoaderError, ShardDataset
+from lakehouse.loader import shards as shards_module
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows
 from lakehouse.loader.shards import ShardCache
 from lakehouse.shardformat import Manifest, sha256_of
@@ -354,3 +355,35 @@ def test_a_manifest_path_that_leaves_the_version_folder_is_refused(
     (copy / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(LoaderError, match="leaves the shard folder"):
         list(ShardDataset(copy, data["shards"][0]["split"], batch_size=SHARD_ROWS))
+
+
+def test_a_shard_is_hashed_once_per_file_version_not_once_per_process(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path / "cache"))
+    version = tmp_path / "v"
+    shutil.copytree(shards, version)
+    hashed = []
+    real = shards_module.hashlib.sha256
+
+    def counting(data):
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(shards_module.hashlib, "sha256", counting)
+
+    def read_all() -> int:
+        return sum(len(b["photo_id"]) for b in ShardDataset(version, "val", batch_size=50))
+
+    rows = read_all()
+    first = len(hashed)
+    assert first == len(list((version / "val").glob("*.arrow"))) > 1  # each shard once
+    monkeypatch.setattr(shards_module, "_CHECKED", set())  # as a new process (a worker)
+    assert read_all() == rows and len(hashed) == first  # the markers answered
+    target = version / "val" / "part-00000.arrow"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    target.write_bytes(bytes(data))  # rewritten in place: a new file version
+    with pytest.raises(LoaderError, match="differs from its manifest's sha256"):
+        read_all()
+    assert len(hashed) == first + 1

@@ -33,6 +33,27 @@ def cache_root() -> Path:
     return Path(os.environ.get("LAKEHOUSE_CACHE", "~/.cache/lakehouse")).expanduser()
 
 
+def checked_marker(stat: os.stat_result, sha256: str) -> Path:
+    """Where a shard file whose bytes matched ``sha256`` is remembered: keyed by the file's
+    identity (device, inode, size, modification and change time; the change time moves on
+    every write and no user can set it back), so a rewritten file is checked again."""
+    name = (
+        f"{sha256}-{stat.st_dev}-{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ctime_ns}"
+    )
+    return cache_root() / "verified" / name
+
+
+def mark_checked(stat: os.stat_result, sha256: str) -> None:
+    """Remember a checked shard; where the cache cannot be written, the next process checks
+    again (slower, never wrong)."""
+    marker = checked_marker(stat, sha256)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
+
+
 def resolve_latest(uri: str) -> str:
     """``…/latest`` is an object holding the newest version's name; any other URI is kept."""
     fs, path = filesystem_for(uri)
@@ -99,6 +120,7 @@ def _download(
                 f"{sha256[:12]}…: corrupt or replaced on the object store"
             )
         os.replace(temp, target)
+        mark_checked(target.stat(), sha256)  # hashed while downloading: not again on open
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
