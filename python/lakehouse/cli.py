@@ -107,7 +107,10 @@ def _generate(commands) -> None:
             "logs), photos/*.jsonl, users/*.csv (with PII) and embeddings/*.parquet. "
             "Deterministic for a seed and an end date; streams a day at a time. With "
             "--dirty-rate, broken rows of every kind ingest must handle are mixed in and "
-            "counted in <out>/_generator.json."
+            "counted in <out>/_generator.json. With --nights N the world goes on for N "
+            "nights after --end, one dump per night with late events, a retried upload and "
+            "corrected photos; rerun with a larger N on the same folder to append the next "
+            "nights (earlier files never change)."
         ),
     )
     cmd.add_argument(
@@ -130,7 +133,13 @@ def _generate(commands) -> None:
         "--end",
         type=_date,
         default=datetime(2026, 11, 1, tzinfo=UTC),
-        help="last day of activity, exclusive, YYYY-MM-DD (default: 2026-11-01)",
+        help="last day of the history, exclusive, YYYY-MM-DD (default: 2026-11-01)",
+    )
+    cmd.add_argument(
+        "--nights",
+        type=_count,
+        default=0,
+        help="nights after --end in the folder (default 0); the missing ones are appended",
     )
     cmd.set_defaults(handler=generate)
 
@@ -141,7 +150,7 @@ def generate(args: argparse.Namespace, console, err) -> int:
     from lakehouse.synth import GenerateConfig
     from lakehouse.synth import generate as write_sample
 
-    fields = ("users", "photos", "days", "events", "seed", "dirty_rate", "end")
+    fields = ("users", "photos", "days", "events", "seed", "dirty_rate", "end", "nights")
     config = GenerateConfig(out=args.out, **{name: getattr(args, name) for name in fields})
     with RichStepProgress(err, "generate") as progress:
         report = write_sample(config, progress)
@@ -533,6 +542,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 

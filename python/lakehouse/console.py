@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 
 def print_generated(report: GenerateReport, out: Path, console: Console) -> None:
-    table = Table(title=f"landing data in {out}")
+    nights = report.config.get("nights") or 0
+    through = f", history + {nights} night(s)" if nights else ""
+    table = Table(title=f"landing data in {out}{through}")
     for column in ("source", "files", "clean rows", "rows written", "dirty rows injected"):
         table.add_column(column, justify="right" if column != "source" else "left")
     for name, stats in report.tables.items():

@@ -95,6 +95,9 @@ PHOTOS = SourceSpec(
         Column("height", pa.int64()),
         Column("camera", pa.string(), required=False, max_length=64),
         Column("lang", pa.string(), required=False, max_length=8),
+        # when the owner last edited the record (a correction re-sends it whole); absent on
+        # a new photo. The latest edit of a photo wins in staging (stg_app__photos).
+        Column("updated_at", TIMESTAMP, required=False),
     ),
     key=("photo_id",),
     formats=(".jsonl", ".jsonl.gz", ".json", ".ndjson"),

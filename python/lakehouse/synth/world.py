@@ -149,6 +149,30 @@ class Photos:
     camera: np.ndarray  # -1 = unknown
     embedding: np.ndarray  # (n, EMBEDDING_DIM) float32
     appeal: np.ndarray
+    style: PhotoStyle
+
+
+@dataclass(frozen=True)
+class PhotoStyle:
+    """What the image embeddings of a world share: one centroid per topic and the direction
+    of quality; photos added on later nights reuse their world's."""
+
+    centroids: np.ndarray  # (topics, EMBEDDING_DIM)
+    quality_direction: np.ndarray  # (EMBEDDING_DIM,)
+
+
+def concat(first, second):
+    """Users (or Photos) of ``first`` then ``second``: a world grown by a night."""
+    values = {}
+    for name, value in vars(first).items():
+        other = getattr(second, name)
+        if isinstance(value, np.ndarray):
+            values[name] = np.concatenate([value, other])
+        elif isinstance(value, list):
+            values[name] = value + other
+        else:
+            values[name] = value
+    return type(first)(**values)
 
 
 def make_users(rng: np.random.Generator, n: int, start_s: int, end_s: int) -> Users:
@@ -171,7 +195,18 @@ def make_users(rng: np.random.Generator, n: int, start_s: int, end_s: int) -> Us
     )
 
 
-def make_photos(rng: np.random.Generator, n: int, users: Users, start_s: int, end_s: int) -> Photos:
+def make_photos(
+    rng: np.random.Generator,
+    n: int,
+    users: Users,
+    start_s: int,
+    end_s: int,
+    *,
+    style: PhotoStyle | None = None,
+    first_id: int = 1,
+) -> Photos:
+    """``n`` photos posted in [start_s, end_s) by ``users``; a new world draws its
+    ``style``, a later night passes its world's."""
     poster_weight = np.sqrt(users.activity * users.influence)
     owner = rng.choice(len(users.ids), n, p=poster_weight / poster_weight.sum())
     day = rng.integers(0, max(1, (end_s - start_s) // SECONDS_PER_DAY), n)
@@ -182,9 +217,12 @@ def make_photos(rng: np.random.Generator, n: int, users: Users, start_s: int, en
     owner, posted = owner[order], posted[order]
 
     topic = rng.choice(len(TOPIC_NAMES), n, p=TOPIC_WEIGHTS / TOPIC_WEIGHTS.sum())
-    centroids = rng.normal(0.0, 1.0, (len(TOPIC_NAMES), EMBEDDING_DIM))
-    quality_direction = rng.normal(0.0, 1.0, EMBEDDING_DIM)
-    quality_direction /= np.linalg.norm(quality_direction)
+    if style is None:
+        centroids = rng.normal(0.0, 1.0, (len(TOPIC_NAMES), EMBEDDING_DIM))
+        quality_direction = rng.normal(0.0, 1.0, EMBEDDING_DIM)
+        quality_direction /= np.linalg.norm(quality_direction)
+        style = PhotoStyle(centroids, quality_direction)
+    centroids, quality_direction = style.centroids, style.quality_direction
     quality = rng.normal(0.0, 1.0, n)
     embedding = (
         centroids[topic] * 0.6
@@ -216,7 +254,7 @@ def make_photos(rng: np.random.Generator, n: int, users: Users, start_s: int, en
     )
     camera = np.where(rng.random(n) < 0.1, -1, rng.integers(0, len(CAMERAS), n))
     return Photos(
-        ids=np.arange(1, n + 1, dtype=np.int64),
+        ids=np.arange(first_id, first_id + n, dtype=np.int64),
         owner=owner,
         posted_s=posted.astype(np.int64),
         topic=topic,
@@ -226,6 +264,7 @@ def make_photos(rng: np.random.Generator, n: int, users: Users, start_s: int, en
         camera=camera,
         embedding=embedding,
         appeal=appeal,
+        style=style,
     )
 
 

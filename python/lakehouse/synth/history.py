@@ -53,6 +53,9 @@ class GenerateConfig:
     dirty_rate: float = 0.0
     end: datetime = DEFAULT_END
     rows_per_file: int = 100_000
+    # nights after the history (``end``) in the folder: lakehouse.synth.nights appends the
+    # missing ones to a folder that holds this world's history and earlier nights
+    nights: int = 0
 
     @property
     def total_events(self) -> int:
@@ -92,12 +95,67 @@ ProgressFn = Callable[[str, int, int], None]  # (step, done, total)
 
 
 def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> GenerateReport:
-    """Write users/, photos/, embeddings/ and events/ under ``config.out``."""
+    """Write users/, photos/, embeddings/ and events/ under ``config.out``: the history
+    (``days`` up to ``end``), then ``nights`` nights after it. A folder that already holds
+    this world (same seed and sizes) keeps its files and gets only the missing nights."""
+    from lakehouse.synth.nights import append_nights  # noqa: PLC0415 (a cycle)
+
     report = progress or (lambda step, done, total: None)
-    rng = np.random.default_rng(config.seed)
-    end_s = int(config.end.timestamp()) // SECONDS_PER_DAY * SECONDS_PER_DAY
-    start_s = end_s - config.days * SECONDS_PER_DAY
     out = Path(config.out)
+    stats, have = _existing_world(out, config)
+    if stats is None:
+        stats, have = _write_history(out, config, report), 0
+    want = max(have, config.nights)
+    if want > have:
+        append_nights(out, config, have, want, stats, report)
+    result = GenerateReport(
+        {
+            k: (str(v) if isinstance(v, datetime) else v)
+            for k, v in {**asdict(config), "nights": want}.items()
+            if k != "out"  # paths in the manifest are relative to the landing folder
+        },
+        stats,
+    )
+    staged = out / f".{MANIFEST}.tmp"
+    staged.write_text(result.to_json())
+    staged.replace(out / MANIFEST)
+    return result
+
+
+def day_bounds(config: GenerateConfig) -> tuple[int, int]:
+    """(end, start) of the history in seconds since epoch: whole UTC days."""
+    end_s = int(config.end.timestamp()) // SECONDS_PER_DAY * SECONDS_PER_DAY
+    return end_s, end_s - config.days * SECONDS_PER_DAY
+
+
+def _existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableStats] | None, int]:
+    """The folder's per-table stats and nights when it holds ``config``'s world."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+        same = {
+            k: (str(v) if isinstance(v, datetime) else v)
+            for k, v in asdict(config).items()
+            if k not in ("out", "nights")
+        }
+        if any(manifest["config"].get(k) != v for k, v in same.items()):
+            return None, 0
+        stats = {
+            name: TableStats(
+                files=list(t["files"]),
+                clean_rows=int(t["clean_rows"]),
+                injected=Counter(t["injected"]),
+                rows_written=int(t["rows_written"]),
+            )
+            for name, t in manifest["tables"].items()
+        }
+        return stats, int(manifest["config"].get("nights", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, 0
+
+
+def _write_history(out: Path, config: GenerateConfig, report: ProgressFn) -> dict[str, TableStats]:
+    rng = np.random.default_rng(config.seed)
+    end_s, start_s = day_bounds(config)
     for folder in ("users", "photos", "embeddings", "events"):
         (out / folder).mkdir(parents=True, exist_ok=True)
 
@@ -120,17 +178,7 @@ def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> Gene
         events = day_events(rng, users, photos, day_start, int(per_day[day]))
         _write_event_day(out, day, day_start, events, users, photos, config, dirt, stats["events"])
     report("events", config.days, config.days)
-
-    result = GenerateReport(
-        {
-            k: (str(v) if isinstance(v, datetime) else v)
-            for k, v in asdict(config).items()
-            if k != "out"  # paths in the manifest are relative to the landing folder
-        },
-        stats,
-    )
-    (out / MANIFEST).write_text(result.to_json())
-    return result
+    return stats
 
 
 def iso(seconds: np.ndarray) -> np.ndarray:
@@ -152,7 +200,9 @@ USER_COLUMNS = (
 )
 
 
-def _write_users(out: Path, users, config: GenerateConfig, dirt, stats: TableStats) -> None:
+def _write_users(
+    out: Path, users, config: GenerateConfig, dirt, stats: TableStats, stem: str = "users"
+) -> None:
     signup = iso(users.signup_s)
     verified = users.influence > np.quantile(users.influence, 0.99)
     rows = []
@@ -185,7 +235,7 @@ def _write_users(out: Path, users, config: GenerateConfig, dirt, stats: TableSta
                 row[0] = dirty.FRESH_ID_BASE + sum(stats.injected.values())
             line = _dirty_user_line(row, kind)
             extra.append((row_index, line))
-        path = out / "users" / f"users-{index:05d}.csv"
+        path = out / "users" / f"{stem}-{index:05d}.csv"
         body = _merge(lines, extra)
         path.write_bytes(_csv_line(list(USER_COLUMNS)) + b"\n" + b"\n".join(body) + b"\n")
         stats.files.append(str(path.relative_to(out)))
@@ -220,25 +270,13 @@ def _csv_line(row: list[object]) -> bytes:
 # ---------------------------------------------------------------- photos (JSONL)
 
 
-def _write_photos(out: Path, photos, config: GenerateConfig, dirt, stats: TableStats) -> None:
+def _write_photos(
+    out: Path, photos, config: GenerateConfig, dirt, stats: TableStats, stem: str = "photos"
+) -> None:
     posted = iso(photos.posted_s)
     for index, start in enumerate(range(0, len(photos.ids), config.rows_per_file)):
         stop = min(start + config.rows_per_file, len(photos.ids))
-        records = []
-        for i in range(start, stop):
-            width, height = SIZES[photos.size[i]]
-            records.append(
-                {
-                    "photo_id": int(photos.ids[i]),
-                    "owner_id": int(photos.owner[i]) + 1,
-                    "posted_at": str(posted[i]),
-                    "caption": photos.caption[i],
-                    "width": width,
-                    "height": height,
-                    "camera": CAMERAS[photos.camera[i]] if photos.camera[i] >= 0 else None,
-                    "lang": photos.lang[i],
-                }
-            )
+        records = [photo_record(photos, i, str(posted[i])) for i in range(start, stop)]
         lines, extra = _json_with_dirt(
             records,
             dirt,
@@ -251,12 +289,27 @@ def _write_photos(out: Path, photos, config: GenerateConfig, dirt, stats: TableS
             text_field="caption",
             fresh_id=lambda k: dirty.FRESH_ID_BASE + k,
         )
-        path = out / "photos" / f"photos-{index:05d}.jsonl"
+        path = out / "photos" / f"{stem}-{index:05d}.jsonl"
         body = _merge(lines, extra)
         path.write_bytes(b"\n".join(body) + b"\n")
         stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += len(records)
         stats.rows_written += len(body)
+
+
+def photo_record(photos, i: int, posted_at: str) -> dict[str, object]:
+    """Photo ``i`` as the app's JSON record (``posted_at``: its time, from ``iso``)."""
+    width, height = SIZES[photos.size[i]]
+    return {
+        "photo_id": int(photos.ids[i]),
+        "owner_id": int(photos.owner[i]) + 1,
+        "posted_at": posted_at,
+        "caption": photos.caption[i],
+        "width": width,
+        "height": height,
+        "camera": CAMERAS[photos.camera[i]] if photos.camera[i] >= 0 else None,
+        "lang": photos.lang[i],
+    }
 
 
 def _json_with_dirt(records, dirt, rate, kinds, stats: TableStats, *, fresh_id, **fields):
@@ -294,7 +347,14 @@ def _merge(lines: list[bytes], extra: list[tuple[int, bytes]]) -> list[bytes]:
 # ---------------------------------------------------------------- embeddings (Parquet)
 
 
-def _write_embeddings(out: Path, photos, config: GenerateConfig, dirt, stats: TableStats) -> None:
+def _write_embeddings(
+    out: Path,
+    photos,
+    config: GenerateConfig,
+    dirt,
+    stats: TableStats,
+    stem: str = "embeddings",
+) -> None:
     for index, start in enumerate(range(0, len(photos.ids), config.rows_per_file)):
         stop = min(start + config.rows_per_file, len(photos.ids))
         ids: list[int | None] = photos.ids[start:stop].tolist()
@@ -322,7 +382,7 @@ def _write_embeddings(out: Path, photos, config: GenerateConfig, dirt, stats: Ta
                 "embedding": pa.array(vectors, pa.list_(pa.float32())),
             }
         )
-        path = out / "embeddings" / f"embeddings-{index:05d}.parquet"
+        path = out / "embeddings" / f"{stem}-{index:05d}.parquet"
         pq.write_table(table, path, compression="zstd")
         stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += clean
@@ -344,6 +404,20 @@ def _write_event_day(
     dirt,
     stats: TableStats,
 ) -> None:
+    date = datetime.fromtimestamp(day_start, UTC).date().isoformat()
+    records = event_records(day, day_start, events, users)
+    write_events_file(
+        out / "events" / f"events-{date}.jsonl.gz",
+        records,
+        config.dirty_rate,
+        dirt,
+        stats,
+        fresh_id=lambda k: f"e-dirty-{k:08d}",
+    )
+
+
+def event_records(day: int, day_start: int, events, users) -> list[dict[str, object]]:
+    """One JSON record per event of a day; event ids ``e<day>-<index>`` are unique."""
     n = events.ts_us.size
     ts = iso(events.ts_us // 1000 / 1000)
     user_ids = (events.user + 1).tolist()
@@ -368,21 +442,43 @@ def _write_event_day(
                 "comment_text": _comment(comment[i], user_ids[i]) if comment[i] >= 0 else None,
             }
         )
+    return records
+
+
+def write_events_file(
+    path: Path,
+    records: list[dict[str, object]],
+    dirty_rate: float,
+    dirt,
+    stats: TableStats,
+    *,
+    fresh_id: Callable[[int], object],
+    late: list[dict[str, object]] | None = None,
+) -> list[bytes]:
+    """A gzipped JSONL events file: the records (with dirt at ``dirty_rate``), then the
+    ``late`` records of earlier days, clean. Returns the lines written."""
     lines, extra = _json_with_dirt(
         records,
         dirt,
-        config.dirty_rate,
+        dirty_rate,
         dirty.EVENT_KINDS,
         stats,
         id_field="event_id",
         ts_field="ts",
         type_field="user_id",
         text_field="comment_text",
-        fresh_id=lambda k: f"e-dirty-{k:08d}",
+        fresh_id=fresh_id,
     )
-    date = datetime.fromtimestamp(day_start, UTC).date().isoformat()
-    path = out / "events" / f"events-{date}.jsonl.gz"
     body = _merge(lines, extra)
+    body += [json.dumps(r, ensure_ascii=False).encode() for r in late or ()]
+    write_gzip_lines(path, body)
+    stats.files.append(f"{path.parent.name}/{path.name}")
+    stats.clean_rows += len(records) + len(late or ())
+    stats.rows_written += len(body)
+    return body
+
+
+def write_gzip_lines(path: Path, body: list[bytes]) -> None:
     with (
         open(path, "wb") as raw,
         gzip.GzipFile(
@@ -394,9 +490,6 @@ def _write_event_day(
     ):
         for start in range(0, len(body), 65_536):
             handle.write(b"".join(line + b"\n" for line in body[start : start + 65_536]))
-    stats.files.append(str(path.relative_to(out)))
-    stats.clean_rows += n
-    stats.rows_written += len(body)
 
 
 def _comment(index: int, user_id: int) -> str:
