@@ -1,14 +1,32 @@
 {#- The two steps every staging model takes on a bronze table. -#}
 
-{% macro committed_rows(relation) -%}
-    {#- Rows of batches whose ingest is logged as complete (docs/decisions/0002). -#}
-    select *
-    from {{ relation }}
-    where _batch_id in (
-        select ingest_log.batch_id
-        from {{ source('ingest', 'ingest_log') }} as ingest_log
-        where ingest_log.status = 'ingested'
+{% macro committed_rows(relation, table) -%}
+    {#- Rows of batches whose ingest is logged as complete (docs/decisions/0002), with the
+        Delta version of the bronze table that added them (`_bronze_version`). In an
+        incremental run only the batches added after the newest version the model holds:
+        their ids are looked up first and written into the SQL as constants, so the Delta
+        scan skips every other file by its statistics. -#}
+    {%- set log = source('ingest', 'ingest_log') -%}
+    {%- set committed -%}
+        select batch_id, min(delta_version) as delta_version
+        from {{ log }}
+        where status = 'ingested' and "table" = '{{ table }}'
+        {%- if is_incremental() %}
+        and delta_version > (select coalesce(max(bronze_version), -1) from {{ this }})
+        {%- endif %}
+        group by batch_id
+    {%- endset -%}
+    {%- if execute and is_incremental() -%}
+        {%- set new_batches = run_query(committed).columns[0].values() | list -%}
+    {%- endif %}
+    select source.*, batches.delta_version as _bronze_version
+    from {{ relation }} as source
+    inner join ({{ committed }}) as batches on batches.batch_id = source._batch_id
+    {%- if execute and is_incremental() %}
+    where source._batch_id in (
+        {%- for batch in new_batches %}'{{ batch }}'{{ ", " if not loop.last }}{% else %}null{% endfor -%}
     )
+    {%- endif %}
 {%- endmacro %}
 
 
@@ -19,4 +37,19 @@
     qualify row_number() over (
         partition by {{ key }} order by _ingested_at, _source_file, _source_line
     ) = 1
+{%- endmacro %}
+
+
+{% macro not_loaded_yet(relation, key) -%}
+    {#- Rows whose key this incremental model does not hold yet: the first ingested row of a
+        key is in already, so a row re-sent on a later night is dropped (in a full build,
+        first_ingested keeps the same one). -#}
+    select *
+    from {{ relation }}
+    {%- if is_incremental() %}
+    where {{ key }} not in (
+        select existing.{{ key }} from {{ this }} as existing
+        where existing.{{ key }} in (select {{ key }} from {{ relation }})
+    )
+    {%- endif %}
 {%- endmacro %}

@@ -1,5 +1,17 @@
--- Every caption labeling rule (seeds/caption_labeling_rules.csv) applied to every caption:
--- one row per (photo, rule that fired), with the label the rule votes for.
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
+-- Every caption labeling rule (seeds/caption_labeling_rules.csv) applied to every photo's
+-- caption: one row per (photo, rule), `fired` when the rule matches, with the label the rule
+-- votes for. A row for each rule, fired or not, so an edited caption that no rule matches any
+-- more replaces its photo's old votes (incremental: the photos new or edited tonight).
+-- Changing the rules seed needs `dbt build --full-refresh`.
 --
 -- In a run, the rules are read from the seed at compile time and each becomes its own branch
 -- with a constant pattern, compiled once; joining patterns as a column made DuckDB compile a
@@ -17,8 +29,8 @@
 with
 
 photos as (
-    select photo_id, caption from {{ ref('stg_app__photos') }}
-    where caption is not null
+    select photo_id, caption from {{ ref('stg_app__photos') }} as photos
+    where {{ loaded_since_last_run('photos') }}
 ),
 
 {% if inline_rules -%}
@@ -27,12 +39,17 @@ votes as (
     select
         photo_id,
         '{{ rule[0] }}' as rule_name,
-        '{{ rule[2] }}' as label
+        '{{ rule[2] }}' as label,
+        coalesce({{ regex_matches('caption', "'" ~ rule[1] | replace("'", "''") ~ "'") }}, false)
+            as fired
     from photos
-    where {{ regex_matches('caption', "'" ~ rule[1] | replace("'", "''") ~ "'") }}
     {% if not loop.last %}union all{% endif %}
     {%- else %}
-    select photo_id, cast(null as varchar) as rule_name, cast(null as varchar) as label
+    select
+        photo_id,
+        cast(null as varchar) as rule_name,
+        cast(null as varchar) as label,
+        false as fired
     from photos
     where false
     {%- endfor %}
@@ -46,11 +63,11 @@ votes as (
     select
         photos.photo_id,
         rules.rule_name,
-        rules.label
+        rules.label,
+        coalesce({{ regex_matches('photos.caption', 'rules.pattern') }}, false) as fired
     from photos
     cross join rules
-    where {{ regex_matches('photos.caption', 'rules.pattern') }}
 )
 {%- endif %}
 
-select * from votes
+select *, {{ loaded_at() }} as _loaded_at from votes

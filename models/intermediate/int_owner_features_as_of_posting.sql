@@ -1,11 +1,66 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
 -- The photo owner's features as they were just before the photo was posted.
 -- Point in time: only data strictly before posted_at is used, so training sees what serving
 -- would have seen. features_as_of is the newest event timestamp the features used.
+-- Incremental: what arrived tonight can only change the features of photos posted after it
+-- (a late like, a late photo, the owner's own late activity) or of an owner who just
+-- arrived; those photos are computed again from their owners' whole history.
 
 with
 
-photos as (
+{% if is_incremental() %}
+changes as (
+    -- (owner, since): the owner's photos posted at or after `since` may change
+    select owner_user_id, posted_at as since
+    from {{ ref('stg_app__photos') }} as photos
+    where {{ loaded_since_last_run('photos') }}
+    union all
+    select photos.owner_user_id, events.occurred_at
+    from {{ ref('stg_app__events') }} as events
+    inner join {{ ref('stg_app__photos') }} as photos on photos.photo_id = events.photo_id
+    where {{ loaded_since_last_run('events') }} and events.event_type in ('like', 'follow')
+    union all
+    select activity.user_id, cast(activity.activity_date as timestamp with time zone)
+    from {{ ref('int_user_activity_daily') }} as activity
+    where {{ loaded_since_last_run('activity') }}
+    union all
+    select users.user_id, cast('-infinity' as timestamp with time zone)
+    from {{ ref('stg_app__users') }} as users
+    where {{ loaded_since_last_run('users') }}
+),
+
+owners as (
+    select owner_user_id, min(since) as since from changes group by owner_user_id
+),
+
+owner_photos as (
+    -- every photo of those owners: the running totals and ranks need all of them
     select photo_id, owner_user_id, posted_at from {{ ref('stg_app__photos') }}
+    where owner_user_id in (select owner_user_id from owners)
+),
+{% else %}
+owner_photos as (
+    select photo_id, owner_user_id, posted_at from {{ ref('stg_app__photos') }}
+),
+{% endif %}
+
+photos as (
+    -- the photos whose features are computed
+    select owner_photos.*
+    from owner_photos
+    {% if is_incremental() %}
+    inner join owners
+        on owners.owner_user_id = owner_photos.owner_user_id
+        and owner_photos.posted_at >= owners.since
+    {% endif %}
 ),
 
 users as (
@@ -19,7 +74,7 @@ engagement_received as (
         events.occurred_at,
         events.event_type
     from {{ ref('stg_app__events') }} as events
-    inner join photos on photos.photo_id = events.photo_id
+    inner join owner_photos as photos on photos.photo_id = events.photo_id
     where events.event_type in ('like', 'follow')
 ),
 
@@ -50,7 +105,7 @@ prior_photos as (
     select
         photo_id,
         rank() over (partition by owner_user_id order by posted_at) - 1 as owner_prior_photos
-    from photos
+    from owner_photos
 ),
 
 recent_activity as (
@@ -80,7 +135,8 @@ final as (
         received_before_posting.owner_followers,
         recent_activity.owner_events_30d,
         greatest(received_before_posting.received_as_of, recent_activity.activity_as_of)
-            as features_as_of
+            as features_as_of,
+        {{ loaded_at() }} as _loaded_at
     from photos
     left join users on users.user_id = photos.owner_user_id
     left join prior_photos on prior_photos.photo_id = photos.photo_id

@@ -1,23 +1,68 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
 -- Engagement each photo got in its first 24 hours and first 7 days: the label.
 -- Only events in [posted_at, posted_at + window) count; a photo's label is mature once the
 -- data reaches 7 days past its posting.
+-- Incremental: counted again for the photos that are new, got new events (late ones too),
+-- or whose first week the data has just covered (the label matures tonight).
 
 with
 
+all_events as (
+    select photo_id, event_type, occurred_at from {{ ref('stg_app__events') }}
+),
+
+data_horizon as (
+    select max(occurred_at) as observed_until from all_events
+),
+
+{% if is_incremental() %}
+touched as (
+    select photo_id from {{ ref('stg_app__photos') }} as photos
+    where {{ loaded_since_last_run('photos') }}
+    union
+    -- events inside a photo's first week (most events land long after it: no change)
+    select events.photo_id
+    from {{ ref('stg_app__events') }} as events
+    inner join {{ ref('stg_app__photos') }} as photos on photos.photo_id = events.photo_id
+    where {{ loaded_since_last_run('events') }}
+        and events.occurred_at >= photos.posted_at
+        and events.occurred_at < {{ dbt.dateadd('day', 7, 'photos.posted_at') }}
+    union
+    select held.photo_id from {{ this }} as held
+    cross join data_horizon
+    where not held.is_label_mature
+        and {{ dbt.dateadd('day', 7, 'held.posted_at') }} <= data_horizon.observed_until
+),
+
+photos as (
+    select photo_id, posted_at from {{ ref('stg_app__photos') }}
+    where photo_id in (select photo_id from touched)
+),
+
+events as (
+    select * from all_events
+    where photo_id in (select photo_id from touched)
+),
+{% else %}
 photos as (
     select photo_id, posted_at from {{ ref('stg_app__photos') }}
 ),
 
 events as (
-    select photo_id, event_type, occurred_at from {{ ref('stg_app__events') }}
+    select * from all_events
 ),
+{% endif %}
 
 event_types as (
     select event_type, engagement_weight from {{ ref('event_types') }}
-),
-
-data_horizon as (
-    select max(occurred_at) as observed_until from events
 ),
 
 events_in_first_week as (
@@ -63,7 +108,8 @@ final as (
         coalesce(windowed.engagement_score_7d, 0) as engagement_score_7d,
         coalesce(windowed.likes_7d, 0) >= {{ var('popular_likes_threshold') }} as is_popular,
         {{ dbt.dateadd('day', 7, 'photos.posted_at') }} <= data_horizon.observed_until
-            as is_label_mature
+            as is_label_mature,
+        {{ loaded_at() }} as _loaded_at
     from photos
     cross join data_horizon
     left join windowed on windowed.photo_id = photos.photo_id

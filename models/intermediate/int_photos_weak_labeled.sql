@@ -1,13 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
 -- Majority vote of the caption rules per photo; a tie or no vote abstains (null label).
+-- Incremental: the photos whose votes were cast again tonight.
 
 with
 
 photos as (
-    select photo_id from {{ ref('stg_app__photos') }}
+    select distinct photo_id from {{ ref('int_caption_rule_votes') }} as votes
+    where {{ loaded_since_last_run('votes') }}
 ),
 
 votes as (
-    select * from {{ ref('int_caption_rule_votes') }}
+    select photo_id, label from {{ ref('int_caption_rule_votes') }}
+    where fired and photo_id in (select photo_id from photos)
 ),
 
 tallied as (
@@ -29,7 +41,8 @@ final as (
                 then 'popular'
             when coalesce(tallied.votes_not_popular, 0) > coalesce(tallied.votes_popular, 0)
                 then 'not_popular'
-        end as weak_label
+        end as weak_label,
+        {{ loaded_at() }} as _loaded_at
     from photos
     left join tallied on tallied.photo_id = photos.photo_id
 )

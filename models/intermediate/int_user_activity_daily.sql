@@ -1,23 +1,54 @@
--- What each user did, per UTC day, as the actor of events.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['user_id', 'activity_date'],
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
+-- What each user did, per UTC day, as the actor of events. Incremental: the (user, day)
+-- pairs that got new events are counted again from all their events (a late event lands
+-- in its own day).
 
 with
 
-events as (
-    select user_id, event_type, occurred_at from {{ ref('stg_app__events') }}
+all_events as (
+    select user_id, event_type, occurred_at, cast(occurred_at as date) as activity_date
+    from {{ ref('stg_app__events') }} as events
 ),
+
+{% if is_incremental() %}
+touched as (
+    select distinct user_id, cast(occurred_at as date) as activity_date
+    from {{ ref('stg_app__events') }} as events
+    where {{ loaded_since_last_run('events') }}
+),
+
+events as (
+    select all_events.*
+    from all_events
+    inner join touched using (user_id, activity_date)
+),
+{% else %}
+events as (
+    select * from all_events
+),
+{% endif %}
 
 daily as (
     select
         user_id,
-        cast(occurred_at as date) as activity_date,
+        activity_date,
         count(*) as events,
         count(case when event_type = 'view' then 1 end) as views,
         count(case when event_type = 'like' then 1 end) as likes_given,
         count(case when event_type = 'comment' then 1 end) as comments_given,
         count(case when event_type = 'follow' then 1 end) as follows_given,
-        max(occurred_at) as last_event_at
+        max(occurred_at) as last_event_at,
+        {{ loaded_at() }} as _loaded_at
     from events
-    group by user_id, cast(occurred_at as date)
+    group by user_id, activity_date
 )
 
 select * from daily

@@ -5,7 +5,8 @@
 with
 
 votes as (
-    select * from {{ ref('int_caption_rule_votes') }}
+    select photo_id, rule_name, label from {{ ref('int_caption_rule_votes') }}
+    where fired
 ),
 
 rules as (

@@ -1,7 +1,33 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
+-- One row per photo. Incremental: the photos new or edited tonight, or whose embedding or
+-- weak label arrived or changed.
+
 with
+
+{% if is_incremental() %}
+touched as (
+    select photo_id from {{ ref('stg_app__photos') }} as photos
+    where {{ loaded_since_last_run('photos') }}
+    union
+    select photo_id from {{ ref('stg_ml__photo_embeddings') }} as embeddings
+    where {{ loaded_since_last_run('embeddings') }}
+    union
+    select photo_id from {{ ref('int_photos_weak_labeled') }} as weak_labels
+    where {{ loaded_since_last_run('weak_labels') }}
+),
+{% endif %}
 
 photos as (
     select * from {{ ref('stg_app__photos') }}
+    {% if is_incremental() %}where photo_id in (select photo_id from touched){% endif %}
 ),
 
 embeddings as (
@@ -28,7 +54,8 @@ final as (
         embeddings.model_version as embedding_model_version,
         weak_labels.weak_label,
         weak_labels.votes_popular,
-        weak_labels.votes_not_popular
+        weak_labels.votes_not_popular,
+        {{ loaded_at() }} as _loaded_at
     from photos
     left join embeddings on embeddings.photo_id = photos.photo_id
     left join weak_labels on weak_labels.photo_id = photos.photo_id

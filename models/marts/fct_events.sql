@@ -1,24 +1,19 @@
 {{
     config(
         materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='append',
         on_schema_change='fail',
     )
 }}
 
--- One row per event. Incremental by batch: each run adds the events of every committed
--- ingest batch not here yet, however late its ingest completed (a batch whose log commit a
--- rerun finished days later carries its original ingested_at), and a re-run replaces rather
--- than duplicates (unique_key event_id).
+-- One row per event. Incremental: each run appends the events staging loaded since this
+-- table's last load (staging holds each event_id once, so nothing is appended twice).
 
 with
 
 events as (
-    select * from {{ ref('stg_app__events') }}
-    {% if is_incremental() %}
-    where batch_id not in (select distinct batch_id from {{ this }})
-    {% endif %}
+    select * from {{ ref('stg_app__events') }} as events
+    where {{ loaded_since_last_run('events') }}
 ),
 
 photos as (
@@ -46,7 +41,8 @@ final as (
         event_types.is_engagement,
         event_types.engagement_weight,
         events.batch_id,
-        events.ingested_at
+        events.ingested_at,
+        {{ loaded_at() }} as _loaded_at
     from events
     inner join event_types on event_types.event_type = events.event_type
     left join photos on photos.photo_id = events.photo_id

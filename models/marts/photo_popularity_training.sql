@@ -1,8 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='photo_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+
 -- The nightly training set: one row per photo whose 7-day label is mature, with the owner's
 -- point-in-time features, caption and image features, the weak label, the label, and a
 -- deterministic split (md5 of photo_id: 80% train, 10% val, 10% test).
+-- Incremental: the photos whose label matured tonight, or whose label, features, embedding
+-- or metadata changed (a late event, an edited caption).
 
 with
+
+{% if is_incremental() %}
+touched as (
+    select photo_id from {{ ref('dim_photos') }} as photos
+    where {{ loaded_since_last_run('photos') }}
+    union
+    select photo_id from {{ ref('int_photo_engagement_windows') }} as labels
+    where {{ loaded_since_last_run('labels') }}
+    union
+    select photo_id from {{ ref('int_owner_features_as_of_posting') }} as owner_features
+    where {{ loaded_since_last_run('owner_features') }}
+    union
+    select photo_id from {{ ref('stg_ml__photo_embeddings') }} as embeddings
+    where {{ loaded_since_last_run('embeddings') }}
+),
+{% endif %}
 
 photos as (
     select * from {{ ref('dim_photos') }}
@@ -11,6 +38,7 @@ photos as (
 labels as (
     select * from {{ ref('int_photo_engagement_windows') }}
     where is_label_mature
+    {% if is_incremental() %}and photo_id in (select photo_id from touched){% endif %}
 ),
 
 owner_features as (
@@ -58,7 +86,9 @@ final as (
         cast(labels.likes_24h as integer) as likes_24h,
         cast(labels.likes_7d as integer) as likes_7d,
         cast(labels.engagement_score_7d as integer) as engagement_score_7d,
-        labels.is_popular
+        labels.is_popular,
+        ---------- bookkeeping
+        {{ loaded_at() }} as _loaded_at
     from labels
     inner join photos on photos.photo_id = labels.photo_id
     inner join split_buckets on split_buckets.photo_id = labels.photo_id

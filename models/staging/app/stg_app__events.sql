@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
+
+-- One row per event: the first one ingested of each event_id. Incremental: a night reads
+-- only the bronze batches added since the last load, and an event_id this table holds
+-- already (a retried upload, a re-sent file) is dropped.
+
 with
 
 source as (
@@ -5,7 +17,7 @@ source as (
 ),
 
 committed as (
-    {{ committed_rows('source') }}
+    {{ committed_rows('source', 'events') }}
 ),
 
 known_types as (
@@ -20,6 +32,10 @@ of_known_type as (
 
 deduplicated as (
     {{ first_ingested('of_known_type', 'event_id') }}
+),
+
+new_events as (
+    {{ not_loaded_yet('deduplicated', 'event_id') }}
 ),
 
 renamed as (
@@ -41,8 +57,10 @@ renamed as (
         ts as occurred_at,
         ---------- lineage
         _batch_id as batch_id,
-        _ingested_at as ingested_at
-    from deduplicated
+        _ingested_at as ingested_at,
+        _bronze_version as bronze_version,
+        {{ loaded_at() }} as _loaded_at
+    from new_events
 )
 
 select * from renamed

@@ -1,3 +1,13 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
+
+-- One row per user: the first one ingested. Incremental like stg_app__events.
+
 with
 
 source as (
@@ -5,11 +15,15 @@ source as (
 ),
 
 committed as (
-    {{ committed_rows('source') }}
+    {{ committed_rows('source', 'users') }}
 ),
 
 deduplicated as (
     {{ first_ingested('committed', 'user_id') }}
+),
+
+new_users as (
+    {{ not_loaded_yet('deduplicated', 'user_id') }}
 ),
 
 renamed as (
@@ -27,8 +41,10 @@ renamed as (
         signup_at,
         ---------- lineage
         _batch_id as batch_id,
-        _ingested_at as ingested_at
-    from deduplicated
+        _ingested_at as ingested_at,
+        _bronze_version as bronze_version,
+        {{ loaded_at() }} as _loaded_at
+    from new_users
 )
 
 select * from renamed

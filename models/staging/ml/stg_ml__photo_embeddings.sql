@@ -1,3 +1,14 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
+
+-- One embedding per photo from the current classifier: the first one ingested.
+-- Incremental like stg_app__events.
+
 with
 
 source as (
@@ -5,7 +16,7 @@ source as (
 ),
 
 committed as (
-    {{ committed_rows('source') }}
+    {{ committed_rows('source', 'photo_embeddings') }}
 ),
 
 current_model as (
@@ -18,6 +29,10 @@ deduplicated as (
     {{ first_ingested('current_model', 'photo_id') }}
 ),
 
+new_embeddings as (
+    {{ not_loaded_yet('deduplicated', 'photo_id') }}
+),
+
 renamed as (
     select
         ---------- ids
@@ -27,8 +42,10 @@ renamed as (
         cast(embedding as float[{{ embedding_dim() }}]) as embedding,
         ---------- lineage
         _batch_id as batch_id,
-        _ingested_at as ingested_at
-    from deduplicated
+        _ingested_at as ingested_at,
+        _bronze_version as bronze_version,
+        {{ loaded_at() }} as _loaded_at
+    from new_embeddings
 )
 
 select * from renamed

@@ -1,0 +1,45 @@
+{#- Nightly increments (docs/decisions/0008-incremental-nights.md).
+
+    Every incremental model stamps the rows it writes with `_loaded_at`, the invocation's
+    `run_started_at`. A model's cursor is the newest `_loaded_at` in itself: the rows of its
+    inputs loaded after that are what it has not seen yet. The cursor lives in the model's own
+    table, so it moves only when the model's own write commits: a build killed half way leaves
+    each model at its last commit, and the rerun picks up exactly what each one missed.
+    Staging reads bronze the same way, with the Delta version that added each row. -#}
+
+{% macro loaded_at() -%}
+    {#- when this invocation loaded a row -#}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}+00' as timestamp with time zone)
+{%- endmacro %}
+
+
+{% macro _scalar(sql) -%}
+    {%- set value = run_query(sql).columns[0].values()[0] -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+
+{% macro last_loaded_at() -%}
+    {#- This model's cursor as a constant (DuckDB then skips older row groups of the inputs):
+        the newest _loaded_at it holds. -#}
+    {%- if execute and is_incremental() -%}
+        {%- set newest = _scalar("select max(_loaded_at) from " ~ this) -%}
+        {%- if newest is none -%}
+            cast('-infinity' as timestamp with time zone)
+        {%- else -%}
+            cast('{{ newest.strftime("%Y-%m-%d %H:%M:%S.%f") }}+00' as timestamp with time zone)
+        {%- endif -%}
+    {%- else -%}
+        cast('-infinity' as timestamp with time zone)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro loaded_since_last_run(relation) -%}
+    {#- Rows of an upstream model that this model has not seen: all of them in a full build. -#}
+    {%- if is_incremental() -%}
+        {{ relation }}._loaded_at > {{ last_loaded_at() }}
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
