@@ -105,11 +105,14 @@ def test_demo_starts_over_when_its_sample_is_from_another_day(tmp_path: Path) ->
     from lakehouse.job import discard_stale_demo
 
     today = datetime(2026, 11, 24, tzinfo=UTC)
-    for end, kept in ((str(today), True), ("2026-11-23 00:00:00+00:00", False)):
+    # the demo's history ends the day before its last night
+    for end, kept in (("2026-11-23 00:00:00+00:00", True), ("2026-11-22 00:00:00+00:00", False)):
         (tmp_path / "landing").mkdir(exist_ok=True)
         (tmp_path / "lake" / "bronze").mkdir(parents=True, exist_ok=True)
         (tmp_path / "warehouse.duckdb").write_bytes(b"x")
-        (tmp_path / "landing" / "_generator.json").write_text(json.dumps({"config": {"end": end}}))
+        (tmp_path / "landing" / "_generator.json").write_text(
+            json.dumps({"config": {"end": end, "nights": 1}})
+        )
         assert discard_stale_demo(tmp_path, today) is not kept
         assert (tmp_path / "lake").exists() is kept
         assert (tmp_path / "warehouse.duckdb").exists() is kept

@@ -159,7 +159,7 @@ def test_nights_built_incrementally_equal_a_full_refresh(nightly, tmp_path: Path
 
 
 def test_a_night_touches_only_what_it_brought(nightly) -> None:
-    lake, warehouse, changed = nightly
+    _, warehouse, changed = nightly
     with duckdb.connect(str(warehouse), read_only=True) as con:
         totals = {
             m: con.sql(f"select count(*) from main.{m}").fetchone()[0]

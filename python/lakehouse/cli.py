@@ -496,10 +496,12 @@ def _demo(commands) -> None:
         "demo",
         help="generate sample data and run the pipeline on it (the README's main job)",
         description=(
-            "Generate a sample landing folder up to today (1%% dirty rows), ingest it into a "
-            "local lake, build the DuckDB warehouse with dbt, run the data-quality gate, "
-            "export the training set to Arrow shards and train a small model on them. The "
-            "Python API is lakehouse.job.run_demo."
+            "Generate a sample landing folder up to yesterday (1%% dirty rows) and run the "
+            "nightly job on it (ingest into a local lake, dbt build of the DuckDB warehouse, "
+            "the data-quality gate, export of the training set to Arrow shards); then add "
+            "yesterday's dump (late events, a retried upload, edited captions) and run the "
+            "job again, incrementally, as this morning's; then train a small model on the "
+            "shards. The Python API is lakehouse.job.run_demo."
         ),
     )
     cmd.add_argument(
@@ -514,7 +516,7 @@ def _demo(commands) -> None:
     cmd.add_argument(
         "--today",
         type=_date,
-        help="the day the sample ends, YYYY-MM-DD (default: today, UTC)",
+        help="the day of the last nightly job, YYYY-MM-DD (default: today, UTC)",
     )
     cmd.set_defaults(handler=demo)
 
@@ -523,7 +525,7 @@ def demo(args: argparse.Namespace, console, err) -> int:
     from lakehouse.console import ConsoleObserver, print_job
     from lakehouse.job import run_demo
 
-    console.rule("generate sample landing data (up to today, like last night's dump)")
+    console.rule("sample landing data up to yesterday, then the nightly job; then yesterday's dump")
     report = run_demo(
         args.workdir,
         seed=args.seed,
@@ -531,7 +533,8 @@ def demo(args: argparse.Namespace, console, err) -> int:
         today=args.today,
         observer=ConsoleObserver(console, err, Layout.from_root(args.workdir, env={})),
     )
-    print_job(report.job, console, err)
+    for night in report.nights:
+        print_job(night, console, err)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

@@ -180,9 +180,10 @@ def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> 
 
 def print_job(report: JobReport, console: Console, err: Console) -> None:
     layout = report.layout
+    clock = f" of {report.as_of:%Y-%m-%d %H:%M} UTC" if report.as_of else ""
     summary = Table(
-        title=f"nightly job: {layout.landing} -> {layout.lake} -> {layout.warehouse} -> "
-        f"{layout.shards}"
+        title=f"nightly job{clock}: {layout.landing} -> {layout.lake} -> {layout.warehouse} "
+        f"-> {layout.shards}"
     )
     for column in ("step", "status", "rows", "versions / result", "seconds"):
         summary.add_column(column, justify="right" if column == "seconds" else "left")

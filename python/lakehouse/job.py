@@ -112,12 +112,14 @@ class ExportResult:
 
     folder: Path | str
     manifest: Manifest
+    published: bool = True  # False: the model had not changed, the latest version stands
 
 
 @dataclass
 class JobReport:
     layout: Layout
     steps: list[StepReport] = field(default_factory=list)
+    as_of: datetime | None = None  # the job's clock, when one was given
 
     @property
     def ok(self) -> bool:
@@ -211,9 +213,10 @@ def build(
 ) -> StepReport:
     """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
     version except those given in ``bronze_versions`` (time travel)."""
-    from lakehouse.warehouse import pin_bronze_versions, project_dir, run_dbt
+    from lakehouse.warehouse import pin_bronze_versions, project_dir, rows_written_since, run_dbt
 
     versions = pin_bronze_versions(layout.lake, bronze_versions or {})
+    started = datetime.now(UTC)
     result: BuildResult = run_dbt(
         layout.lake,
         layout.warehouse,
@@ -224,12 +227,20 @@ def build(
         pii_salt=pii_salt,
     )
     done = [n for n in result.nodes if n.status in ("success", "pass")]
+    written = rows_written_since(layout.warehouse, started) if result.success else {}
+    marts = {m: w for m, w in written.items() if not m.startswith(("stg_", "int_"))}
     return StepReport(
         "dbt build",
         result.success,
         rows=(
             f"{sum(n.resource_type == 'model' for n in done)} models, "
             f"{sum(n.resource_type != 'model' for n in done)} tests/seeds ok"
+            + (
+                "; rows written: "
+                + ", ".join(f"{m} {new:,} of {total:,}" for m, (new, total) in marts.items())
+                if marts
+                else ""
+            )
         ),
         detail="bronze " + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
         reason=(
@@ -278,13 +289,17 @@ def export(
     columns: list[str] | None = None,
     compression: str | None = None,
     force: bool = False,
+    if_changed: bool = False,
     observer: JobObserver | None = None,
 ) -> StepReport:
     """Export ``model`` from the warehouse into a new shard version under ``layout.shards``,
-    after checking the gate's latest result in ``layout.quality``."""
-    from lakehouse.export import export_model
+    after checking the gate's latest result in ``layout.quality``. With ``if_changed`` (the
+    nightly job), a model whose exported rows are those of the latest version publishes
+    nothing and the step says so."""
+    from lakehouse.export import export_model, latest_version
 
     observer = observer or JobObserver()
+    before = latest_version(layout.shards, model) if if_changed else None
     with observer.rows_progress(f"export {model}") as on_rows:
         folder, manifest = export_model(
             layout.warehouse,
@@ -297,13 +312,19 @@ def export(
             force=force,
             lake=layout.lake,
             on_rows=on_rows,
+            if_changed=if_changed,
         )
+    unchanged = before is not None and before[1].version == manifest.version
     return StepReport(
         "export",
         True,
         rows=", ".join(f"{split} {rows:,}" for split, rows in sorted(manifest.totals.items())),
-        detail=f"{manifest.model} v{manifest.version}, {len(manifest.shards)} shards in {folder}",
-        result=ExportResult(folder, manifest),
+        detail=(
+            f"{manifest.model} unchanged since v{manifest.version}: no new version published"
+            if unchanged
+            else f"{manifest.model} v{manifest.version}, {len(manifest.shards)} shards in {folder}"
+        ),
+        result=ExportResult(folder, manifest, published=not unchanged),
     )
 
 
@@ -329,9 +350,9 @@ def run_job(
         lambda: ingest(layout, now=as_of, observer=observer),
         lambda: build(layout, pii_salt=pii_salt),
         lambda: gate(layout, as_of=as_of),
-        lambda: export(layout, model, shard_rows=shard_rows, observer=observer),
+        lambda: export(layout, model, shard_rows=shard_rows, if_changed=True, observer=observer),
     ]
-    report = JobReport(layout)
+    report = JobReport(layout, as_of=as_of)
     for number, (name, run) in enumerate(zip(STEPS, runs, strict=True), start=1):
         observer.step_started(name, number, len(STEPS))
         started = time.perf_counter()
@@ -352,6 +373,7 @@ def run_job(
 # the demo's sample: big enough to train on, small enough for a laptop
 DEMO_USERS, DEMO_PHOTOS, DEMO_DAYS = 2_000, 20_000, 45
 DEMO_JOB_HOUR = timedelta(hours=6)  # the nightly job runs at 06:00 after the day's dump
+DEMO_NIGHTS = 1  # nights after the history's first build: the demo runs DEMO_NIGHTS + 1 jobs
 # parts of a demo folder a new sample replaces
 _DEMO_PARTS = ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "quality", "shards")
 
@@ -359,13 +381,21 @@ _DEMO_PARTS = ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "q
 @dataclass
 class DemoReport:
     generated: GenerateReport
-    job: JobReport
+    nights: list[JobReport]  # the nightly job, night after night; the last is today's
     training: TrainingReport | None = None
     started_over: bool = False  # an older sample in the folder was discarded
 
     @property
+    def job(self) -> JobReport:
+        return self.nights[-1]
+
+    @property
     def ok(self) -> bool:
-        return self.job.ok and self.training is not None and self.training.beats_baseline
+        return (
+            all(night.ok for night in self.nights)
+            and self.training is not None
+            and self.training.beats_baseline
+        )
 
 
 def run_demo(
@@ -376,9 +406,12 @@ def run_demo(
     today: datetime | None = None,
     observer: JobObserver | None = None,
 ) -> DemoReport:
-    """Generate sample landing data up to ``today`` (default: the current UTC day), run the
-    nightly job on it in ``workdir`` the morning after (06:00 UTC, the job's clock) and train
-    a small model on the shards. The same ``today`` and ``seed`` give the same run."""
+    """Two nights of a growing lake, then a model: sample landing data up to yesterday and
+    the nightly job on it (yesterday 06:00 UTC, the job's clock; a first, full build); then
+    yesterday's dump (new photos, late events, a retried upload, edited captions) and the
+    job again this morning (an incremental night); then a small model trained on the
+    shards. The same ``today`` and ``seed`` give the same run; a rerun on the same day runs
+    this morning's job once more (nothing new to do)."""
     from lakehouse.loader.training import train_popularity_model
     from lakehouse.synth import GenerateConfig, generate
     from lakehouse.warehouse.pii import DEMO_SALT
@@ -390,29 +423,50 @@ def run_demo(
     started_over = discard_stale_demo(workdir, day)
     if started_over:
         observer.note(f"sample data in {workdir} was generated for another day; starting over")
-    config = GenerateConfig(
+    history = GenerateConfig(
         out=Path(layout.landing),
         users=DEMO_USERS,
         photos=DEMO_PHOTOS,
         days=DEMO_DAYS,
         seed=seed,
         dirty_rate=dirty_rate,
-        end=day,
+        end=day - timedelta(days=DEMO_NIGHTS),
     )
-    with observer.steps_progress("generate") as progress:
-        generated = generate(config, progress)
-    observer.step_finished(StepReport("generate", True, result=generated))
-    job = run_job(layout, as_of=day + DEMO_JOB_HOUR, pii_salt=DEMO_SALT, observer=observer)
-    report = DemoReport(generated, job, started_over=started_over)
-    if job.ok:
+    nights: list[JobReport] = []
+    generated = None
+    have = _demo_nights(layout)
+    for night in range(min(have, DEMO_NIGHTS), DEMO_NIGHTS + 1):
+        with observer.steps_progress("generate") as progress:
+            generated = generate(replace(history, nights=night), progress)
+        observer.step_finished(StepReport("generate", True, result=generated))
+        clock = history.end + timedelta(days=night) + DEMO_JOB_HOUR
+        observer.note(f"the nightly job of {clock:%Y-%m-%d %H:%M} UTC")
+        job = run_job(layout, as_of=clock, pii_salt=DEMO_SALT, observer=observer)
+        nights.append(job)
+        if not job.ok:
+            break
+    assert generated is not None
+    report = DemoReport(generated, nights, started_over=started_over)
+    if report.job.ok:
         with observer.steps_progress("train") as progress:
             report.training = train_popularity_model(
-                f"{job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}", on_step=progress
+                f"{report.job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}", on_step=progress
             )
         observer.step_finished(
             StepReport("train", report.training.beats_baseline, result=report.training)
         )
     return report
+
+
+def _demo_nights(layout: Layout) -> int:
+    """Nights the demo's landing folder already holds (0 for a new folder)."""
+    from lakehouse.synth import MANIFEST
+
+    try:
+        manifest = json.loads((Path(layout.landing) / MANIFEST).read_text())
+        return int(manifest["config"].get("nights", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def discard_stale_demo(workdir: Path, day: datetime) -> bool:
@@ -425,10 +479,11 @@ def discard_stale_demo(workdir: Path, day: datetime) -> bool:
     if not manifest.exists():
         return False
     try:
-        end = json.loads(manifest.read_text())["config"]["end"]
-    except (OSError, ValueError, KeyError):
-        end = None
-    if end == str(day):
+        config = json.loads(manifest.read_text())["config"]
+        through = datetime.fromisoformat(config["end"]) + timedelta(days=int(config["nights"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        through = None
+    if through == day:
         return False
     for part in _DEMO_PARTS:
         target = workdir / part

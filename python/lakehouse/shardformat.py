@@ -57,6 +57,9 @@ class Manifest:
     shards: list[ShardEntry]
     lineage: dict[str, Any] = field(default_factory=dict)
     quality_gate: dict[str, Any] = field(default_factory=dict)
+    # what the rows hold, whatever the build that made them: an export whose rows and
+    # columns fingerprint the same as the latest version's publishes nothing new
+    content_fingerprint: str = ""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -97,6 +100,7 @@ class Manifest:
             shards=[_shard(s) for s in _typed(data, "shards", list)],
             lineage=_lineage(_typed(data, "lineage", dict, default={})),
             quality_gate=_typed(data, "quality_gate", dict, default={}),
+            content_fingerprint=_typed(data, "content_fingerprint", str, default=""),
         )
 
 

@@ -43,7 +43,7 @@ renamed as (
         ---------- lineage
         _batch_id as batch_id,
         _ingested_at as ingested_at,
-        _bronze_version as bronze_version,
+        _batch_committed_at as batch_committed_at,
         {{ loaded_at() }} as _loaded_at
     from new_embeddings
 )

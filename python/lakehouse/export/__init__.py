@@ -5,7 +5,7 @@ sharded, from its dbt meta), :class:`ExportError`; the shard format itself (:cla
 :func:`verify`, :func:`safe_shard_path`) is :mod:`lakehouse.shardformat`, re-exported here.
 """
 
-from lakehouse.export.publish import export_model, reproduce
+from lakehouse.export.publish import export_model, latest_version, reproduce
 from lakehouse.export.writer import ExportError, ExportSpec
 from lakehouse.shardformat import (
     DEFAULT_SHARD_ROWS,
@@ -26,6 +26,7 @@ __all__ = [
     "Manifest",
     "ShardEntry",
     "export_model",
+    "latest_version",
     "reproduce",
     "safe_shard_path",
     "verify",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -46,10 +47,15 @@ def export_model(
     lake: str | None = None,
     spec: ExportSpec | None = None,
     on_rows=lambda n: None,
+    if_changed: bool = False,
 ) -> tuple[Path | str, Manifest]:
     """Write ``<out>/<model>/v<N>/`` and point ``latest`` at it; returns the folder (the URI
     of the version when ``out`` is on object storage). How the model is sharded (key, split
-    column, excluded columns) comes from its dbt ``meta.export`` unless ``spec`` says."""
+    column, excluded columns) comes from its dbt ``meta.export`` unless ``spec`` says.
+
+    With ``if_changed``, rows and columns that fingerprint the same as the latest version's
+    publish nothing: that version's folder and manifest are returned (the nightly job on a
+    night that changed nothing the model exports)."""
     project = project or project_dir()
     spec = spec or ExportSpec.from_meta(model, model_meta(project, model))
     remote = is_remote(str(out))
@@ -58,6 +64,11 @@ def export_model(
         lineage = _lineage(con, project, lake, model)
         gate = _gate(model, lineage, quality_dir, force)
         select, vocabularies, splits = plan_columns(con, model, spec, columns)
+        fingerprint = content_fingerprint(con, model, spec, select, shard_rows, compression)
+        if if_changed:
+            latest = latest_version(out, model)
+            if latest is not None and latest[1].content_fingerprint == fingerprint:
+                return latest
         if remote:  # written locally first, uploaded when complete
             root = Path(tempfile.mkdtemp(prefix="lakehouse-export-"))
         else:
@@ -94,6 +105,7 @@ def export_model(
                 shards=shards,
                 lineage=lineage,
                 quality_gate=gate,
+                content_fingerprint=fingerprint,
             )
             if remote:
                 return _publish_remote(join_uri(str(out), model), staging, manifest), manifest
@@ -112,6 +124,49 @@ def export_model(
                 shutil.rmtree(root, ignore_errors=True)
     finally:
         con.close()
+
+
+def content_fingerprint(
+    con,
+    model: str,
+    spec: ExportSpec,
+    select: list[str],
+    shard_rows: int,
+    compression: str | None,
+) -> str:
+    """What an export of these expressions would hold, without writing it: the row count and
+    an order-free sum of DuckDB's row hashes, plus the expressions (columns, vocabularies)
+    and the shard layout. Computed by the same DuckDB release that reads it back; another
+    release may hash differently, which only costs one more version."""
+    import duckdb
+
+    from lakehouse import sql
+
+    split = sql.identifier(spec.split)
+    rows, total = con.execute(
+        "select count(*), coalesce(sum(cast(hash(exported) as hugeint)), 0) from "
+        f"(select {', '.join(select)}, {split} from {sql.identifier(model)}) as exported"
+    ).fetchone()
+    layout = "\n".join([*select, str(shard_rows), str(compression), duckdb.__version__])
+    digest = hashlib.sha256(layout.encode()).hexdigest()[:16]
+    return f"{rows}:{total}:{digest}"
+
+
+def latest_version(out: str | Path, model: str) -> tuple[Path | str, Manifest] | None:
+    """The version ``latest`` names under ``<out>/<model>``, if there is one."""
+    root = join_uri(str(out), model) if is_remote(str(out)) else str(Path(out) / model)
+    fs, base = filesystem_for(root)
+    try:
+        with fs.open_input_stream(f"{base}/{LATEST}") as stream:
+            name = stream.read().decode().strip()
+        if not (name[:1] == "v" and name[1:].isdigit()):
+            return None
+        with fs.open_input_stream(f"{base}/{name}/{MANIFEST}") as stream:
+            manifest = Manifest.parse(stream.read().decode())
+    except (OSError, ValueError):  # none yet, or unreadable: publish a new one
+        return None
+    folder = join_uri(root, name) if is_remote(str(out)) else Path(root) / name
+    return folder, manifest
 
 
 STAGING_PREFIX = ".tmp-"

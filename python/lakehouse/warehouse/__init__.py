@@ -28,6 +28,7 @@ from lakehouse.warehouse.lineage import (
     latest_finished_build,
     latest_started,
     model_build,
+    rows_written_since,
 )
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "model_meta",
     "pin_bronze_versions",
     "project_dir",
+    "rows_written_since",
     "run_dbt",
 ]

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
+
+from lakehouse.sql import identifier
 
 RUNS_TABLE = "lakehouse_dbt_runs"
 READS_TABLE = "lakehouse_bronze_reads"
@@ -115,3 +118,25 @@ def _rows_if_table(
         "select count(*) from information_schema.tables where table_name = ?", [table]
     ).fetchone()[0]
     return con.execute(sql, parameters or []).fetchall() if exists else []
+
+
+def rows_written_since(warehouse: str | Path, since: datetime) -> dict[str, tuple[int, int]]:
+    """Per incremental model: (rows written at or after ``since``, rows in all), from the
+    ``_loaded_at`` stamp every incremental model keeps (macros/incremental.sql)."""
+    written: dict[str, tuple[int, int]] = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = [
+            t
+            for (t,) in con.execute(
+                "select table_name from duckdb_columns() where column_name = '_loaded_at' "
+                "and schema_name = 'main' order by table_name"
+            ).fetchall()
+        ]
+        for table in tables:
+            new, total = con.execute(
+                f"select count(*) filter (where _loaded_at >= ?), count(*) "
+                f"from main.{identifier(table)}",
+                [since],
+            ).fetchone()
+            written[table] = (int(new), int(total))
+    return written
