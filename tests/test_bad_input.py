@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.cli import main
@@ -119,6 +120,14 @@ junk_line = st.one_of(
     st.lists(st.one_of(maybe_bad_event, junk_line), max_size=20),
     st.randoms(use_true_random=False),
 )
+@example(  # found by this test: a skipped blank line and a two-record line cancelled out
+    good=[
+        '{"event_id": "e0", "event_type": "view", "ts": "2026-10-01T10:00:00Z", '
+        '"user_id": 0, "photo_id": 1}'
+    ],
+    other=["", '{"event_id": "x"}{"event_id": "y"}'],
+    order=random.Random(0),
+).via("discovered failure")
 def test_fuzzed_json_lines_are_landed_or_quarantined_never_lost(
     good: list[str], other: list[str], order
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -280,12 +281,22 @@ def _read_json_rows(
     """Arrow's table for ``data`` when it holds exactly one row per line, else None: Arrow
     refuses broken lines, skips blank ones, and reads `{..}{..}` on one line as two rows;
     either way row i would no longer be line i."""
+    if _has_blank_line(data):  # a skipped blank line and a `{..}{..}` line would cancel out
+        return None
     try:
         blocks = _block_for(data) if whole else pjson.ReadOptions()  # fast path: parallel
         table = pjson.read_json(io.BytesIO(data), read_options=blocks, parse_options=options)
     except pa.ArrowInvalid:
         return None
     return table if table.num_rows == lines else None
+
+
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
+
+
+def _has_blank_line(data: bytes) -> bool:
+    body = data[:-1] if data.endswith(b"\n") else data
+    return not body or _BLANK_LINE.search(body) is not None
 
 
 class _LazyLines:

@@ -1,0 +1,263 @@
+"""Night after night: the next night incrementally against a full rebuild, and 30 nights in a row.
+
+    python benchmarks/bench_nights.py --events 10000000 [--series-events 1000000]
+        [--series-nights 30] [--workdir DIR] [--skip-series] [--skip-night]
+
+Part 1, the next night. A history of ``--events`` events over 60 days (the generator's
+world: ``events / 40`` photos, ``events / 400`` users) is ingested, built, gated and
+exported; then the next night's dump (about 1/60 of the history, with late events, a
+retried upload and edited captions) goes through the job step by step:
+
+- incremental: ingest of the new files into the same lake, ``dbt build`` (incremental
+  models), the gate, export (publishes only a change);
+- full rebuild of the same lake, in the same run: ingest of the whole landing folder into a
+  fresh lake, ``dbt build --full-refresh`` into a fresh warehouse, the gate, export.
+
+Each step runs in its own subprocess, so each gets its own peak RSS (VmHWM).
+
+Part 2, the series. A smaller history of ``--series-nights`` days (``--series-events``
+events), then ``--series-nights`` nights in a row, each a whole ``lakehouse run`` (the job
+API in one subprocess per night): the history doubles, and the seconds per night and step
+should not grow with it. Writes a PNG chart next to BENCHMARKS.md.
+
+Results: benchmarks/results/nights-<events>.json; the method and the figures in
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "docs" / "nights.png"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+JOB_HOUR = timedelta(hours=6)
+
+STEP = """
+import json, os, sys, time
+from datetime import datetime
+from pathlib import Path
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+step, args = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+rows = None
+if step == "ingest":
+    from lakehouse.ingest import ingest
+    report = ingest(args[0], args[1], now=datetime.fromisoformat(args[2]))
+    assert report.ok, [f.error for f in report.failed]
+    rows = sum(f.rows_read for f in report.files if f.status == "ingested")
+elif step == "dbt build":
+    from lakehouse.warehouse import project_dir, run_dbt
+    result = run_dbt(args[0], args[1], project=project_dir(), quiet=True,
+                     full_refresh=args[2] == "full")
+    assert result.success, (result.error, result.failures)
+    rows = len(result.nodes)
+elif step == "quality gate":
+    from lakehouse.quality import validate
+    report, _ = validate(args[1], args[0], out=Path(args[2]),
+                         as_of=datetime.fromisoformat(args[3]))
+    assert report.passed, [r.name for r in report.blocking_failures]
+    rows = sum(t.rows for t in report.tables)
+elif step == "export":
+    from lakehouse.export import export_model
+    folder, manifest = export_model(args[0], "photo_popularity_training", Path(args[1]),
+                                    quality_dir=Path(args[2]), lake=args[3],
+                                    if_changed=args[4] == "if-changed")
+    rows = sum(manifest.totals.values())
+elif step == "night":
+    from lakehouse.job import Layout, run_job
+    report = run_job(Layout.from_root(args[0], env={}), as_of=datetime.fromisoformat(args[1]))
+    assert report.ok, report.failure
+    rows = {s.name: s.seconds for s in report.steps}
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak(), "rows": rows}))
+"""
+
+
+def _step(name: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", STEP, name, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    if out.returncode:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {name}: {result['seconds']:.1f} s, {result['peak_rss_mb']:,.0f} MB", flush=True)
+    return result
+
+
+def _config(landing: Path, events: int, days: int, nights: int):
+    from lakehouse.synth import GenerateConfig
+
+    photos = max(1_000, events // 40)
+    return GenerateConfig(
+        out=landing,
+        users=max(500, photos // 10),
+        photos=photos,
+        days=days,
+        events=events,
+        seed=7,
+        dirty_rate=0.001,
+        end=END,
+        nights=nights,
+    )
+
+
+def _generate(config) -> float:
+    from lakehouse.synth import generate
+
+    start = time.perf_counter()
+    generate(config)
+    return time.perf_counter() - start
+
+
+def next_night(events: int, work: Path) -> dict:
+    """Part 1: the next night, incremental against a full rebuild of the same lake."""
+    root = work / f"night-{events}"
+    landing = root / "landing"
+    for part in ("lake", "lake-full", "warehouse.duckdb", "full.duckdb", "quality", "shards"):
+        target = root / part
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
+            missing_ok=True
+        )
+    print(f"history of {events:,} events", flush=True)
+    generated = _generate(_config(landing, events, 60, 0))
+    lake, warehouse = str(root / "lake"), str(root / "warehouse.duckdb")
+    quality, shards = str(root / "quality"), str(root / "shards")
+    night0, night1 = END + JOB_HOUR, END + timedelta(days=1) + JOB_HOUR
+    history = {
+        "ingest": _step("ingest", str(landing), lake, night0.isoformat()),
+        "dbt build": _step("dbt build", lake, warehouse, "incremental"),
+        "quality gate": _step("quality gate", lake, warehouse, quality, night0.isoformat()),
+        "export": _step("export", warehouse, shards, quality, lake, "always"),
+    }
+    _generate(_config(landing, events, 60, 1))
+    print("the next night, incrementally", flush=True)
+    incremental = {
+        "ingest": _step("ingest", str(landing), lake, night1.isoformat()),
+        "dbt build": _step("dbt build", lake, warehouse, "incremental"),
+        "quality gate": _step("quality gate", lake, warehouse, quality, night1.isoformat()),
+        "export": _step("export", warehouse, shards, quality, lake, "if-changed"),
+    }
+    print("the same lake, rebuilt in full", flush=True)
+    full_lake, full_wh = str(root / "lake-full"), str(root / "full.duckdb")
+    full_quality = str(root / "quality-full")
+    full = {
+        "ingest": _step("ingest", str(landing), full_lake, night1.isoformat()),
+        "dbt build": _step("dbt build", lake, full_wh, "full"),
+        "quality gate": _step("quality gate", lake, full_wh, full_quality, night1.isoformat()),
+        "export": _step("export", full_wh, str(root / "shards-full"), full_quality, lake, "always"),
+    }
+    ratios = {name: round(incremental[name]["seconds"] / full[name]["seconds"], 3) for name in full}
+    night_events = incremental["ingest"]["rows"]
+    return {
+        "history_events": events,
+        "night_rows_read": night_events,
+        "generate_seconds": generated,
+        "history": history,
+        "incremental": incremental,
+        "full": full,
+        "incremental_over_full": ratios,
+    }
+
+
+def series(events: int, nights: int, work: Path) -> list[dict]:
+    """Part 2: ``nights`` whole nightly jobs in a row on a history of ``nights`` days."""
+    import duckdb
+
+    root = work / f"series-{events}"
+    shutil.rmtree(root, ignore_errors=True)
+    landing = root / "landing"
+    rows = []
+    for night in range(nights + 1):
+        _generate(_config(landing, events, nights, night))
+        clock = END + timedelta(days=night) + JOB_HOUR
+        result = _step("night", str(root), clock.isoformat())
+        with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+            history = con.sql("select count(*) from main.fct_events").fetchone()[0]
+        rows.append(
+            {
+                "night": night,
+                "history_events": history,
+                "seconds": result["seconds"],
+                "peak_rss_mb": result["peak_rss_mb"],
+                "steps": result["rows"],
+            }
+        )
+        print(f"night {night}: {history:,} events in the warehouse", flush=True)
+    return rows
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nights = [r for r in rows if r["night"] > 0]
+    x = [r["history_events"] / 1e6 for r in nights]
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    bottom = [0.0] * len(nights)
+    for step in ("ingest", "dbt build", "quality gate", "export"):
+        values = [r["steps"].get(step, 0.0) for r in nights]
+        ax.bar(x, values, bottom=bottom, width=(x[-1] - x[0]) / len(x) * 0.8, label=step)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    first = rows[0]
+    ax.axhline(
+        sum(first["steps"].values()),
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"the first night (full build of {first['history_events'] / 1e6:.1f}M events)",
+    )
+    ax.set_xlabel("events in the warehouse after the night (millions)")
+    ax.set_ylabel("seconds per night (job steps)")
+    ax.set_title("Each night's cost as the history doubles")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--series-events", type=int, default=1_000_000)
+    parser.add_argument("--series-nights", type=int, default=30)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/lakehouse-bench"))
+    parser.add_argument("--skip-night", action="store_true")
+    parser.add_argument("--skip-series", action="store_true")
+    args = parser.parse_args()
+    # warehouses outside data/demo need a PII key: a throwaway one for the benchmark
+    os.environ.setdefault("LAKEHOUSE_PII_SALT", "benchmark-only-key-" + "0" * 32)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"nights-{args.events}.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if not args.skip_night:
+        results["next_night"] = next_night(args.events, args.workdir)
+        print(json.dumps(results["next_night"]["incremental_over_full"], indent=2))
+        out.write_text(json.dumps(results, indent=2))
+    if not args.skip_series:
+        results["series"] = series(args.series_events, args.series_nights, args.workdir)
+        out.write_text(json.dumps(results, indent=2))
+        chart(results["series"], CHART)
+        print(f"chart in {CHART}")
+    print(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()
