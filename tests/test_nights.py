@@ -192,3 +192,31 @@ def test_a_photo_edit_reaches_the_marts_and_a_resent_file_does_not_undo_it(night
         ).fetchone()[0]
     assert edited > 0
     assert twice == 0
+
+
+def test_an_export_of_an_unchanged_mart_publishes_nothing(nightly, tmp_path: Path) -> None:
+    from lakehouse.export import export_model
+
+    _, warehouse, _ = nightly
+    out = tmp_path / "shards"
+    first, manifest = export_model(warehouse, "photo_popularity_training", out, force=True)
+    again, same = export_model(
+        warehouse, "photo_popularity_training", out, force=True, if_changed=True
+    )
+    assert (again, same.version) == (first, manifest.version) == (first, 1)
+    assert sorted(p.name for p in (out / "photo_popularity_training").iterdir()) == [
+        "latest",
+        "v1",
+    ]
+    # a changed row is a new version; without if_changed, every export is one
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "update main.photo_popularity_training set likes_7d = likes_7d + 1 "
+            "where photo_id = (select min(photo_id) from main.photo_popularity_training)"
+        )
+    changed, newer = export_model(
+        warehouse, "photo_popularity_training", out, force=True, if_changed=True
+    )
+    assert newer.version == 2 and newer.content_fingerprint != manifest.content_fingerprint
+    _, forced = export_model(warehouse, "photo_popularity_training", out, force=True)
+    assert forced.version == 3 and changed.name == "v2"

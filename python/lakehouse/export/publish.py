@@ -154,18 +154,22 @@ def content_fingerprint(
 
 def latest_version(out: str | Path, model: str) -> tuple[Path | str, Manifest] | None:
     """The version ``latest`` names under ``<out>/<model>``, if there is one."""
-    root = join_uri(str(out), model) if is_remote(str(out)) else str(Path(out) / model)
+    remote = is_remote(str(out))
+    root = join_uri(str(out), model) if remote else str(Path(out) / model)
     fs, base = filesystem_for(root)
     try:
-        with fs.open_input_stream(f"{base}/{LATEST}") as stream:
-            name = stream.read().decode().strip()
+        if remote:  # an object holding the version's name
+            with fs.open_input_stream(f"{base}/{LATEST}") as stream:
+                name = stream.read().decode().strip()
+        else:  # a symlink to the version's folder
+            name = os.readlink(Path(root) / LATEST)
         if not (name[:1] == "v" and name[1:].isdigit()):
             return None
         with fs.open_input_stream(f"{base}/{name}/{MANIFEST}") as stream:
             manifest = Manifest.parse(stream.read().decode())
     except (OSError, ValueError):  # none yet, or unreadable: publish a new one
         return None
-    folder = join_uri(root, name) if is_remote(str(out)) else Path(root) / name
+    folder = join_uri(root, name) if remote else Path(root) / name
     return folder, manifest
 
 
