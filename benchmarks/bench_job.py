@@ -1,13 +1,15 @@
 """The whole nightly job at growing sizes: time and peak memory of every step, and how they grow.
 
     python benchmarks/bench_job.py --events 1000000 10000000 100000000 [--workdir DIR]
+        [--steps ingest "dbt build"] [--memory-limit 4GB]
 
 For each size: generate a landing folder (reused when the workdir has one with the same
 settings; generation is not part of the job), then run each step of `lakehouse run` in its
 own subprocess on fresh outputs, so every step gets its own peak RSS (VmHWM):
 ingest -> dbt build -> quality gate -> export, then one epoch of the loader over the train
-split (ShardDataset, shuffled, in process). Results: benchmarks/results/job.json; the table
-and the method are in BENCHMARKS.md.
+split (ShardDataset, shuffled, in process). ``--steps`` runs only some steps (each needs
+the ones before it); ``--memory-limit`` bounds DuckDB in dbt (LAKEHOUSE_DUCKDB_MEMORY_LIMIT).
+Results: benchmarks/results/job-<sizes>.json; the table and the method are in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+ALL_STEPS = ("ingest", "dbt build", "quality gate", "export", "loader epoch")
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = "2026-11-01T06:00:00+00:00"  # the generator's default end: last night's dump
 
@@ -94,7 +98,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lakehouse-bench"))
+    parser.add_argument("--steps", nargs="+", default=list(ALL_STEPS), choices=ALL_STEPS)
+    parser.add_argument("--memory-limit", help="DuckDB memory_limit for dbt, e.g. 4GB")
     args = parser.parse_args()
+    os.environ.setdefault("LAKEHOUSE_PII_SALT", "benchmark-only-key-" + "0" * 32)
+    if args.memory_limit:
+        os.environ["LAKEHOUSE_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
     results = []
     for events in args.events:
         landing, generated = _landing(events, args.workdir)
@@ -103,32 +112,44 @@ def main() -> None:
         job.mkdir(parents=True)
         lake, warehouse = str(job / "lake"), str(job / "warehouse.duckdb")
         quality, shards = str(job / "quality"), str(job / "shards")
-        steps = {
-            "ingest": _step("ingest", str(landing), lake),
-            "dbt build": _step("dbt build", lake, warehouse),
-            "quality gate": _step("quality gate", lake, warehouse, quality, AS_OF),
-            "export": _step("export", warehouse, shards, quality, lake),
-            "loader epoch": _step(
-                "loader epoch", str(job / "shards" / "photo_popularity_training" / "latest")
-            ),
+        arguments = {
+            "ingest": (str(landing), lake),
+            "dbt build": (lake, warehouse),
+            "quality gate": (lake, warehouse, quality, AS_OF),
+            "export": (warehouse, shards, quality, lake),
+            "loader epoch": (str(job / "shards" / "photo_popularity_training" / "latest"),),
         }
+        steps = {}
+        for name in ALL_STEPS:
+            if name in args.steps:
+                steps[name] = _step(name, *arguments[name])
+                print(f"  {name}: {steps[name]}", flush=True)
         size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
         results.append(
-            {"events": events, "landing_bytes": size, "generate_seconds": generated, "steps": steps}
+            {
+                "events": events,
+                "landing_bytes": size,
+                "generate_seconds": generated,
+                "memory_limit": args.memory_limit,
+                "steps": steps,
+            }
         )
         print(json.dumps(results[-1], indent=2), flush=True)
         shutil.rmtree(job / "lake", ignore_errors=True)  # keep the disk for the next size
     for smaller, bigger in itertools.pairwise(results):
         factor = bigger["events"] / smaller["events"]
         for name, step in bigger["steps"].items():
-            before = smaller["steps"][name]
+            before = smaller["steps"].get(name)
+            if before is None:
+                continue
             print(
                 f"{smaller['events']:,} -> {bigger['events']:,} ({factor:.0f}x events): {name} "
                 f"time x{step['seconds'] / before['seconds']:.1f}, "
                 f"peak RSS x{step['peak_rss_mb'] / before['peak_rss_mb']:.1f}"
             )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"job-{'-'.join(str(e) for e in args.events)}.json"
+    bounded = f"-mem{args.memory_limit}" if args.memory_limit else ""
+    out = RESULTS / f"job-{'-'.join(str(e) for e in args.events)}{bounded}.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"results in {out}")
 

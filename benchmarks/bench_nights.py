@@ -125,17 +125,34 @@ def _generate(config) -> float:
     return time.perf_counter() - start
 
 
+def _nights_in(landing: Path) -> int | None:
+    from lakehouse.synth import MANIFEST
+
+    try:
+        return int(json.loads((landing / MANIFEST).read_text())["config"].get("nights", 0))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def next_night(events: int, work: Path) -> dict:
     """Part 1: the next night, incremental against a full rebuild of the same lake."""
     root = work / f"night-{events}"
     landing = root / "landing"
-    for part in ("lake", "lake-full", "warehouse.duckdb", "full.duckdb", "quality", "shards"):
+    parts = ("lake", "lake-full", "warehouse.duckdb", "full.duckdb", "quality", "shards")
+    for part in (*parts, "quality-full", "shards-full"):
         target = root / part
         shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
             missing_ok=True
         )
     print(f"history of {events:,} events", flush=True)
+    if _nights_in(landing) not in (0, None):  # the history's folder holds the history only
+        shutil.rmtree(landing)
     generated = _generate(_config(landing, events, 60, 0))
+    # the night's dump: the same files (hard links) plus the first night's
+    with_night = root / "landing-1"
+    shutil.rmtree(with_night, ignore_errors=True)
+    shutil.copytree(landing, with_night, copy_function=os.link)
+    _generate(_config(with_night, events, 60, 1))
     lake, warehouse = str(root / "lake"), str(root / "warehouse.duckdb")
     quality, shards = str(root / "quality"), str(root / "shards")
     night0, night1 = END + JOB_HOUR, END + timedelta(days=1) + JOB_HOUR
@@ -145,10 +162,9 @@ def next_night(events: int, work: Path) -> dict:
         "quality gate": _step("quality gate", lake, warehouse, quality, night0.isoformat()),
         "export": _step("export", warehouse, shards, quality, lake, "always"),
     }
-    _generate(_config(landing, events, 60, 1))
     print("the next night, incrementally", flush=True)
     incremental = {
-        "ingest": _step("ingest", str(landing), lake, night1.isoformat()),
+        "ingest": _step("ingest", str(with_night), lake, night1.isoformat()),
         "dbt build": _step("dbt build", lake, warehouse, "incremental"),
         "quality gate": _step("quality gate", lake, warehouse, quality, night1.isoformat()),
         "export": _step("export", warehouse, shards, quality, lake, "if-changed"),
@@ -157,7 +173,7 @@ def next_night(events: int, work: Path) -> dict:
     full_lake, full_wh = str(root / "lake-full"), str(root / "full.duckdb")
     full_quality = str(root / "quality-full")
     full = {
-        "ingest": _step("ingest", str(landing), full_lake, night1.isoformat()),
+        "ingest": _step("ingest", str(with_night), full_lake, night1.isoformat()),
         "dbt build": _step("dbt build", lake, full_wh, "full"),
         "quality gate": _step("quality gate", lake, full_wh, full_quality, night1.isoformat()),
         "export": _step("export", full_wh, str(root / "shards-full"), full_quality, lake, "always"),

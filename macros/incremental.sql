@@ -43,3 +43,20 @@
         true
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro incremental_lower_bound(sql) -%}
+    {#- A constant lower time bound for an incremental run's scan of a large model: the value
+        of `sql` (a min over tonight's rows), so DuckDB skips the row groups of older days.
+        'infinity' (scan nothing) when tonight brought nothing; '-infinity' in a full build. -#}
+    {%- if execute and is_incremental() -%}
+        {%- set value = _scalar(sql) -%}
+        {%- if value is none -%}
+            cast('infinity' as timestamp with time zone)
+        {%- else -%}
+            cast('{{ value }}' as timestamp with time zone)
+        {%- endif -%}
+    {%- else -%}
+        cast('-infinity' as timestamp with time zone)
+    {%- endif -%}
+{%- endmacro %}

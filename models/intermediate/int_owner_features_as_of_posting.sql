@@ -41,27 +41,29 @@ owners as (
     select owner_user_id, min(since) as since from changes group by owner_user_id
 ),
 
+photos as (
+    -- the photos whose features are computed tonight
+    select all_photos.photo_id, all_photos.owner_user_id, all_photos.posted_at
+    from {{ ref('stg_app__photos') }} as all_photos
+    inner join owners
+        on owners.owner_user_id = all_photos.owner_user_id
+        and all_photos.posted_at >= owners.since
+),
+
 owner_photos as (
-    -- every photo of those owners: the running totals and ranks need all of them
+    -- every photo of their owners: the running totals and ranks need all of them
     select photo_id, owner_user_id, posted_at from {{ ref('stg_app__photos') }}
-    where owner_user_id in (select owner_user_id from owners)
+    where owner_user_id in (select owner_user_id from photos)
 ),
 {% else %}
 owner_photos as (
     select photo_id, owner_user_id, posted_at from {{ ref('stg_app__photos') }}
 ),
-{% endif %}
 
 photos as (
-    -- the photos whose features are computed
-    select owner_photos.*
-    from owner_photos
-    {% if is_incremental() %}
-    inner join owners
-        on owners.owner_user_id = owner_photos.owner_user_id
-        and owner_photos.posted_at >= owners.since
-    {% endif %}
+    select * from owner_photos
 ),
+{% endif %}
 
 users as (
     select user_id, signup_at, is_verified, country_code from {{ ref('stg_app__users') }}

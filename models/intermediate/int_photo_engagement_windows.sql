@@ -24,7 +24,7 @@ data_horizon as (
 ),
 
 {% if is_incremental() %}
-touched as (
+{%- set touched_sql -%}
     select photo_id from {{ ref('stg_app__photos') }} as photos
     where {{ loaded_since_last_run('photos') }}
     union
@@ -37,9 +37,12 @@ touched as (
         and events.occurred_at < {{ dbt.dateadd('day', 7, 'photos.posted_at') }}
     union
     select held.photo_id from {{ this }} as held
-    cross join data_horizon
     where not held.is_label_mature
-        and {{ dbt.dateadd('day', 7, 'held.posted_at') }} <= data_horizon.observed_until
+        and {{ dbt.dateadd('day', 7, 'held.posted_at') }}
+            <= (select max(occurred_at) from {{ ref('stg_app__events') }})
+{%- endset %}
+touched as (
+    {{ touched_sql }}
 ),
 
 photos as (
@@ -48,8 +51,14 @@ photos as (
 ),
 
 events as (
+    -- a photo's first week starts at its posting, so no event counted tonight is older than
+    -- the earliest posting among the touched photos: a constant, older row groups skipped
     select * from all_events
     where photo_id in (select photo_id from touched)
+        and occurred_at >= {{ incremental_lower_bound(
+            "select cast(min(posted_at) as varchar) from " ~ ref('stg_app__photos')
+            ~ " where photo_id in (" ~ touched_sql ~ ")"
+        ) }}
 ),
 {% else %}
 photos as (

@@ -11,11 +11,18 @@
 -- pairs that got new events are counted again from all their events (a late event lands
 -- in its own day).
 
+{% set events_relation = ref('stg_app__events') %}
+
 with
 
 all_events as (
     select user_id, event_type, occurred_at, cast(occurred_at as date) as activity_date
-    from {{ ref('stg_app__events') }} as events
+    from {{ events_relation }} as events
+    -- the days tonight's events fall on, and later: a late event is a day or two old
+    where occurred_at >= {{ incremental_lower_bound(
+        "select cast(min(cast(occurred_at as date)) as varchar) || ' 00:00:00+00' from "
+        ~ events_relation ~ " as events where " ~ loaded_since_last_run('events')
+    ) }}
 ),
 
 {% if is_incremental() %}

@@ -220,7 +220,8 @@ def _build(commands) -> None:
     cmd.add_argument(
         "--full-refresh",
         action="store_true",
-        help="rebuild incremental models (fct_events) from scratch",
+        help="rebuild every incremental model from all of bronze (after changing a seed, a "
+        'var or logic that applies to history; see README "Night after night")',
     )
     cmd.set_defaults(handler=build)
 

@@ -296,7 +296,13 @@ _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 
 def _has_blank_line(data: bytes) -> bool:
     body = data[:-1] if data.endswith(b"\n") else data
-    return not body or _BLANK_LINE.search(body) is not None
+    if not body or b"\n\n" in body or body[:1] == b"\n" or body[-1:] == b"\n":
+        return True
+    # a line of only spaces, tabs or a CR: the regex only where a line starts with one
+    suspicious = body[:1] in (b" ", b"\t", b"\r") or any(
+        marker in body for marker in (b"\n ", b"\n\t", b"\n\r")
+    )
+    return suspicious and _BLANK_LINE.search(body) is not None
 
 
 class _LazyLines:
