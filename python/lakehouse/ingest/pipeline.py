@@ -7,12 +7,9 @@ rest still lands.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import os
-import queue
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -262,7 +259,6 @@ def _land_file(
             pass
         result.delta_version = committed
     else:
-        batches = _read_ahead(batches)  # parse and validate while delta-rs encodes and writes
         first = next(batches, None)  # a reading error raises right here
         if first is not None:
             reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
@@ -283,53 +279,6 @@ def _land_file(
     result.status = "ingested"
     if not result.reconciles:  # a bug, never bad input: refuse to log a count that lies
         raise AssertionError(f"counts do not reconcile for {landing_file.uri}: {result}")
-
-
-_READ_AHEAD = 4  # record batches parsed ahead of the writer: memory stays bounded
-_DONE = object()
-
-
-def _read_ahead(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``source`` run in a thread, ``_READ_AHEAD`` batches ahead of the consumer.
-
-    Parsing and validating (pyarrow, Python glue) and Parquet encoding (delta-rs, in Rust)
-    each hold one core; overlapped, ingest uses both of a laptop's. The order of batches,
-    and so the commit, is unchanged; an error in the reader is raised to the consumer, and a
-    consumer that stops early (a failed write) stops the reader."""
-    slots: queue.Queue[object] = queue.Queue(maxsize=_READ_AHEAD)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in source:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(_DONE)
-        except BaseException as error:  # handed to the consumer, which raises it
-            slots.put(error)
-
-    reader = threading.Thread(target=produce, name="ingest-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                slots.get(timeout=0.05)
-        reader.join()
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
