@@ -148,3 +148,55 @@ def test_seven_day_likes_are_learnable_from_features(clean: Path) -> None:
     model_mse = np.mean((x[half:] @ coef - y[half:]) ** 2)
     constant_mse = np.mean((y[:half].mean() - y[half:]) ** 2)
     assert model_mse < 0.8 * constant_mse, (model_mse, constant_mse)
+
+
+def test_nights_append_without_changing_earlier_files(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    base = small_config(tmp_path / "grown", dirty_rate=0.02)
+    generate(base)
+    history = _digest(tmp_path / "grown")
+    generate(replace(base, nights=1))
+    generate(replace(base, nights=3))  # appends nights 2 and 3 only
+    grown = _digest(tmp_path / "grown")
+    generate(replace(base, out=tmp_path / "at_once", nights=3))
+    at_once = _digest(tmp_path / "at_once")
+    manifest = "_generator.json"
+    assert {k: v for k, v in grown.items() if k in history and k != manifest} == {
+        k: v for k, v in history.items() if k != manifest
+    }  # earlier files never change
+    assert grown == at_once  # the same nights, however they were appended
+    new = sorted(set(grown) - set(history))
+    assert "events/events-2026-11-03.jsonl.gz" in new  # night 3 is 2026-11-03
+    assert "events/events-2026-11-03-retry.jsonl.gz" in new
+    assert "photos/photos-2026-11-02-corrections.jsonl" in new
+
+
+def test_a_night_brings_late_events_resent_ids_and_edited_photos(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    out = tmp_path / "landing"
+    generate(replace(small_config(out, dirty_rate=0.0), nights=3))
+
+    def events(name: str) -> list[dict]:
+        return [
+            json.loads(x)
+            for x in gzip.decompress((out / "events" / name).read_bytes()).splitlines()
+        ]
+
+    third = events("events-2026-11-03.jsonl.gz")
+    days = {e["ts"][:10] for e in third}
+    assert days >= {"2026-11-03", "2026-11-02", "2026-11-01"}  # on time and one or two late
+    late = [e for e in third if not e["ts"].startswith("2026-11-03")]
+    assert 0 < len(late) < len(third) * 0.03
+    retried = {e["event_id"] for e in events("events-2026-11-03-retry.jsonl.gz")}
+    assert retried and retried <= {e["event_id"] for e in events("events-2026-11-02.jsonl.gz")}
+    edits = [
+        json.loads(x)
+        for x in (out / "photos" / "photos-2026-11-02-corrections.jsonl").read_text().splitlines()
+    ]
+    originals = {p["photo_id"]: p for p in _photos(out) if "updated_at" not in p}
+    for edit in edits:
+        before = originals[edit["photo_id"]]
+        assert edit["caption"] != before["caption"] and edit["updated_at"][:10] == "2026-11-02"
+        assert (edit["owner_id"], edit["posted_at"]) == (before["owner_id"], before["posted_at"])
