@@ -191,33 +191,6 @@ def next_night(events: int, work: Path) -> dict:
     }
 
 
-def night_after_bench_job(events: int, work: Path) -> dict:
-    """The next night on the lake and warehouse `bench_job.py --events N` left in ``work``:
-    its landing folder gets night 1, then ingest and an incremental ``dbt build`` (with
-    LAKEHOUSE_DUCKDB_MEMORY_LIMIT if set)."""
-    from lakehouse.synth import GenerateConfig
-
-    landing, job = work / f"landing-{events}", work / f"job-{events}"
-    manifest = json.loads((landing / "_generator.json").read_text())["config"]
-    fields = ("users", "photos", "days", "events", "seed", "dirty_rate", "rows_per_file")
-    config = GenerateConfig(
-        out=landing,
-        end=datetime.fromisoformat(manifest["end"]),
-        nights=1,
-        **{name: manifest[name] for name in fields},
-    )
-    generated = _generate(config)
-    clock = config.end + timedelta(days=1) + JOB_HOUR
-    lake, warehouse = str(job / "lake"), str(job / "warehouse.duckdb")
-    return {
-        "history_events": events,
-        "generate_seconds": generated,
-        "memory_limit": os.environ.get("LAKEHOUSE_DUCKDB_MEMORY_LIMIT"),
-        "ingest": _step("ingest", str(landing), lake, clock.isoformat()),
-        "dbt build": _step("dbt build", lake, warehouse, "incremental"),
-    }
-
-
 def series(events: int, nights: int, work: Path) -> list[dict]:
     """Part 2: ``nights`` whole nightly jobs in a row on a history of ``nights`` days."""
     import duckdb
@@ -285,11 +258,7 @@ def main() -> None:
     parser.add_argument("--skip-night", action="store_true")
     parser.add_argument("--skip-series", action="store_true")
     parser.add_argument("--chart-only", action="store_true", help="redraw from the results")
-    parser.add_argument(
-        "--after-bench-job",
-        action="store_true",
-        help="only: the next night on the lake bench_job.py --events N left in --workdir",
-    )
+
     args = parser.parse_args()
     # warehouses outside data/demo need a PII key: a throwaway one for the benchmark
     os.environ.setdefault("LAKEHOUSE_PII_SALT", "benchmark-only-key-" + "0" * 32)
@@ -298,11 +267,6 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.exists() else {}
     if args.chart_only:
         chart(results["series"], CHART)
-        return
-    if args.after_bench_job:
-        results["after_bench_job"] = night_after_bench_job(args.events, args.workdir)
-        out.write_text(json.dumps(results, indent=2))
-        print(json.dumps(results["after_bench_job"], indent=2))
         return
     if not args.skip_night:
         results["next_night"] = next_night(args.events, args.workdir)
