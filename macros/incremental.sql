@@ -22,16 +22,7 @@
 {% macro last_loaded_at() -%}
     {#- This model's cursor as a constant (DuckDB then skips older row groups of the inputs):
         the newest _loaded_at it holds. -#}
-    {%- if execute and is_incremental() -%}
-        {%- set newest = _scalar("select max(_loaded_at) from " ~ this) -%}
-        {%- if newest is none -%}
-            cast('-infinity' as timestamp with time zone)
-        {%- else -%}
-            cast('{{ newest.strftime("%Y-%m-%d %H:%M:%S.%f") }}+00' as timestamp with time zone)
-        {%- endif -%}
-    {%- else -%}
-        cast('-infinity' as timestamp with time zone)
-    {%- endif -%}
+    {{ _incremental_timestamp("select cast(max(_loaded_at) as varchar) from " ~ this, "-infinity") }}
 {%- endmacro %}
 
 
@@ -47,15 +38,18 @@
 
 {% macro incremental_lower_bound(sql) -%}
     {#- A constant lower time bound for an incremental run's scan of a large model: the value
-        of `sql` (a min over tonight's rows), so DuckDB skips the row groups of older days.
-        'infinity' (scan nothing) when tonight brought nothing; '-infinity' in a full build. -#}
+        of `sql` (a min over tonight's rows, as text), so DuckDB skips the row groups of older
+        days. 'infinity' (scan nothing) when tonight brought nothing. -#}
+    {{ _incremental_timestamp(sql, "infinity") }}
+{%- endmacro %}
+
+
+{% macro _incremental_timestamp(sql, when_null) -%}
+    {#- The timestamp `sql` returns (as text), run now and written as a SQL constant;
+        `when_null` when it returns null; '-infinity' (everything) in a full build. -#}
     {%- if execute and is_incremental() -%}
         {%- set value = _scalar(sql) -%}
-        {%- if value is none -%}
-            cast('infinity' as timestamp with time zone)
-        {%- else -%}
-            cast('{{ value }}' as timestamp with time zone)
-        {%- endif -%}
+        cast('{{ when_null if value is none else value }}' as timestamp with time zone)
     {%- else -%}
         cast('-infinity' as timestamp with time zone)
     {%- endif -%}

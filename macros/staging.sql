@@ -27,7 +27,7 @@
     inner join ({{ committed }}) as batches on batches.batch_id = source._batch_id
     {%- if execute and is_incremental() %}
     where source._batch_id in (
-        {%- for batch in new_batches %}'{{ batch }}'{{ ", " if not loop.last }}{% else %}null{% endfor -%}
+        {%- for batch in new_batches %}'{{ batch | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor -%}
     )
     {%- endif %}
 {%- endmacro %}
