@@ -165,10 +165,10 @@ def _write_history(out: Path, config: GenerateConfig, report: ProgressFn) -> dic
     dirt = np.random.default_rng([config.seed, 1])  # dirt never shifts the clean data
 
     report("users", 0, 1)
-    _write_users(out, users, config, dirt, stats["users"])
+    write_users(out, users, config, dirt, stats["users"])
     report("photos", 0, 1)
-    _write_photos(out, photos, config, dirt, stats["photos"])
-    _write_embeddings(out, photos, config, dirt, stats["photo_embeddings"])
+    write_photos(out, photos, config, dirt, stats["photos"])
+    write_embeddings(out, photos, config, dirt, stats["photo_embeddings"])
 
     volume = day_volume_weights(datetime.fromtimestamp(start_s, UTC), config.days)
     per_day = np.floor(config.total_events * volume / volume.sum()).astype(np.int64)
@@ -200,7 +200,7 @@ USER_COLUMNS = (
 )
 
 
-def _write_users(
+def write_users(
     out: Path, users, config: GenerateConfig, dirt, stats: TableStats, stem: str = "users"
 ) -> None:
     signup = iso(users.signup_s)
@@ -270,7 +270,7 @@ def _csv_line(row: list[object]) -> bytes:
 # ---------------------------------------------------------------- photos (JSONL)
 
 
-def _write_photos(
+def write_photos(
     out: Path, photos, config: GenerateConfig, dirt, stats: TableStats, stem: str = "photos"
 ) -> None:
     posted = iso(photos.posted_s)
@@ -347,7 +347,7 @@ def _merge(lines: list[bytes], extra: list[tuple[int, bytes]]) -> list[bytes]:
 # ---------------------------------------------------------------- embeddings (Parquet)
 
 
-def _write_embeddings(
+def write_embeddings(
     out: Path,
     photos,
     config: GenerateConfig,

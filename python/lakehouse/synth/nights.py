@@ -37,6 +37,7 @@ from lakehouse.synth.world import (
     day_volume_weights,
     make_photos,
     make_users,
+    weekend_factor,
 )
 
 LATE_RATE = 0.01  # of a night's events, sent one or two nights late
@@ -129,18 +130,15 @@ def _night(
     history_days = day_volume_weights(
         datetime.fromtimestamp(end_s - config.days * SECONDS_PER_DAY, UTC), config.days
     )
-    weekend = datetime.fromtimestamp(day_start, UTC).weekday() >= 5
-    volume = (1.0 + 0.25 * weekend) * float(history_days[-1] / (1.0 + 0.25 * _weekend(end_s)))
+    # the history's trend on its last day, carried on with this day's weekday factor
+    trend = history_days[-1] / weekend_factor(datetime.fromtimestamp(end_s - SECONDS_PER_DAY, UTC))
+    volume = weekend_factor(datetime.fromtimestamp(day_start, UTC)) * float(trend)
     n_events = int(config.total_events * volume / history_days.sum())
     events = day_events(rng, everyone, all_photos, day_start, n_events)
     day_index = config.days + number - 1
     records = history.event_records(day_index, day_start, events, everyone)
     late = np.where(rng.random(len(records)) < LATE_RATE, rng.integers(1, 3, len(records)), 0)
     return Night(number, day_start, new_users, new_photos, records, late)
-
-
-def _weekend(day_start: int) -> bool:
-    return datetime.fromtimestamp(day_start - SECONDS_PER_DAY, UTC).weekday() >= 5
 
 
 def _write_night(
@@ -154,9 +152,9 @@ def _write_night(
     date = night.date
     dirt = np.random.default_rng([config.seed, 3, night.number])
     clean = history.GenerateConfig(**{**vars(config), "dirty_rate": 0.0})
-    history._write_users(out, night.users, clean, dirt, stats["users"], stem=f"users-{date}")
-    history._write_photos(out, night.photos, clean, dirt, stats["photos"], stem=f"photos-{date}")
-    history._write_embeddings(
+    history.write_users(out, night.users, clean, dirt, stats["users"], stem=f"users-{date}")
+    history.write_photos(out, night.photos, clean, dirt, stats["photos"], stem=f"photos-{date}")
+    history.write_embeddings(
         out, night.photos, clean, dirt, stats["photo_embeddings"], stem=f"embeddings-{date}"
     )
     _write_corrections(out, config.seed, night, photos, stats["photos"])

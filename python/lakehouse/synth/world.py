@@ -304,7 +304,12 @@ def diurnal_seconds(rng: np.random.Generator, n: int) -> np.ndarray:
     return hours * 3600 + rng.integers(0, 3600, n)
 
 
+def weekend_factor(day: datetime) -> float:
+    """How much busier than a weekday ``day`` is (weekends: a quarter)."""
+    return 1.25 if day.weekday() >= 5 else 1.0
+
+
 def day_volume_weights(start: datetime, days: int) -> np.ndarray:
     """Relative event volume per day: weekends busier, a slow upward trend."""
-    weekday = np.array([(start + timedelta(days=d)).weekday() for d in range(days)])
-    return (1.0 + 0.25 * (weekday >= 5)) * np.linspace(1.0, 1.15, days)
+    factors = np.array([weekend_factor(start + timedelta(days=d)) for d in range(days)])
+    return factors * np.linspace(1.0, 1.15, days)
