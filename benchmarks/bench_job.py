@@ -29,8 +29,12 @@ ALL_STEPS = ("ingest", "dbt build", "quality gate", "export", "loader epoch")
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = "2026-11-01T06:00:00+00:00"  # the generator's default end: last night's dump
 
+# one step of the job in a fresh interpreter: `python -c STEP <step> <args>` prints its time,
+# peak RSS (VmHWM) and rows as JSON. bench_nights.py runs its steps through it too.
 STEP = """
 import json, sys, time
+from datetime import datetime
+from pathlib import Path
 def peak():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -38,38 +42,44 @@ def peak():
 step, args = sys.argv[1], sys.argv[2:]
 start = time.perf_counter()
 rows = None
-if step == "ingest":
+if step == "ingest":  # landing lake [now]
     from lakehouse.ingest import ingest
-    report = ingest(args[0], args[1])
-    assert report.ok
-    rows = sum(f.rows_read for f in report.files)
-elif step == "dbt build":
+    now = datetime.fromisoformat(args[2]) if len(args) > 2 else None
+    report = ingest(args[0], args[1], now=now)
+    assert report.ok, [f.error for f in report.failed]
+    rows = sum(f.rows_read for f in report.files if f.status == "ingested")
+elif step == "dbt build":  # lake warehouse [incremental|full]
     from lakehouse.warehouse import project_dir, run_dbt
-    result = run_dbt(args[0], args[1], project=project_dir(), quiet=True)
-    assert result.success, result.failures
+    result = run_dbt(args[0], args[1], project=project_dir(), quiet=True,
+                     full_refresh=args[2:] == ["full"])
+    assert result.success, (result.error, result.failures)
     rows = len(result.nodes)
-elif step == "quality gate":
-    from datetime import datetime
-    from pathlib import Path
+elif step == "quality gate":  # lake warehouse quality as_of
     from lakehouse.quality import validate
     report, _ = validate(args[1], args[0], out=Path(args[2]), as_of=datetime.fromisoformat(args[3]))
     assert report.passed, [r.name for r in report.blocking_failures]
     rows = sum(t.rows for t in report.tables)
-elif step == "export":
-    from pathlib import Path
+elif step == "export":  # warehouse shards quality lake [always|if-changed]
     from lakehouse.export import export_model
     folder, manifest = export_model(args[0], "photo_popularity_training", Path(args[1]),
-                                    quality_dir=Path(args[2]), lake=args[3])
+                                    quality_dir=Path(args[2]), lake=args[3],
+                                    if_changed=args[4:] == ["if-changed"])
     rows = sum(manifest.totals.values())
-elif step == "loader epoch":
+elif step == "loader epoch":  # shard version folder
     from lakehouse.loader import ShardDataset
     ds = ShardDataset(args[0], "train", batch_size=4096, shuffle=True)
     rows = sum(len(b["photo_id"]) for b in ds)
+elif step == "night":  # root as_of: the whole job (lakehouse.job.run_job), seconds per step
+    from lakehouse.job import Layout, run_job
+    report = run_job(Layout.from_root(args[0], env={}), as_of=datetime.fromisoformat(args[1]))
+    assert report.ok, report.failure
+    rows = {s.name: s.seconds for s in report.steps}
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak(), "rows": rows}))
 """
 
 
-def _step(name: str, *args: str) -> dict:
+def run_step(name: str, *args: str) -> dict:
+    """Run one step of STEP in its own interpreter; its time, peak RSS and rows."""
     out = subprocess.run(
         [sys.executable, "-c", STEP, name, *args], capture_output=True, text=True, cwd=REPO
     )
@@ -122,7 +132,7 @@ def main() -> None:
         steps = {}
         for name in ALL_STEPS:
             if name in args.steps:
-                steps[name] = _step(name, *arguments[name])
+                steps[name] = run_step(name, *arguments[name])
                 print(f"  {name}: {steps[name]}", flush=True)
         size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file())
         results.append(

@@ -30,11 +30,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bench_job import run_step
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -42,62 +42,21 @@ CHART = REPO / "docs" / "nights.png"
 END = datetime(2026, 11, 1, tzinfo=UTC)
 JOB_HOUR = timedelta(hours=6)
 
-STEP = """
-import json, os, sys, time
-from datetime import datetime
-from pathlib import Path
-def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-step, args = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-rows = None
-if step == "ingest":
-    from lakehouse.ingest import ingest
-    report = ingest(args[0], args[1], now=datetime.fromisoformat(args[2]))
-    assert report.ok, [f.error for f in report.failed]
-    rows = sum(f.rows_read for f in report.files if f.status == "ingested")
-elif step == "dbt build":
-    from lakehouse.warehouse import project_dir, run_dbt
-    result = run_dbt(args[0], args[1], project=project_dir(), quiet=True,
-                     full_refresh=args[2] == "full")
-    assert result.success, (result.error, result.failures)
-    rows = len(result.nodes)
-elif step == "quality gate":
-    from lakehouse.quality import validate
-    report, _ = validate(args[1], args[0], out=Path(args[2]),
-                         as_of=datetime.fromisoformat(args[3]))
-    assert report.passed, [r.name for r in report.blocking_failures]
-    rows = sum(t.rows for t in report.tables)
-elif step == "export":
-    from lakehouse.export import export_model
-    folder, manifest = export_model(args[0], "photo_popularity_training", Path(args[1]),
-                                    quality_dir=Path(args[2]), lake=args[3],
-                                    if_changed=args[4] == "if-changed")
-    rows = sum(manifest.totals.values())
-elif step == "night":
-    from lakehouse.job import Layout, run_job
-    report = run_job(Layout.from_root(args[0], env={}), as_of=datetime.fromisoformat(args[1]))
-    assert report.ok, report.failure
-    rows = {s.name: s.seconds for s in report.steps}
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak(), "rows": rows}))
-"""
 
-
-def _step(name: str, *args: str, env: dict[str, str] | None = None) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", STEP, name, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
-    if out.returncode:
-        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+def _step(name: str, *args: str) -> dict:
+    result = run_step(name, *args)
     print(f"  {name}: {result['seconds']:.1f} s, {result['peak_rss_mb']:,.0f} MB", flush=True)
     return result
+
+
+def _build_gate_export(lake, warehouse, quality, shards, clock: datetime, build, export):
+    """The job's steps after ingest, each in its own interpreter (``build``: incremental or
+    full, ``export``: always or if-changed)."""
+    return {
+        "dbt build": _step("dbt build", lake, warehouse, build),
+        "quality gate": _step("quality gate", lake, warehouse, quality, clock.isoformat()),
+        "export": _step("export", warehouse, shards, quality, lake, export),
+    }
 
 
 def _config(landing: Path, events: int, days: int, nights: int):
@@ -158,25 +117,21 @@ def next_night(events: int, work: Path) -> dict:
     night0, night1 = END + JOB_HOUR, END + timedelta(days=1) + JOB_HOUR
     history = {
         "ingest": _step("ingest", str(landing), lake, night0.isoformat()),
-        "dbt build": _step("dbt build", lake, warehouse, "incremental"),
-        "quality gate": _step("quality gate", lake, warehouse, quality, night0.isoformat()),
-        "export": _step("export", warehouse, shards, quality, lake, "always"),
+        **_build_gate_export(lake, warehouse, quality, shards, night0, "incremental", "always"),
     }
     print("the next night, incrementally", flush=True)
     incremental = {
         "ingest": _step("ingest", str(with_night), lake, night1.isoformat()),
-        "dbt build": _step("dbt build", lake, warehouse, "incremental"),
-        "quality gate": _step("quality gate", lake, warehouse, quality, night1.isoformat()),
-        "export": _step("export", warehouse, shards, quality, lake, "if-changed"),
+        **_build_gate_export(lake, warehouse, quality, shards, night1, "incremental", "if-changed"),
     }
     print("the same lake, rebuilt in full", flush=True)
-    full_lake, full_wh = str(root / "lake-full"), str(root / "full.duckdb")
-    full_quality = str(root / "quality-full")
+    # the whole landing folder into a fresh lake; dbt --full-refresh of the same lake as above
+    full_wh, full_quality = str(root / "full.duckdb"), str(root / "quality-full")
     full = {
-        "ingest": _step("ingest", str(with_night), full_lake, night1.isoformat()),
-        "dbt build": _step("dbt build", lake, full_wh, "full"),
-        "quality gate": _step("quality gate", lake, full_wh, full_quality, night1.isoformat()),
-        "export": _step("export", full_wh, str(root / "shards-full"), full_quality, lake, "always"),
+        "ingest": _step("ingest", str(with_night), str(root / "lake-full"), night1.isoformat()),
+        **_build_gate_export(
+            lake, full_wh, full_quality, str(root / "shards-full"), night1, "full", "always"
+        ),
     }
     ratios = {name: round(incremental[name]["seconds"] / full[name]["seconds"], 3) for name in full}
     night_events = incremental["ingest"]["rows"]
