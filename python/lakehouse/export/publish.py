@@ -19,7 +19,13 @@ import pyarrow.ipc as ipc
 
 from lakehouse.export.writer import ExportError, ExportSpec, plan_columns, write_split
 from lakehouse.quality import GateRecord
-from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST, Manifest
+from lakehouse.shardformat import (
+    DEFAULT_SHARD_ROWS,
+    LATEST,
+    MANIFEST,
+    VERSION_NAME,
+    Manifest,
+)
 from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import (
     connect,
@@ -163,7 +169,7 @@ def latest_version(out: str | Path, model: str) -> tuple[Path | str, Manifest] |
                 name = stream.read().decode().strip()
         else:  # a symlink to the version's folder
             name = os.readlink(Path(root) / LATEST)
-        if not (name[:1] == "v" and name[1:].isdigit()):
+        if not VERSION_NAME.fullmatch(name):  # the one rule for a version's name
             return None
         with fs.open_input_stream(f"{base}/{name}/{MANIFEST}") as stream:
             manifest = Manifest.parse(stream.read().decode())
