@@ -312,7 +312,7 @@ def test_a_failed_or_stale_gate_refuses_unless_forced(built, tmp_path: Path) -> 
     shutil.copytree(built["quality"], failed)
     result = json.loads((failed / "result.json").read_text())
     check = next(t for t in result["tables"] if t["table"] == MODEL)["results"][0]
-    check["success"], check["severity"] = False, "blocking"
+    check["success"], check["severity"] = False, "critical"
     (failed / "result.json").write_text(json.dumps(result))
     with pytest.raises(ExportError, match="failed the data-quality gate"):
         export_model(

@@ -42,10 +42,7 @@ def _faulty(good: tuple[Path, Path], tmp_path: Path, *statements: str) -> Path:
 
 
 def _failed(report) -> set[str]:
-    return {
-        f"{r.table}.{r.kwargs.get('column') or r.kwargs.get('column_A') or r.type}"
-        for r in report.blocking_failures
-    }
+    return {f"{r.table}.{r.name}" for r in report.blocking_failures}
 
 
 def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
@@ -64,13 +61,24 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
         "photo_popularity_training",
     }
     training = next(t for t in report.tables if t.table == "photo_popularity_training")
-    assert training.profile["rows_per_mature_photo"] == 1
-    assert 0.75 <= training.profile["train_share"] <= 0.85
+    results = {r.name: r for r in training.results}
+    assert results["rows_are_the_mature_photos"].observed_value == 0
+    share = results["train_share"]
+    assert (
+        0.75 <= share.observed_value <= 0.85 and share.expected == "share of 'train': 0.75 … 0.85"
+    )
     assert training.versions["bronze_versions"]["events"] >= 0
     assert "dbt_invocation_id" in training.versions
+    # bronze is validated at the version that build pinned: version 0 creates the table
+    # empty, then 20 daily files, one commit each
     assert next(t for t in report.tables if t.table == "bronze_events").versions == {
-        "delta_version": 20
-    }  # version 0 creates the table empty, then 20 daily files, one commit each
+        "delta_version": 20,
+        "pinned": True,
+        "pinned_by": training.versions["dbt_invocation_id"],
+    }
+    # every metric was computed in DuckDB, none is missing
+    assert all(r.error is None for t in report.tables for r in t.results)
+    assert (tmp_path / "data_docs" / "index.html").exists()
 
 
 @pytest.mark.parametrize(
@@ -83,7 +91,10 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "case when photo_id % 50 = 0 then null else photo_id end as photo_id) "
                 "from photo_popularity_training"
             ],
-            {"photo_popularity_training.photo_id", "photo_popularity_training.duplicate_photo_ids"},
+            {  # (GX's uniqueness skips nulls, as SQL does)
+                "photo_popularity_training.expect_column_values_to_not_be_null(photo_id)",
+                "photo_popularity_training.rows_are_the_mature_photos",
+            },
         ),
         (
             "feature computed after posting",
@@ -91,12 +102,15 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "update photo_popularity_training set features_as_of = posted_at + interval 1 hour "
                 "where photo_id % 20 = 0"
             ],
-            {"photo_popularity_training.posted_at"},
+            {
+                "photo_popularity_training."
+                "expect_column_pair_values_a_to_be_greater_than_b(posted_at,features_as_of)"
+            },
         ),
         (
             "shifted label distribution",
             ["update photo_popularity_training set likes_7d = likes_7d * 20 + 40"],
-            {"photo_popularity_training.mean_likes_7d"},
+            {"photo_popularity_training.expect_column_mean_to_be_between(likes_7d)"},
         ),
         (
             "changed column type",
@@ -109,7 +123,12 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
         (
             "missing column",
             ["alter table photo_popularity_training drop column embedding"],
-            {"photo_popularity_training.table_is_readable"},
+            {
+                "photo_popularity_training.expect_table_columns_to_match_ordered_list",
+                "photo_popularity_training.column_types",
+                "photo_popularity_training.expect_column_values_to_not_be_null(embedding)",
+                "photo_popularity_training.embedding_is_64_finite_floats",
+            },
         ),
         (
             "events lost between staging and the fact table",
@@ -117,7 +136,7 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "delete from fct_events where event_id in "
                 "(select event_id from fct_events order by event_id limit 100)"
             ],
-            {"fct_events.rows_per_staged_event"},
+            {"fct_events.expect_table_row_count_to_equal_other_table"},
         ),
     ],
 )
@@ -135,11 +154,11 @@ def test_stale_data_blocks_on_freshness(good) -> None:
     lake, warehouse = good
     report, _ = validate(warehouse, str(lake), as_of=AS_OF + timedelta(days=5), project=PROJECT)
     assert _failed(report) == {
-        "bronze_events.newest_event_age_hours",
-        "fct_events.newest_event_age_hours",
+        "bronze_events.expect_column_max_to_be_recent(ts)",
+        "fct_events.expect_column_max_to_be_recent(occurred_at)",
     }
     stale = next(r for r in report.blocking_failures if r.table == "fct_events")
-    assert stale.observed_value > 48
+    assert 5 * 24 < stale.observed_value < 5 * 24 + 48 and stale.expected == "at most 48 h old"
 
 
 def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
@@ -165,54 +184,74 @@ def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
     )
     assert code == 1
     printed = capsys.readouterr().out
-    assert "BLOCKING photo_popularity_training" in printed and "mean_likes_7d" in printed
+    printed = " ".join(printed.split())
+    assert "BLOCKING photo_popularity_training: expect_column_mean_to_be_between(likes_7d)" in (
+        printed
+    )
+    assert "; expected 1 … 30" in printed  # observed vs expected, floats rounded
     result = json.loads((out / "result.json").read_text())
     assert result["passed"] is False and result["blocking_failures"] == 1
     failed = [
         r
         for t in result["tables"]
         for r in t["results"]
-        if not r["success"] and r["severity"] == "blocking"
+        if not r["success"] and r["severity"] == "critical"
     ]
-    assert failed[0]["name"] == "expect_column_values_to_be_between(mean_likes_7d)"
+    assert failed[0]["name"] == "expect_column_mean_to_be_between(likes_7d)"
     assert failed[0]["observed_value"] > 30
+    assert failed[0]["parameters"] == {
+        "min_value": "training_mean_likes_7d_min",
+        "max_value": "training_mean_likes_7d_max",
+    }
     junit = ET.parse(out / "junit.xml").getroot()
     assert junit.tag == "testsuites" and junit.get("failures") == "1"
     failures = junit.findall(".//failure")
-    assert len(failures) == 1 and "mean_likes_7d" in failures[0].get("message")
-    assert "BLOCKED" in (out / "report.html").read_text()
+    message = failures[0].get("message")
+    assert len(failures) == 1 and "likes_7d" in message and "expected 1 … 30" in message
+    observed = round(failed[0]["observed_value"], 2)
+    assert (
+        f"observed {observed}" in message
+        or f"observed {failed[0]['observed_value']:.4g}" in message
+    )
 
 
-def test_row_checks_stream_in_chunks_with_the_same_result(good, tmp_path: Path) -> None:
+def test_row_checks_read_the_rows_loaded_since_the_last_pass(good, tmp_path: Path) -> None:
+    """After a passing run, row-by-row checks read only rows with a newer _loaded_at; table
+    checks still read the whole table; --all-rows reads every row again."""
     lake, _ = good
-    warehouse = _faulty(
-        good,
-        tmp_path,
-        "update photo_popularity_training set features_as_of = posted_at "
-        "+ interval 1 hour where photo_id % 20 = 0",
+    warehouse = _faulty(good, tmp_path)
+    out = tmp_path / "quality"
+    table = ["photo_popularity_training"]
+    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    assert first.passed and first.tables[0].new_rows is None  # no passing run before: all rows
+    con = duckdb.connect(str(warehouse))
+    con.execute(  # a later load with 3 bad rows ...
+        "update photo_popularity_training set likes_7d = -1, _loaded_at = now() "
+        "where photo_id in (select photo_id from photo_popularity_training order by 1 limit 3)"
     )
-    whole, _ = validate(
-        warehouse, str(lake), as_of=AS_OF, project=PROJECT, tables=["photo_popularity_training"]
+    con.execute(  # ... and 2 bad rows changed outside dbt, keeping their old _loaded_at
+        "update photo_popularity_training set owner_account_age_days = -5 "
+        "where photo_id in (select photo_id from photo_popularity_training order by 1 desc limit 2)"
     )
-    chunked, _ = validate(
-        warehouse,
-        str(lake),
-        as_of=AS_OF,
-        project=PROJECT,
-        tables=["photo_popularity_training"],
-        chunk_rows=97,
+    con.close()
+    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    (training,) = night.tables
+    assert training.new_rows == 3 and training.rows == first.tables[0].rows
+    results = {r.name: r for r in training.results}
+    likes = results["expect_column_values_to_be_between(likes_7d)"]
+    assert (likes.rows, likes.element_count, likes.unexpected_count) == ("new", 3, 3)
+    assert likes.examples == [-1, -1, -1]
+    assert results["expect_column_values_to_be_between(owner_account_age_days)"].success
+    assert results["expect_column_values_to_be_unique(photo_id)"].rows == "all"
+    assert results["expect_column_values_to_be_unique(photo_id)"].element_count == training.rows
+    every, _ = validate(
+        warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table, all_rows=True
     )
-
-    def counts(report) -> dict[str, tuple[bool, int, int]]:
-        return {
-            r.name: (r.success, r.element_count, r.unexpected_count)
-            for t in report.tables
-            for r in t.results
-        }
-
-    assert counts(chunked) == counts(whole)
-    pit = next(r for t in chunked.tables for r in t.results if r.kwargs.get("column_A"))
-    assert pit.unexpected_count > 0 and len(pit.examples) == 5
+    age = next(
+        r for r in every.tables[0].results
+        if r.name == "expect_column_values_to_be_between(owner_account_age_days)"
+    )  # fmt: skip
+    assert every.tables[0].new_rows is None and age.unexpected_count == 2 and not age.success
 
 
 def test_the_next_run_reports_what_changed(good, tmp_path: Path) -> None:
@@ -224,11 +263,65 @@ def test_the_next_run_reports_what_changed(good, tmp_path: Path) -> None:
     )
     _, data = validate(shifted, str(lake), out=out, as_of=AS_OF, project=PROJECT)
     moved = {(c["table"], c["metric"]) for c in data["changes"]}
-    assert ("photo_popularity_training", "mean_likes_7d") in moved
+    assert ("photo_popularity_training", "expect_column_mean_to_be_between(likes_7d)") in moved
+    assert ("photo_popularity_training", "rows") not in moved  # only what moved past 5%
     assert len(list((out / "runs").iterdir())) == 2
 
 
-def test_a_suite_with_a_table_level_check_on_chunks_is_refused(tmp_path: Path) -> None:
+def test_great_expectations_loads_every_suite_with_its_own_api() -> None:
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuiteSchema
+
+    import lakehouse.quality.expectations  # noqa: F401  (the two custom expectation classes)
+
+    for path in sorted((PROJECT / "expectations").glob("*.json")):
+        data = json.loads(path.read_text())
+        suite = gx.ExpectationSuite(**data)
+        assert len(suite.expectations) == len(data["expectations"]) > 0, path.name
+        assert {e.severity.value for e in suite.expectations} <= {"critical", "warning", "info"}
+        ExpectationSuiteSchema().load(data)  # GX's schema accepts the file as it is
+        # only GX's keys at the top; the project's extras live under meta
+        assert set(data) <= {"name", "expectations", "meta", "notes", "id"}, path.name
+
+
+def test_a_broken_expectation_is_its_own_error_and_the_rest_still_report(
+    good, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT / "expectations", project / "expectations")
+    (project / ".duckdb").symlink_to(PROJECT / ".duckdb")  # the installed extensions
+    path = project / "expectations" / "dim_photos.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"] += [
+        {  # a warning on a column that is not there
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": "no_such_column"},
+            "severity": "warning",
+        },
+        {  # kwargs GX refuses
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "aspect_ratio", "min_value": "wide"},
+            "severity": "info",
+        },
+    ]
+    path.write_text(json.dumps(suite))
+    lake, warehouse = good
+    report, _ = validate(warehouse, str(lake), as_of=AS_OF, project=project, tables=["dim_photos"])
+    assert report.passed  # neither is critical
+    results = report.tables[0].results
+    assert len(results) == len(suite["expectations"])  # the other results are all there
+    broken = {r.name: r for r in results if r.error}
+    assert set(broken) == {
+        "expect_column_values_to_not_be_null(no_such_column)",
+        "expect_column_values_to_be_between(aspect_ratio)",
+    }
+    assert "no_such_column" in broken["expect_column_values_to_not_be_null(no_such_column)"].error
+    assert "min_value" in broken["expect_column_values_to_be_between(aspect_ratio)"].error
+    assert sum(r.success for r in results) == len(results) - 2
+    assert {r.severity for r in report.warnings + report.infos} == {"warning", "info"}
+
+
+def test_a_suite_with_a_severity_gx_does_not_have_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(
         json.dumps(
@@ -245,7 +338,7 @@ def test_a_suite_with_a_table_level_check_on_chunks_is_refused(tmp_path: Path) -
             }
         )
     )
-    with pytest.raises(SuiteError, match="profile"):
+    with pytest.raises(SuiteError, match=r"bad.json expectation 0 .* critical, warning, info"):
         load_suite(path)
 
 

@@ -246,10 +246,14 @@ def _validate(commands) -> None:
         "validate",
         help="run the data-quality gate (Great Expectations suites in expectations/)",
         description=(
-            "Run the suites in expectations/ against the bronze tables of --lake and the "
-            "warehouse. Writes result.json, junit.xml and report.html to --out (and keeps each "
-            "run under --out/runs/ so the next run shows what changed). Exit code 1 when a "
-            "blocking expectation fails, 0 otherwise (warnings do not block)."
+            "Run the Great Expectations suites in expectations/ as one checkpoint inside "
+            "DuckDB, on the bronze tables of --lake (at the Delta versions the build pinned) "
+            "and the warehouse. Row-by-row checks read the rows loaded since the last run "
+            "that passed (--all-rows: every row); table-level checks read whole tables. "
+            "Writes result.json, junit.xml, report.html and GX Data Docs (data_docs/) to "
+            "--out and keeps each run under --out/runs/. Bounds that depend on the data come "
+            "from expectations/parameters.yml (--env, --parameters). Exit code: 0 passed "
+            "(warnings do not block), 1 blocked by a critical expectation, 2 could not run."
         ),
     )
     _path_options(cmd, "lake", "warehouse")
@@ -265,17 +269,70 @@ def _validate(commands) -> None:
         type=_timestamp,
         help="the time freshness is measured against (default: now), ISO-8601",
     )
+    cmd.add_argument(
+        "--env",
+        default=None,
+        help="section of expectations/parameters.yml applied on top of `default` "
+        "(default: $LAKEHOUSE_ENV)",
+    )
+    cmd.add_argument(
+        "--parameters",
+        type=Path,
+        default=None,
+        help="a YAML file of `name: value` bounds applied last "
+        "(default: $LAKEHOUSE_GATE_PARAMETERS)",
+    )
+    cmd.add_argument(
+        "--all-rows",
+        action="store_true",
+        help="check every row row by row, not only those loaded since the last passing run",
+    )
+    cmd.add_argument(
+        "--suggest",
+        action="store_true",
+        help="propose bounds for expectations/parameters.yml from the runs kept in --out; "
+        "validates nothing",
+    )
+    cmd.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     cmd.set_defaults(handler=validate)
 
 
 def validate(args: argparse.Namespace, console, err) -> int:
+    import json
+
     from lakehouse import job
-    from lakehouse.console import print_gate
+    from lakehouse.console import print_gate, print_suggestions
+    from lakehouse.quality import suggest
+    from lakehouse.quality.reports import summary
 
     layout = _layout(args).resolved()
-    step = job.gate(layout, tables=args.tables, as_of=args.as_of)
+    try:
+        if args.suggest:
+            found, text = suggest(layout.quality, env=args.env)
+            if args.json:
+                print(json.dumps([vars(s) for s in found], indent=2))
+            else:
+                print_suggestions(found, text, layout.quality, console)
+            return EXIT_OK
+        step = job.gate(
+            layout,
+            tables=args.tables,
+            as_of=args.as_of,
+            env=args.env,
+            parameters_file=args.parameters,
+            all_rows=args.all_rows,
+        )
+    except job.user_errors() as exc:  # the gate could not run: not a verdict on the data
+        reason = job.failure_reason(exc)
+        if args.json:
+            print(json.dumps({"passed": None, "error": reason}))
+        err.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        return EXIT_USAGE
     report, data = step.result
-    print_gate(report, data, layout.quality, console)
+    if args.json:
+        print(json.dumps(summary(data, layout.quality), indent=2, default=str))
+    else:
+        print_gate(report, data, layout.quality, console)
     return EXIT_OK if step.ok else EXIT_FAILED
 
 

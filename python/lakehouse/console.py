@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from lakehouse.ingest import IngestReport
     from lakehouse.loader.training import TrainingReport
     from lakehouse.quality import RunReport
+    from lakehouse.quality.parameters import Suggestion
     from lakehouse.shardformat import Manifest
     from lakehouse.synth import GenerateReport
     from lakehouse.warehouse import BuildResult
@@ -122,34 +124,62 @@ def print_build(result: BuildResult, warehouse: Path, console: Console, err: Con
 
 
 def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Console) -> None:
+    from lakehouse.quality import BLOCKING
+    from lakehouse.quality.reports import describe
+
     table = Table(title=f"data-quality gate, run {report.run_id} (as of {report.as_of})")
-    for column in ("table", "rows", "expectations", "passed", "blocking failed", "warnings"):
+    for column in ("table", "rows", "new rows", "expectations", "passed", "critical", "warnings"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for t in report.tables:
         table.add_row(
             t.table,
             f"{t.rows:,}",
+            "all" if t.new_rows is None else f"{t.new_rows:,}",
             str(len(t.results)),
             str(sum(r.success for r in t.results)),
-            str(sum(not r.success and r.severity == "blocking" for r in t.results)),
+            str(sum(not r.success and r.severity == BLOCKING for r in t.results)),
             str(sum(not r.success and r.severity == "warning" for r in t.results)),
         )
     console.print(table)
     for r in report.blocking_failures + report.warnings:
-        label = "[red]BLOCKING[/]" if r.severity == "blocking" else "[yellow]warning[/]"
-        detail = r.error or f"observed {r.observed_value!r}, {r.unexpected_count} unexpected"
+        label = "[red]BLOCKING[/]" if r.severity == BLOCKING else "[yellow]warning[/]"
         examples = f", e.g. {r.examples[:3]}" if r.examples else ""
-        console.print(
-            f"{label} {r.table}: {escape(r.name)}: {escape(detail + examples)}", highlight=False
-        )
+        detail = describe(asdict(r)) + examples
+        console.print(f"{label} {r.table}: {escape(r.name)}: {escape(detail)}", highlight=False)
     for change in data.get("changes", [])[:20]:
+        relative = change["relative_change"]
+        moved = f" ({relative:+.1%})" if relative is not None else ""
         console.print(
-            f"changed since last run: {change['table']}.{change['metric']} "
-            f"{change['previous']} -> {change['current']}",
+            f"changed since last run: {change['table']} {change['metric']} "
+            f"{change['previous']} -> {change['current']}{moved}",
             highlight=False,
         )
     verdict = "[green]passed[/]" if report.passed else "[bold red]blocked[/]"
-    console.print(f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html)")
+    console.print(
+        f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html, "
+        "data_docs/index.html)"
+    )
+
+
+def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Console) -> None:
+    if not found:
+        console.print(f"no kept runs with observed values in {out}/runs/: run the gate first")
+        return
+    table = Table(title=f"bounds observed over the runs kept in {out}/runs/")
+    for column in ("parameter", "now", "observed min", "observed max", "runs", "proposed"):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    for s in found:
+        table.add_row(
+            s.name,
+            str(s.current),
+            f"{s.observed_min:.4g}",
+            f"{s.observed_max:.4g}",
+            str(s.runs),
+            str(s.proposed),
+        )
+    console.print(table)
+    console.print("review, then paste into expectations/parameters.yml:", highlight=False)
+    console.print(escape(text), highlight=False, markup=False)
 
 
 def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> None:

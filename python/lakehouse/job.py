@@ -253,20 +253,35 @@ def build(
 
 
 def gate(
-    layout: Layout, *, tables: list[str] | None = None, as_of: datetime | None = None
+    layout: Layout,
+    *,
+    tables: list[str] | None = None,
+    as_of: datetime | None = None,
+    env: str | None = None,
+    parameters_file: Path | None = None,
+    all_rows: bool = False,
 ) -> StepReport:
     """The data-quality gate on the lake and the warehouse; reports go to ``layout.quality``.
-    Fails when a blocking expectation fails (warnings do not)."""
+    Fails when a critical expectation fails (warnings do not)."""
     from lakehouse.quality import validate
 
     report: RunReport
     report, data = validate(
-        layout.warehouse, layout.lake, tables=tables, out=layout.quality, as_of=as_of
+        layout.warehouse,
+        layout.lake,
+        tables=tables,
+        out=layout.quality,
+        as_of=as_of,
+        env=env,
+        parameters_file=parameters_file,
+        all_rows=all_rows,
     )
+    new_rows = [t.new_rows for t in report.tables if t.new_rows is not None]
     return StepReport(
         "quality gate",
         report.passed,
-        rows=f"{sum(t.rows for t in report.tables):,} rows in {len(report.tables)} tables",
+        rows=f"{sum(t.rows for t in report.tables):,} rows in {len(report.tables)} tables"
+        + (f", {sum(new_rows):,} new" if new_rows else ""),
         detail=(
             f"run {report.run_id}: "
             f"{sum(len(t.results) for t in report.tables)} expectations, "

@@ -1,9 +1,10 @@
-"""The data-quality gate: Great Expectations suites (expectations/) run against the lake and
-the warehouse; blocking failures stop the pipeline.
+"""The data-quality gate: Great Expectations suites (expectations/) run as one GX Checkpoint
+inside DuckDB; critical failures stop the pipeline.
 
-Public surface: :func:`validate`, :class:`RunReport`, :class:`ExpectationResult`,
-:class:`GateRecord` (the latest verdict kept in a quality folder), :class:`SuiteError`.
-Great Expectations and pandas are imported when :func:`validate` runs, not on import.
+Public surface: :func:`validate`, :func:`suggest`, :class:`RunReport`,
+:class:`ExpectationResult`, :class:`GateRecord` (the latest verdict kept in a quality
+folder), :class:`SuiteError`. Great Expectations is imported when :func:`validate` runs,
+not on import. How it works: docs/decisions/0004.
 """
 
 from __future__ import annotations
@@ -12,21 +13,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.quality.record import RESULT_FILE, GateRecord, TableVerdict
-from lakehouse.quality.suites import SuiteError
+from lakehouse.quality.record import BLOCKING, RESULT_FILE, GateRecord, TableVerdict
 
 if TYPE_CHECKING:
+    from lakehouse.quality.parameters import Suggestion
     from lakehouse.quality.runner import ExpectationResult, RunReport
 
 __all__ = [
+    "BLOCKING",
     "RESULT_FILE",
     "ExpectationResult",
     "GateRecord",
     "RunReport",
     "SuiteError",
     "TableVerdict",
+    "suggest",
     "validate",
 ]
+
+
+class SuiteError(Exception):
+    """A suite or parameters file that cannot be used; the message names the file."""
 
 
 def validate(
@@ -36,29 +43,67 @@ def validate(
     tables: list[str] | None = None,
     out: Path | None = None,
     as_of: datetime | None = None,
-    chunk_rows: int | None = None,
     project: Path | None = None,
+    env: str | None = None,
+    parameters_file: Path | None = None,
+    all_rows: bool = False,
 ) -> tuple[RunReport, dict[str, Any]]:
-    """Run the suites; write the reports to ``out`` when given. Returns the report and its
-    JSON form (with changes since the previous run in ``out``)."""
-    from lakehouse.quality.reports import to_dict, write_reports
-    from lakehouse.quality.runner import DEFAULT_CHUNK_ROWS, run_suites
+    """Run the suites; with ``out``, write the reports and GX's Data Docs there and check
+    row by row only the rows loaded since the last run that passed (``all_rows``: every
+    row). Returns the report and its JSON form (with changes since the previous run)."""
+    from lakehouse.quality import parameters
+    from lakehouse.quality.reports import DATA_DOCS, to_dict, write_reports
+    from lakehouse.quality.runner import run_suites
     from lakehouse.quality.suites import load_suites
     from lakehouse.storage import normalize_uri
-    from lakehouse.warehouse import connect, project_dir
+    from lakehouse.warehouse import project_dir
 
     project = project or project_dir()
-    suites = load_suites(project / "expectations", tables)
-    lake = normalize_uri(lake)
-    con = connect(warehouse, project, lake=lake)
-    try:
-        report = run_suites(
-            con, suites, lake=lake, as_of=as_of, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS
+    folder = project / "expectations"
+    suites = load_suites(folder, tables)
+    values = parameters.load(folder, env, parameters_file)
+    missing = sorted({n for s in suites for n in s.parameter_names} - {*values.values, "as_of"})
+    if missing:
+        raise SuiteError(
+            f"suite parameter(s) {', '.join(missing)} have no value in "
+            f"{folder / parameters.FILE} (section default"
+            f"{f' or {values.env}' if values.env else ''})"
         )
-    finally:
-        con.close()
+    previous = _previous(out) if out else None
+    report = run_suites(
+        Path(warehouse),
+        suites,
+        lake=normalize_uri(lake),
+        project=project,
+        parameters=values,
+        as_of=as_of,
+        previous=previous,
+        all_rows=all_rows,
+        data_docs=out / DATA_DOCS if out else None,
+    )
     data = write_reports(report, out) if out else to_dict(report)
     return report, data
+
+
+def _previous(out: Path) -> GateRecord | None:
+    try:
+        return GateRecord.read(out)
+    except ValueError:
+        return None  # unreadable: this run checks every row and replaces it
+
+
+def suggest(
+    quality_dir: Path, *, project: Path | None = None, env: str | None = None
+) -> tuple[list[Suggestion], str]:
+    """Bounds proposed from the runs kept in ``quality_dir``, and the same as a YAML section
+    of expectations/parameters.yml for a person to review and paste."""
+    from lakehouse.quality import parameters
+    from lakehouse.warehouse import project_dir
+
+    project = project or project_dir()
+    values = parameters.load(project / "expectations", env)
+    found = parameters.suggest(Path(quality_dir), values)
+    return found, parameters.as_yaml(found, values.env or "suggested")
 
 
 def __getattr__(name: str) -> Any:

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+BLOCKING = "critical"  # GX's severity that blocks (suites.BLOCKING; record.py stays GX-free)
 
 
 @dataclass(frozen=True)
 class TableVerdict:
     table: str
-    blocking_failures: list[str]  # names of the blocking expectations that failed
+    blocking_failures: list[str]  # names of the critical expectations that failed
     versions: dict[str, Any]  # what was validated: a Delta version or a dbt invocation
+    checked_through: str | None = None  # new-rows high-water mark the table passed at
 
     @property
     def passed(self) -> bool:
@@ -60,9 +62,10 @@ class GateRecord:
                     [
                         r["name"]
                         for r in t["results"]
-                        if not r["success"] and r["severity"] == "blocking"
+                        if not r["success"] and r["severity"] == BLOCKING
                     ],
                     t.get("versions") or {},
+                    t.get("checked_through"),
                 )
                 for t in data["tables"]
             },

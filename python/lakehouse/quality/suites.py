@@ -1,55 +1,78 @@
-"""Suite files in expectations/: GX expectation suites plus what the runner needs to feed them.
+"""Suite files in expectations/: Great Expectations expectation suites, in GX's own JSON.
 
-A file is GX's suite JSON (name, expectations with type and kwargs) with, per expectation,
-``severity`` (blocking or warning) and ``scope``: ``rows`` for expectations checked row by row
-on streamed chunks, ``profile`` for expectations on one row of table-level aggregates that
-DuckDB computes (``meta.lakehouse.profile``: name -> SQL aggregate).
+A file is what ``gx.ExpectationSuite(**json.load(file))`` takes: ``name``, ``expectations``
+(each ``type``, ``kwargs``, GX's ``severity``: ``critical`` blocks, ``warning`` and ``info``
+are reported), ``notes`` and ``meta``. The project's extras live only under ``meta``:
+
+- ``meta.lakehouse.relation``: what the suite validates, a dbt model (``fct_events``) or a
+  bronze table (``bronze:events``, read at the Delta version the build pinned);
+- an expectation's ``meta.name`` (how reports name it), ``meta.notes`` (why it exists) and
+  ``meta.rows``: ``new`` to check only the rows loaded since the last passing run, ``all``
+  for the whole table. Without it, row-by-row (map) expectations check new rows, and
+  everything else (row counts, uniqueness, means, shares, freshness, schema) the whole table.
+
+Each expectation is built on its own, so one with bad kwargs becomes that expectation's
+error (:attr:`Expectation.error`) and the rest of the suite still runs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# map expectations: their counts add up across chunks, so streaming gives the exact answer
-ROW_TYPES = {
-    "expect_column_values_to_not_be_null",
-    "expect_column_values_to_be_null",
-    "expect_column_values_to_be_in_set",
-    "expect_column_values_to_not_be_in_set",
-    "expect_column_values_to_be_between",
-    "expect_column_values_to_match_regex",
-    "expect_column_values_to_not_match_regex",
-    "expect_column_value_lengths_to_be_between",
-    "expect_column_pair_values_a_to_be_greater_than_b",
-    "expect_column_pair_values_to_be_equal",
-    "expect_table_columns_to_match_set",
-    "expect_table_columns_to_match_ordered_list",
-    "expect_column_to_exist",
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx
+from great_expectations.expectations.expectation import (
+    ColumnMapExpectation,
+    ColumnPairMapExpectation,
+    MulticolumnMapExpectation,
+)
+from great_expectations.expectations.expectation import (
+    Expectation as GXExpectation,
+)
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+from great_expectations.expectations.metadata_types import FailureSeverity
+
+import lakehouse.quality.expectations  # noqa: F401  (registers the project's two expectations)
+from lakehouse.quality import SuiteError
+from lakehouse.quality.record import BLOCKING
+
+SEVERITIES = tuple(s.value for s in FailureSeverity)  # critical, warning, info
+assert FailureSeverity(BLOCKING) is FailureSeverity.CRITICAL
+BRONZE_PREFIX = "bronze:"
+# map expectations whose answer needs every row, not only the new ones
+WHOLE_TABLE_MAP_TYPES = {
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
 }
-SEVERITIES = ("blocking", "warning")
-
-
-class SuiteError(Exception):
-    """A suite file that cannot be used; the message names the file and the expectation."""
 
 
 @dataclass(frozen=True)
 class Expectation:
+    """One expectation of a suite file: GX's object, or why it could not be built."""
+
+    index: int
     type: str
     kwargs: dict[str, Any]
     severity: str
-    scope: str
-    notes: str = ""
+    rows: str  # "new" or "all"
+    name: str
+    notes: str
+    gx: GXExpectation | None
+    error: str | None = None
 
     @property
-    def column(self) -> str | None:
-        return self.kwargs.get("column") or self.kwargs.get("column_A")
-
-    def for_gx(self) -> dict[str, Any]:
-        return {"type": self.type, "kwargs": self.kwargs}
+    def parameters(self) -> dict[str, str]:
+        """kwarg -> suite parameter name, for the kwargs given as ``{"$PARAMETER": name}``."""
+        return {
+            k: v["$PARAMETER"]
+            for k, v in self.kwargs.items()
+            if isinstance(v, dict) and "$PARAMETER" in v
+        }
 
 
 @dataclass(frozen=True)
@@ -57,21 +80,23 @@ class Suite:
     name: str
     path: Path
     relation: str
-    derived_columns: dict[str, str] = field(default_factory=dict)
-    profile: dict[str, str] = field(default_factory=dict)
-    expectations: tuple[Expectation, ...] = ()
+    expectations: tuple[Expectation, ...]
+    notes: str = ""
 
     @property
     def reads_bronze(self) -> str | None:
         """The bronze table this suite validates directly, if it does."""
-        if self.relation.startswith("{bronze:"):
-            return self.relation[len("{bronze:") : -1]
+        if self.relation.startswith(BRONZE_PREFIX):
+            return self.relation[len(BRONZE_PREFIX) :]
         return None
+
+    @property
+    def parameter_names(self) -> set[str]:
+        return {n for e in self.expectations for n in e.parameters.values()}
 
 
 def load_suites(folder: Path, tables: list[str] | None = None) -> list[Suite]:
-    paths = sorted(folder.glob("*.json"))
-    suites = [load_suite(p) for p in paths]
+    suites = [load_suite(p) for p in sorted(folder.glob("*.json"))]
     if tables:
         unknown = sorted(set(tables) - {s.name for s in suites})
         if unknown:
@@ -88,39 +113,58 @@ def load_suite(path: Path) -> Suite:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{path}: cannot read suite ({exc})") from exc
-    meta = data.get("meta", {}).get("lakehouse", {})
-    if "relation" not in meta:
+    if not isinstance(data, dict) or "name" not in data:
+        raise SuiteError(f"{path}: not an expectation suite (no name)")
+    relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
+    if not relation:
         raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
-    expectations = []
-    for index, raw in enumerate(data.get("expectations", [])):
-        where = f"{path} expectation {index} ({raw.get('type')})"
-        severity = raw.get("severity", "blocking")
-        scope = raw.get("meta", {}).get("scope", "rows")
-        if severity not in SEVERITIES:
-            raise SuiteError(f"{where}: severity must be blocking or warning, not {severity!r}")
-        if scope == "rows" and raw.get("type") not in ROW_TYPES:
-            raise SuiteError(
-                f"{where}: only row-wise expectations can run on streamed chunks; compute it "
-                "as a profile metric and give it scope 'profile'"
-            )
-        if scope == "profile":
-            column = raw.get("kwargs", {}).get("column")
-            if column not in meta.get("profile", {}):
-                raise SuiteError(f"{where}: profile metric {column!r} is not defined")
-        expectations.append(
-            Expectation(
-                raw["type"],
-                raw.get("kwargs", {}),
-                severity,
-                scope,
-                raw.get("meta", {}).get("notes", ""),
-            )
+    expectations = [
+        _expectation(path, index, raw) for index, raw in enumerate(data.get("expectations", []))
+    ]
+    return Suite(data["name"], path, relation, tuple(expectations), data.get("notes") or "")
+
+
+def _expectation(path: Path, index: int, raw: dict[str, Any]) -> Expectation:
+    kind = str(raw.get("type"))
+    kwargs = dict(raw.get("kwargs") or {})
+    meta = dict(raw.get("meta") or {})
+    severity = raw.get("severity", BLOCKING)
+    where = f"{path.name} expectation {index} ({kind})"
+    if severity not in SEVERITIES:
+        raise SuiteError(
+            f"{where}: severity must be one of {', '.join(SEVERITIES)}, not {severity!r}"
         )
-    return Suite(
-        name=data["name"],
-        path=path,
-        relation=meta["relation"],
-        derived_columns=meta.get("derived_columns", {}),
-        profile=meta.get("profile", {}),
-        expectations=tuple(expectations),
+    rows = meta.get("rows")
+    if rows not in (None, "new", "all"):
+        raise SuiteError(f"{where}: meta.rows must be 'new' or 'all', not {rows!r}")
+    columns = ",".join(str(kwargs[k]) for k in ("column", "column_A", "column_B") if k in kwargs)
+    name = meta.get("name") or (f"{kind}({columns})" if columns else kind)
+    built: GXExpectation | None = None
+    error = None
+    try:
+        built = ExpectationConfiguration(
+            type=kind, kwargs=kwargs, meta=meta, severity=severity
+        ).to_domain_obj()
+    except Exception as exc:  # GX raises pydantic and its own errors for bad kwargs
+        error = f"cannot build {name}: {_first_line(exc)}"
+    if rows is None:
+        rows = "new" if built is not None and _row_by_row(built) else "all"
+    return Expectation(
+        index, kind, kwargs, severity, rows, name, str(meta.get("notes", "")), built, error
     )
+
+
+def _row_by_row(expectation: GXExpectation) -> bool:
+    return isinstance(
+        expectation, ColumnMapExpectation | ColumnPairMapExpectation | MulticolumnMapExpectation
+    ) and (expectation.expectation_type not in WHOLE_TABLE_MAP_TYPES)
+
+
+def gx_suite(name: str, expectations: list[Expectation]) -> gx.ExpectationSuite:
+    """A GX suite of the expectations that could be built."""
+    return gx.ExpectationSuite(name=name, expectations=[e.gx for e in expectations if e.gx])
+
+
+def _first_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"

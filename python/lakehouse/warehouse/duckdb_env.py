@@ -14,6 +14,8 @@ import duckdb_extension_delta
 import duckdb_extension_httpfs
 
 DEFAULT_EXTENSIONS = ".duckdb/extensions"
+# bounds DuckDB's memory (e.g. 4GB) in dbt (profiles.yml) and in the gate; unset: DuckDB's default
+MEMORY_LIMIT_VARIABLE = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
 
 
 class WarehouseError(Exception):
@@ -81,6 +83,17 @@ def ensure_extensions(project: Path) -> Path:
     return directory
 
 
+def session_sql(lake: str) -> list[str]:
+    """What every connection that reads the warehouse and the lake runs first: the delta
+    extension, UTC days (as in the dbt profile), no progress bar in logs, the memory limit
+    from the environment, and access to ``lake`` when it is on S3."""
+    statements = ["load delta", "set TimeZone = 'UTC'", "set enable_progress_bar = false"]
+    limit = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
+    if limit:
+        statements.append(f"set memory_limit = '{limit.replace(chr(39), '')}'")
+    return statements + object_store_sql(lake)
+
+
 def object_store_sql(lake: str) -> list[str]:
     """Statements that let DuckDB read ``lake`` when it is on S3: credentials come from the
     AWS_* environment through the aws extension's credential chain, so no key is ever written
@@ -145,9 +158,6 @@ def connect(
         )
     except duckdb.IOException as error:
         raise locked_error(path, error) from error
-    con.sql("load delta")
-    con.sql("set TimeZone = 'UTC'")  # days are UTC days, as in the dbt profile
-    con.sql("set enable_progress_bar = false")  # no bar noise in logs
-    for statement in object_store_sql(lake or ""):
+    for statement in session_sql(lake or ""):
         con.sql(statement)
     return con
