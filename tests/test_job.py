@@ -43,7 +43,7 @@ def test_a_failed_gate_stops_the_job_before_export(
     out = capsys.readouterr()
     assert code == 1
     assert "nightly job failed at quality gate: the data-quality gate blocked" in out.err
-    assert "newest_event_age_hours" in out.err
+    assert "fct_events: expect_column_max_to_be_recent(occurred_at)" in " ".join(out.err.split())
     summary = out.out[out.out.index("nightly job:") :]
     assert "export" in summary and "not run" in summary
     assert not (tmp_path / "shards").exists()

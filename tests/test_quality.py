@@ -11,10 +11,12 @@ import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import duckdb
 import pytest
+import yaml
 
 from lakehouse.cli import main
 from lakehouse.quality import validate
@@ -402,3 +404,127 @@ def test_a_lake_argument_never_reaches_the_gates_sql_as_code(
                  "--out", str(tmp_path / "quality"), "--table", "bronze_events"])  # fmt: skip
     assert code == 1 and "Traceback" not in capsys.readouterr().err
     assert not pwned.exists()  # the lake was a (missing) path, never a statement
+
+
+def test_bounds_come_from_the_environment_section_and_a_parameters_file(
+    good, tmp_path: Path
+) -> None:
+    lake, warehouse = good
+    table = ["photo_popularity_training"]
+    prod, _ = validate(warehouse, str(lake), as_of=AS_OF, project=PROJECT, tables=table, env="prod")
+    (blocked,) = prod.blocking_failures  # prod expects a training set of 10,000 rows or more
+    assert blocked.name == "expect_table_row_count_to_be_between"
+    assert blocked.expected == "≥ 10000" and blocked.observed_value < 10_000
+    assert prod.env == "prod" and prod.parameters["training_min_rows"] == 10_000
+    override = tmp_path / "gate.yml"
+    override.write_text("training_min_rows: 50\ntraining_mean_likes_7d_max: 2\n")
+    mine, _ = validate(
+        warehouse, str(lake), as_of=AS_OF, project=PROJECT, tables=table, env="prod",
+        parameters_file=override,
+    )  # fmt: skip
+    assert _failed(mine) == {"photo_popularity_training.expect_column_mean_to_be_between(likes_7d)"}
+    with pytest.raises(SuiteError, match="no section for environment 'staging'"):
+        validate(warehouse, str(lake), project=PROJECT, tables=table, env="staging")
+
+
+def test_suggest_proposes_bounds_from_the_kept_runs(good, tmp_path: Path) -> None:
+    from lakehouse.quality import suggest
+
+    lake, warehouse = good
+    out = tmp_path / "quality"
+    table = ["photo_popularity_training"]
+    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    shifted = _faulty(
+        good, tmp_path, "update photo_popularity_training set likes_7d = likes_7d + 1"
+    )
+    validate(shifted, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    found, text = suggest(out, project=PROJECT)
+    mean = first.tables[0].results
+    observed = next(r for r in mean if r.name == "expect_column_mean_to_be_between(likes_7d)")
+    low = next(s for s in found if s.name == "training_mean_likes_7d_min")
+    high = next(s for s in found if s.name == "training_mean_likes_7d_max")
+    assert low.runs == high.runs == 2 and low.current == 1 and high.current == 30
+    assert low.observed_min == pytest.approx(observed.observed_value)
+    assert high.observed_max == pytest.approx(observed.observed_value + 1)
+    assert low.proposed < low.observed_min and high.proposed > high.observed_max
+    assert high.proposed - high.observed_max == pytest.approx(1, rel=0.01)  # the range's width
+    section = yaml.safe_load(text)["suggested"]
+    assert section["training_mean_likes_7d_max"] == high.proposed
+    assert "as_of" not in section
+
+
+def test_validate_exit_codes_and_json_summary(
+    good, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake, warehouse = good
+    args = ["validate", "--lake", str(lake), "--as-of", AS_OF.isoformat(), "--json",
+            "--table", "dim_photos"]  # fmt: skip
+    assert main([*args, "--warehouse", str(warehouse), "--out", str(tmp_path / "q")]) == 0
+    passed = json.loads(capsys.readouterr().out)
+    assert passed["passed"] is True and passed["tables"][0]["table"] == "dim_photos"
+    assert passed["tables"][0]["rows"] > 0 and passed["tables"][0]["not_passed"] == []
+    faulty = _faulty(good, tmp_path, "update dim_photos set aspect_ratio = 50 where photo_id < 10")
+    assert main([*args, "--warehouse", str(faulty), "--out", str(tmp_path / "q2")]) == 1
+    blocked = json.loads(capsys.readouterr().out)
+    (failure,) = blocked["tables"][0]["not_passed"]
+    assert failure["name"] == "expect_column_values_to_be_between(aspect_ratio)"
+    assert failure["expected"] == "0.1 … 10" and failure["unexpected_count"] > 0
+    missing = tmp_path / "nowhere.duckdb"
+    assert main([*args, "--warehouse", str(missing)]) == 2  # could not run: not a verdict
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"passed": None, "error": out.err.split("error: ", 1)[1].strip()}
+    assert f"no warehouse at {missing}" in out.err
+    assert main([*args, "--warehouse", str(warehouse), "--env", "staging"]) == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _screenshot(page: Path, png: Path, tmp_path: Path) -> Any:
+    from PIL import Image
+
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", "--hide-scrollbars",
+         "--window-size=1280,1400", f"--screenshot={png}", page.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return Image.open(png).convert("RGB")
+
+
+def _share(image: Any, box: tuple[int, int, int, int], color: tuple[int, int, int]) -> float:
+    """The share of pixels in ``box`` within a small distance of ``color``."""
+    region = image.crop(box)
+    pixels = list(region.get_flattened_data())
+    near = sum(all(abs(a - b) <= 24 for a, b in zip(p, color, strict=True)) for p in pixels)
+    return near / len(pixels)
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
+)
+def test_the_report_renders_in_a_browser_with_verdict_and_trend_chart(good, tmp_path: Path) -> None:
+    """Looks at the page as a person does: a screenshot from headless Chromium, then pixels:
+    the verdict banner's colour, the trend lines, the highlighted failing row."""
+    lake, warehouse = good
+    out = tmp_path / "quality"
+    validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT)
+    green = _screenshot(out / "report.html", tmp_path / "passed.png", tmp_path)
+    shifted = _faulty(
+        good, tmp_path, "update photo_popularity_training set likes_7d = likes_7d * 20 + 40"
+    )
+    validate(shifted, str(lake), out=out, as_of=AS_OF, project=PROJECT)
+    red = _screenshot(out / "report.html", tmp_path / "blocked.png", tmp_path)
+    banner = (20, 20, 600, 50)
+    assert _share(green, banner, (46, 125, 50)) > 0.7  # PASSED: a green banner
+    assert _share(red, banner, (198, 40, 40)) > 0.7  # BLOCKED: a red banner
+    # the trend panels: a dot per metric after one run, a line through two dots after two
+    blue = (31, 111, 178)
+    dots, lines = _share(green, (0, 0, 1280, 1400), blue), _share(red, (0, 0, 1280, 1400), blue)
+    assert dots > 0.0001 and lines > 5 * dots
+    # the failing row is highlighted in the table below
+    assert _share(red, (0, 0, 1280, 1400), (255, 221, 221)) > _share(
+        green, (0, 0, 1280, 1400), (255, 221, 221)
+    )

@@ -111,6 +111,8 @@ def suggest(quality_dir: Path, parameters: Parameters, margin: float = 0.1) -> l
                 if not isinstance(value, int | float) or isinstance(value, bool):
                     continue
                 for kwarg, name in (r.get("parameters") or {}).items():
+                    if name in RUNTIME:
+                        continue
                     observed.setdefault(name, []).append(float(value))
                     side[name] = "max" if kwarg.startswith("max") else "min"
                     where[name] = f"{table['table']}: {r['name']}"

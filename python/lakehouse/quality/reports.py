@@ -160,6 +160,8 @@ def describe(result: dict[str, Any]) -> str:
     if result.get("error"):
         return f"error: {result['error']}"
     text = f"observed {format_value(result['observed_value'])}"
+    if result["observed_value"] is None and result.get("element_count"):
+        text = f"observed {result['unexpected_count']:,} of {result['element_count']:,} rows"
     if result.get("unexpected_count"):
         percent = result.get("unexpected_percent")
         share = f" ({_round(percent)}%)" if _is_number(percent) else ""
@@ -172,7 +174,12 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def format_value(value: Any) -> str:
-    """Floats to 4 significant digits; long lists cut."""
+    """Whole numbers with thousands separators, other floats to 4 significant digits; long
+    lists cut."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{_round(value)}"
     if isinstance(value, list):
@@ -247,9 +254,9 @@ def trend_svg(series: dict[str, list[float | None]], width: int = 300, height: i
             f"height='{height}' role='img' aria-label='{html.escape(label)}'>"
             f"<rect width='{width}' height='{height}' fill='#f7f9fc' stroke='#ccd'/>"
             f"<polyline points='{line}' fill='none' stroke='#1f6fb2' stroke-width='2'/>{dots}"
-            f"<text x='6' y='12' font-size='10' fill='#555'>max {_round(float(high))}</text>"
-            f"<text x='6' y='{height - 4}' font-size='10' fill='#555'>min {_round(float(low))}"
-            f" · latest {_round(float(latest))} · {len(points)} run(s)</text></svg>"
+            f"<text x='6' y='12' font-size='10' fill='#555'>max {format_value(high)}</text>"
+            f"<text x='6' y='{height - 4}' font-size='10' fill='#555'>min {format_value(low)}"
+            f" · latest {format_value(latest)} · {len(points)} run(s)</text></svg>"
             f"<figcaption>{html.escape(label)}</figcaption></figure>"
         )
     return "".join(panels)
@@ -294,7 +301,8 @@ def html_report(data: dict[str, Any], history: list[dict[str, Any]] | None = Non
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Data-quality gate {esc(data["run_id"])}: {verdict}</title>
 <style>body{{font-family:sans-serif;margin:16px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}
+td,th{{border:1px solid #ccc;padding:4px 6px;font-size:12px;text-align:left;
+word-break:break-word;max-width:320px}}
 .fail{{background:#fdd}} .warn{{background:#ffd}} .pass{{background:#efe}}
 .verdict{{padding:10px 16px;color:#fff;font-size:24px;font-weight:bold}}
 .PASSED{{background:#2e7d32}} .BLOCKED{{background:#c62828}}
