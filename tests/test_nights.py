@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from lakehouse.ingest import ingest
+from lakehouse.quality import validate
 from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import project_dir, run_dbt
 from tests.conftest import NIGHT, small_config
@@ -120,15 +121,29 @@ def _differences(a: Path, b: Path, models: tuple[str, ...]) -> dict[str, tuple[i
     return found
 
 
+GATED = ["fct_events", "photo_popularity_training", "bronze_events"]
+
+
+def _gate(lake: Path, warehouse: Path, quality: Path, night: int) -> dict[str, int | None]:
+    """The gate's suites for GATED, as the nightly job runs them; rows each read row by row."""
+    report, _ = validate(
+        warehouse, str(lake), out=quality, as_of=NIGHT + timedelta(days=night), tables=GATED
+    )
+    assert report.passed, [(r.table, r.name, r.observed_value) for r in report.blocking_failures]
+    return {t.table: t.new_rows for t in report.tables}
+
+
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, int]]]:
-    """History + NIGHTS nights, built night by night; returns lake, warehouse, and what each
-    night's incremental build changed in the marts."""
+    """History + NIGHTS nights, built and gated night by night; returns lake, warehouse, and
+    what each night's incremental build changed in the marts and the gate read row by row."""
     root = tmp_path_factory.mktemp("nights")
     landing, lake, warehouse = root / "landing", root / "lake", root / "warehouse.duckdb"
     generate(_config(landing, 0))
     assert ingest(str(landing), str(lake), now=NIGHT).ok
     _build(lake, warehouse)
+    quality = root / "quality"
+    assert set(_gate(lake, warehouse, quality, 0).values()) == {None}  # first run: every row
     changed = []
     for night in range(1, NIGHTS + 1):
         generate(_config(landing, night))
@@ -148,6 +163,8 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
                     for model in ("photo_popularity_training", "dim_photos", "fct_events")
                 }
             )
+        changed[-1]["gate"] = _gate(lake, warehouse, quality, night)
+        changed[-1]["ingested"] = sum(f.rows_landed for f in report.files if f.table == "events")
     return lake, warehouse, changed
 
 
@@ -176,7 +193,19 @@ def test_a_night_touches_only_what_it_brought(nightly) -> None:
     assert late > 0 and edited > 0  # the nights brought late events and corrections
     for night in changed[1:]:  # the first nights after history: a fraction of each table
         for model, rows in night.items():
-            assert 0 < rows < totals[model] * 0.2, (model, rows, totals[model])
+            if model in totals:
+                assert 0 < rows < totals[model] * 0.2, (model, rows, totals[model])
+
+
+def test_the_gate_reads_each_night_only_its_new_rows_row_by_row(nightly) -> None:
+    """After a passing gate, the next night's row-by-row checks read exactly the rows that
+    night's build wrote (and ingest landed); table-level checks still read whole tables."""
+    _, _, changed = nightly
+    for night in changed:
+        gate = night["gate"]
+        assert gate["fct_events"] == night["fct_events"] > 0
+        assert gate["photo_popularity_training"] == night["photo_popularity_training"] > 0
+        assert gate["bronze_events"] == night["ingested"] > 0
 
 
 def test_a_photo_edit_reaches_the_marts_and_a_resent_file_does_not_undo_it(nightly) -> None:

@@ -24,6 +24,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import duckdb
 import great_expectations as gx
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from lakehouse.layout import bronze_uri
@@ -150,7 +151,9 @@ def run_suites(
     finally:
         con.close()
     started = datetime.now(UTC)
-    outcomes = _checkpoint(warehouse, project, lake, targets, parameters, as_of, data_docs)
+    outcomes = _checkpoint(
+        warehouse, project, lake, targets, parameters, as_of, data_docs, report.run_id
+    )
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     for target in targets:
         results = outcomes.get(target.suite.name, [])
@@ -270,8 +273,11 @@ def _checkpoint(
     parameters: Parameters,
     as_of: datetime,
     data_docs: Path | None,
+    run_name: str,
 ) -> dict[str, list[ExpectationResult]]:
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # GX's own chatter (one module sets INFO on its logger) stays out of the job's output
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_duckdb(
@@ -282,7 +288,7 @@ def _checkpoint(
         init_sql=session_sql(lake),
     )
     try:
-        return _validate(context, source, targets, parameters, as_of, data_docs)
+        return _validate(context, source, targets, parameters, as_of, data_docs, run_name)
     finally:  # DuckDB keeps the file open (and its configuration fixed) while a connection lives
         source.get_execution_engine().close()
         source.get_engine().dispose()
@@ -295,6 +301,7 @@ def _validate(
     parameters: Parameters,
     as_of: datetime,
     data_docs: Path | None,
+    run_name: str,
 ) -> dict[str, list[ExpectationResult]]:
     results: dict[str, list[ExpectationResult]] = {}
     definitions = []
@@ -350,7 +357,10 @@ def _validate(
             result_format=RESULT_FORMAT,
         )
     )
-    run = checkpoint.run(expectation_parameters={**parameters.values, "as_of": as_of.isoformat()})
+    run = checkpoint.run(  # Data Docs name the run as result.json does
+        expectation_parameters={**parameters.values, "as_of": as_of.isoformat()},
+        run_id=RunIdentifier(run_name=run_name),
+    )
     ordered: dict[str, list[tuple[int, ExpectationResult]]] = {}
     for validation in run.run_results.values():
         for result in validation.results:
