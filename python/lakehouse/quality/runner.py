@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,9 +152,8 @@ def run_suites(
     finally:
         con.close()
     started = datetime.now(UTC)
-    outcomes = _checkpoint(
-        warehouse, project, lake, targets, parameters, as_of, data_docs, report.run_id
-    )
+    with _gx_on_duckdb(warehouse, project, lake) as (context, source):
+        outcomes = _validate(context, source, targets, parameters, as_of, data_docs, report.run_id)
     seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     for target in targets:
         results = outcomes.get(target.suite.name, [])
@@ -265,16 +265,11 @@ def _previous_mark(previous: GateRecord | None, table: str) -> str | None:
 # ---------------------------------------------------------------- the checkpoint
 
 
-def _checkpoint(
-    warehouse: Path,
-    project: Path,
-    lake: str,
-    targets: list[_Target],
-    parameters: Parameters,
-    as_of: datetime,
-    data_docs: Path | None,
-    run_name: str,
-) -> dict[str, list[ExpectationResult]]:
+@contextlib.contextmanager
+def _gx_on_duckdb(
+    warehouse: Path, project: Path, lake: str
+) -> Iterator[tuple[Any, DuckDBDatasource]]:
+    """An ephemeral GX context with the warehouse as its DuckDB datasource, closed after."""
     # GX's own chatter (one module sets INFO on its logger) stays out of the job's output
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -288,7 +283,7 @@ def _checkpoint(
         init_sql=session_sql(lake),
     )
     try:
-        return _validate(context, source, targets, parameters, as_of, data_docs, run_name)
+        yield context, source
     finally:  # DuckDB keeps the file open (and its configuration fixed) while a connection lives
         source.get_execution_engine().close()
         source.get_engine().dispose()
