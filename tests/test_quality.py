@@ -448,7 +448,12 @@ def test_suggest_proposes_bounds_from_the_kept_runs(good, tmp_path: Path) -> Non
     assert high.observed_max == pytest.approx(observed.observed_value + 1)
     assert low.proposed < low.observed_min and high.proposed > high.observed_max
     assert high.proposed - high.observed_max == pytest.approx(1, rel=0.01)  # the range's width
+    rows = next(s for s in found if s.name == "training_min_rows")  # a count: whole, below
+    assert rows.proposed == int(rows.proposed) < rows.observed_min == first.tables[0].rows
+    shares = [s for s in found if "share" in s.name or "non_null" in s.name]
+    assert shares and all(0 <= s.proposed <= 1 for s in shares)  # fractions stay fractions
     section = yaml.safe_load(text)["suggested"]
+    assert section["training_min_rows"] == rows.proposed
     assert section["training_mean_likes_7d_max"] == high.proposed
     assert "as_of" not in section
 

@@ -172,10 +172,10 @@ def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Co
         table.add_row(
             s.name,
             str(s.current),
-            f"{s.observed_min:.4g}",
-            f"{s.observed_max:.4g}",
+            f"{s.observed_min:,.6g}",
+            f"{s.observed_max:,.6g}",
             str(s.runs),
-            str(s.proposed),
+            f"{s.proposed:,.6g}",
         )
     console.print(table)
     console.print("review, then paste into expectations/parameters.yml:", highlight=False)

@@ -24,6 +24,12 @@ DEFAULT_SECTION = "default"
 ENV_VARIABLE = "LAKEHOUSE_ENV"
 FILE_VARIABLE = "LAKEHOUSE_GATE_PARAMETERS"
 RUNTIME = ("as_of",)  # supplied by the gate itself, never from a file
+# expectations whose observed value is a fraction: a proposed bound stays within 0..1
+FRACTIONS = {
+    "expect_column_value_share_to_be_between",
+    "expect_column_proportion_of_non_null_values_to_be_between",
+    "expect_column_proportion_of_unique_values_to_be_between",
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ def suggest(quality_dir: Path, parameters: Parameters, margin: float = 0.1) -> l
     observed: dict[str, list[float]] = {}
     side: dict[str, str] = {}
     where: dict[str, str] = {}
+    fraction: dict[str, bool] = {}
     for result in sorted((quality_dir / "runs").glob("*/result.json")):
         try:
             run = json.loads(result.read_text())
@@ -116,6 +123,7 @@ def suggest(quality_dir: Path, parameters: Parameters, margin: float = 0.1) -> l
                     observed.setdefault(name, []).append(float(value))
                     side[name] = "max" if kwarg.startswith("max") else "min"
                     where[name] = f"{table['table']}: {r['name']}"
+                    fraction[name] = r.get("type") in FRACTIONS
     suggestions = []
     for name, values in sorted(observed.items()):
         low, high = min(values), max(values)
@@ -123,17 +131,15 @@ def suggest(quality_dir: Path, parameters: Parameters, margin: float = 0.1) -> l
         proposed = low - pad if side[name] == "min" else high + pad
         if low >= 0 and side[name] == "min":
             proposed = max(proposed, 0.0)
-        if high <= 1 and low >= 0 and side[name] == "max" and high + pad > 1 >= high:
-            proposed = 1.0  # a share or a proportion
+        if fraction[name]:
+            proposed = min(max(proposed, 0.0), 1.0)
+        if not fraction[name] and all(v.is_integer() for v in values):  # counts stay whole
+            proposed = float(math.floor(proposed) if side[name] == "min" else math.ceil(proposed))
+        else:
+            proposed = _round(proposed)
         suggestions.append(
             Suggestion(
-                name,
-                parameters.values.get(name),
-                _round(proposed),
-                low,
-                high,
-                len(values),
-                where[name],
+                name, parameters.values.get(name), proposed, low, high, len(values), where[name]
             )
         )
     return suggestions
@@ -144,10 +150,15 @@ def as_yaml(suggestions: list[Suggestion], env: str) -> str:
     lines = [f"{env}:"]
     for s in suggestions:
         lines.append(
-            f"  {s.name}: {s.proposed}  # now {s.current}; observed "
-            f"{_round(s.observed_min)}..{_round(s.observed_max)} in {s.runs} run(s)"
+            f"  {s.name}: {_number(s.proposed)}  # now {s.current}; observed "
+            f"{_number(s.observed_min)}..{_number(s.observed_max)} in {s.runs} run(s)"
         )
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Whole values without a decimal point, others to 4 significant digits."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
 def _round(value: float, digits: int = 3) -> float:
