@@ -414,7 +414,7 @@ def test_bounds_come_from_the_environment_section_and_a_parameters_file(
     prod, _ = validate(warehouse, str(lake), as_of=AS_OF, project=PROJECT, tables=table, env="prod")
     (blocked,) = prod.blocking_failures  # prod expects a training set of 10,000 rows or more
     assert blocked.name == "expect_table_row_count_to_be_between"
-    assert blocked.expected == "≥ 10000" and blocked.observed_value < 10_000
+    assert blocked.expected == "≥ 10,000" and blocked.observed_value < 10_000
     assert prod.env == "prod" and prod.parameters["training_min_rows"] == 10_000
     override = tmp_path / "gate.yml"
     override.write_text("training_min_rows: 50\ntraining_mean_likes_7d_max: 2\n")

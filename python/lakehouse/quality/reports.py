@@ -269,14 +269,23 @@ def html_report(data: dict[str, Any], history: list[dict[str, Any]] | None = Non
         for r in table["results"]:
             state = "pass" if r["success"] else ("fail" if r["severity"] == BLOCKING else "warn")
             shown = "passed" if r["success"] else ("BLOCKS" if state == "fail" else r["severity"])
-            observed = f"error: {r['error']}" if r["error"] else format_value(r["observed_value"])
+            if r["error"]:
+                observed = f"error: {r['error']}"
+            elif r["observed_value"] is None and r["element_count"]:  # a row-by-row check
+                observed = f"{r['unexpected_count']:,} of {r['element_count']:,} rows unexpected"
+            elif r["observed_value"] is None and r["rows"] == "new":
+                observed = "no new rows"
+            else:
+                observed = format_value(r["observed_value"])
             unexpected = f"{r['unexpected_count']:,}" if r["unexpected_count"] else ""
             rows.append(
-                f"<tr class='{state}'><td>{esc(table['table'])}</td><td>{esc(r['name'])}</td>"
-                f"<td>{esc(r['severity'])}</td><td>{esc(r['rows'])}</td><td>{shown}</td>"
-                f"<td>{esc(observed)}</td><td>{esc(r['expected'])}</td><td>{unexpected}</td>"
-                f"<td>{esc(format_value(r['examples']) if r['examples'] else '')}</td>"
-                f"<td>{esc(r['notes'])}</td></tr>"
+                f"<tr class='{state}'><td class='short'>{esc(table['table'])}</td>"
+                f"<td class='long'>{esc(r['name'])}</td><td class='short'>{esc(r['severity'])}"
+                f"</td><td class='short'>{esc(r['rows'])}</td><td class='short'>{shown}</td>"
+                f"<td class='long'>{esc(observed)}</td><td class='long'>{esc(r['expected'])}</td>"
+                f"<td class='short'>{unexpected}</td>"
+                f"<td class='long'>{esc(format_value(r['examples']) if r['examples'] else '')}"
+                f"</td><td class='long'>{esc(r['notes'])}</td></tr>"
             )
     threshold = data.get("change_threshold", CHANGE_THRESHOLD)
     moved = "".join(
@@ -301,8 +310,8 @@ def html_report(data: dict[str, Any], history: list[dict[str, Any]] | None = Non
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Data-quality gate {esc(data["run_id"])}: {verdict}</title>
 <style>body{{font-family:sans-serif;margin:16px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 6px;font-size:12px;text-align:left;
-word-break:break-word;max-width:320px}}
+td,th{{border:1px solid #ccc;padding:4px 6px;font-size:12px;text-align:left}}
+td.long{{overflow-wrap:anywhere;min-width:160px}} td.short{{white-space:nowrap}}
 .fail{{background:#fdd}} .warn{{background:#ffd}} .pass{{background:#efe}}
 .verdict{{padding:10px 16px;color:#fff;font-size:24px;font-weight:bold}}
 .PASSED{{background:#2e7d32}} .BLOCKED{{background:#c62828}}

@@ -507,6 +507,11 @@ def _range(low: Any, high: Any) -> str:
 
 
 def _number(value: Any) -> str:
+    """Whole numbers as they are (with thousands separators), others to 4 significant digits."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
