@@ -533,3 +533,16 @@ def test_the_report_renders_in_a_browser_with_verdict_and_trend_chart(good, tmp_
     assert _share(red, (0, 0, 1280, 1400), (255, 221, 221)) > _share(
         green, (0, 0, 1280, 1400), (255, 221, 221)
     )
+
+
+def test_a_tampered_high_water_mark_is_not_sql_and_means_every_row(good, tmp_path: Path) -> None:
+    lake, warehouse = good
+    out = tmp_path / "quality"
+    table = ["dim_photos"]
+    validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    result = json.loads((out / "result.json").read_text())
+    assert result["tables"][0]["checked_through"] is not None
+    result["tables"][0]["checked_through"] = "2026-01-01' or true --"
+    (out / "result.json").write_text(json.dumps(result))
+    again, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    assert again.passed and again.tables[0].new_rows is None  # unreadable record: all rows

@@ -170,7 +170,7 @@ def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Co
         table.add_column(column, justify="left" if column == "parameter" else "right")
     for s in found:
         table.add_row(
-            s.name,
+            escape(s.name),  # read back from kept runs on disk: text, not markup
             str(s.current),
             f"{s.observed_min:,.6g}",
             f"{s.observed_max:,.6g}",

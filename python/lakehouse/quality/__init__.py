@@ -52,8 +52,8 @@ def validate(
     row by row only the rows loaded since the last run that passed (``all_rows``: every
     row). Returns the report and its JSON form (with changes since the previous run)."""
     from lakehouse.quality import parameters
-    from lakehouse.quality.reports import DATA_DOCS, to_dict, write_reports
-    from lakehouse.quality.runner import run_suites
+    from lakehouse.quality.reports import to_dict, write_reports
+    from lakehouse.quality.runner import DATA_DOCS, run_suites
     from lakehouse.quality.suites import load_suites
     from lakehouse.storage import normalize_uri
     from lakehouse.warehouse import project_dir

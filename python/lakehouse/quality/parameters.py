@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from lakehouse.quality import SuiteError
+from lakehouse.quality.numbers import significant
 
 FILE = "parameters.yml"
 DEFAULT_SECTION = "default"
@@ -136,7 +137,7 @@ def suggest(quality_dir: Path, parameters: Parameters, margin: float = 0.1) -> l
         if not fraction[name] and all(v.is_integer() for v in values):  # counts stay whole
             proposed = float(math.floor(proposed) if side[name] == "min" else math.ceil(proposed))
         else:
-            proposed = _round(proposed)
+            proposed = significant(proposed, 3)
         suggestions.append(
             Suggestion(
                 name, parameters.values.get(name), proposed, low, high, len(values), where[name]
@@ -157,11 +158,6 @@ def as_yaml(suggestions: list[Suggestion], env: str) -> str:
 
 
 def _number(value: float) -> str:
-    """Whole values without a decimal point, others to 4 significant digits."""
+    """A YAML number (no thousands separators: the section is pasted back into YAML); whole
+    values without a decimal point, others to 4 significant digits."""
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
-
-
-def _round(value: float, digits: int = 3) -> float:
-    if value == 0 or not math.isfinite(value):
-        return value
-    return round(value, -math.floor(math.log10(abs(value))) + digits - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,15 @@ class GateRecord:
                         if not r["success"] and r["severity"] == BLOCKING
                     ],
                     t.get("versions") or {},
-                    t.get("checked_through"),
+                    _timestamp(t.get("checked_through")),
                 )
                 for t in data["tables"]
             },
         )
+
+
+def _timestamp(value: Any) -> str | None:
+    """The high-water mark as an ISO timestamp, checked here: the gate puts it in SQL."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).isoformat()  # ValueError/TypeError: unreadable

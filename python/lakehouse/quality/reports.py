@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from lakehouse.quality.numbers import format_value, is_number, significant
 from lakehouse.quality.record import BLOCKING, RESULT_FILE
 from lakehouse.quality.runner import DATA_DOCS, RunReport
 from lakehouse.storage import write_atomic
 
-__all__ = ["CHANGE_THRESHOLD", "DATA_DOCS", "changes", "html_report", "junit", "write_reports"]
+__all__ = ["CHANGE_THRESHOLD", "changes", "html_report", "junit", "write_reports"]
 
 CHANGE_THRESHOLD = 0.05  # a metric "changed since the last run" when it moved more than 5%
 TREND_RUNS = 30  # runs the trend chart shows (the newest)
@@ -35,6 +36,7 @@ def to_dict(report: RunReport) -> dict[str, Any]:
         "infos": len(report.infos),
         "parameters": report.parameters,
         "data_docs": report.data_docs,
+        "seconds": report.seconds,
         "tables": [
             {
                 **{k: v for k, v in asdict(t).items() if k != "results"},
@@ -93,7 +95,7 @@ def metrics(run: dict[str, Any]) -> dict[tuple[str, str], float]:
         found[(table["table"], "rows")] = float(table["rows"])
         for r in table.get("results", []):
             value = r.get("observed_value")
-            if r.get("rows") == "all" and _is_number(value):
+            if r.get("rows") == "all" and is_number(value):
                 found[(table["table"], r["name"])] = float(value)
     return found
 
@@ -114,8 +116,8 @@ def changes(
                 {
                     "table": key[0],
                     "metric": key[1],
-                    "previous": _round(was),
-                    "current": _round(value),
+                    "previous": significant(was),
+                    "current": significant(value),
                     "relative_change": None if math.isinf(relative) else round(relative, 4),
                 }
             )
@@ -128,6 +130,7 @@ def junit(report: RunReport) -> bytes:
         name="lakehouse data-quality gate",
         tests=str(sum(len(t.results) for t in report.tables)),
         failures=str(len(report.blocking_failures)),
+        time=str(report.seconds),
     )
     for table in report.tables:
         failed = [r for r in table.results if not r.success and r.severity == BLOCKING]
@@ -137,7 +140,6 @@ def junit(report: RunReport) -> bytes:
             name=table.table,
             tests=str(len(table.results)),
             failures=str(len(failed)),
-            time=str(table.seconds),
         )
         for result in table.results:
             case = ET.SubElement(
@@ -164,40 +166,13 @@ def describe(result: dict[str, Any]) -> str:
         text = f"observed {result['unexpected_count']:,} of {result['element_count']:,} rows"
     if result.get("unexpected_count"):
         percent = result.get("unexpected_percent")
-        share = f" ({_round(percent)}%)" if _is_number(percent) else ""
+        share = f" ({significant(percent)}%)" if is_number(percent) else ""
         text = f"{result['unexpected_count']:,} unexpected rows{share}"
         if result.get("observed_value") is not None and result["type"] != (
             "unexpected_rows_expectation"
         ):
             text += f", observed {format_value(result['observed_value'])}"
     return f"{text}; expected {result['expected']}"
-
-
-def format_value(value: Any) -> str:
-    """Whole numbers with thousands separators, other floats to 4 significant digits; long
-    lists cut."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{_round(value)}"
-    if isinstance(value, list):
-        shown = ", ".join(format_value(v) for v in value[:6])
-        return f"[{shown}{', …' if len(value) > 6 else ''}]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in list(value.items())[:6]) + "}"
-    return str(value)
-
-
-def _round(value: float, digits: int = 4) -> float:
-    if not isinstance(value, float) or value == 0 or not math.isfinite(value):
-        return value
-    return round(value, -math.floor(math.log10(abs(value))) + digits - 1)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- HTML

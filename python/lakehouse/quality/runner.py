@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,13 +30,14 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from lakehouse.layout import bronze_uri
 from lakehouse.quality.gx_duckdb import DuckDBDatasource  # registers add_duckdb
+from lakehouse.quality.numbers import format_value
 from lakehouse.quality.parameters import Parameters
 from lakehouse.quality.record import GateRecord
 from lakehouse.quality.suites import BLOCKING, Expectation, Suite, gx_suite
 from lakehouse.sql import identifier
 from lakehouse.sql import string as sql_string
 from lakehouse.storage import open_delta
-from lakehouse.warehouse import model_build
+from lakehouse.warehouse import BuildLineage, model_build
 from lakehouse.warehouse.duckdb_env import connect, extension_dir, session_sql
 
 EXAMPLES = 5
@@ -73,7 +74,6 @@ class TableReport:
     new_rows: int | None  # rows the row-by-row checks read; None when they read all
     versions: dict[str, Any]
     results: list[ExpectationResult]
-    seconds: float
     checked_through: str | None = None  # high-water mark of the new-rows column, when passed
 
 
@@ -86,6 +86,7 @@ class RunReport:
     parameters: dict[str, Any] = field(default_factory=dict)
     tables: list[TableReport] = field(default_factory=list)
     data_docs: str | None = None
+    seconds: float = 0.0  # the checkpoint: one run over every table, so no time per table
 
     def _failed(self, severity: str) -> list[ExpectationResult]:
         return [
@@ -114,14 +115,19 @@ class _Target:
     """What one suite validates, learned before GX runs."""
 
     suite: Suite
-    relation_sql: str  # a table name or a parenthesised query
-    kind: str  # "model" or "bronze"
+    kind: str  # "model" (a table asset) or "bronze" (a query asset over a Delta version)
     versions: dict[str, Any]
+    query: str | None = None  # the bronze table's scan; None for a model's table
     rows: int = 0
     new_rows: int | None = None
-    new_rows_sql: str | None = None
+    new_rows_query: str | None = None
     high_water: str | None = None
     error: str | None = None
+
+    @property
+    def relation_sql(self) -> str:
+        """What SQL reads: the model's table, or the bronze scan as a subquery."""
+        return f"({self.query})" if self.query else identifier(self.suite.relation)
 
 
 def run_suites(
@@ -147,14 +153,17 @@ def run_suites(
     )
     con = connect(warehouse, project, lake=lake)
     try:
-        pins = _bronze_pins(con, suites)
-        targets = [_target(con, s, lake, pins, previous, all_rows) for s in suites]
+        builds = {s.name: _model_build(con, s) for s in suites if not s.reads_bronze}
+        pins = _bronze_pins(builds.values())
+        targets = [
+            _target(con, s, lake, builds.get(s.name), pins, previous, all_rows) for s in suites
+        ]
     finally:
         con.close()
     started = datetime.now(UTC)
     with _gx_on_duckdb(warehouse, project, lake) as (context, source):
         outcomes = _validate(context, source, targets, parameters, as_of, data_docs, report.run_id)
-    seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
+    report.seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     for target in targets:
         results = outcomes.get(target.suite.name, [])
         passed = all(r.success or r.severity != BLOCKING for r in results)
@@ -167,7 +176,6 @@ def run_suites(
                 target.new_rows,
                 target.versions,
                 results,
-                round(seconds / max(len(targets), 1), 3),
                 checked,
             )
         )
@@ -179,21 +187,21 @@ def run_suites(
 # ---------------------------------------------------------------- what each suite reads
 
 
-def _bronze_pins(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> dict[str, Any]:
-    """The bronze versions the newest build of the validated models read (all models of a
-    build read the same pins); none when no model suite runs or dbt did not pin."""
-    builds = []
-    for suite in suites:
-        if suite.reads_bronze:
-            continue
-        try:
-            build = model_build(con, suite.relation)
-        except duckdb.Error:
-            build = None
-        if build is not None:
-            builds.append(build)
+def _model_build(con: duckdb.DuckDBPyConnection, suite: Suite) -> BuildLineage | None:
+    """The dbt invocation that last built the suite's model, or None (a warehouse dbt never
+    finished a build into: no lineage tables)."""
+    try:
+        return model_build(con, suite.relation)
+    except duckdb.Error:
+        return None
+
+
+def _bronze_pins(builds: Iterable[BuildLineage | None]) -> dict[str, Any]:
+    """The bronze versions the build of the first validated model that pinned them read (all
+    models of one build read the same pins); none when no model suite runs or dbt did not
+    pin."""
     for build in builds:
-        if build.pinned:
+        if build is not None and build.pinned:
             return {"dbt_invocation_id": build.invocation_id, **build.bronze_versions}
     return {}
 
@@ -202,6 +210,7 @@ def _target(
     con: duckdb.DuckDBPyConnection,
     suite: Suite,
     lake: str,
+    build: BuildLineage | None,
     pins: dict[str, Any],
     previous: GateRecord | None,
     all_rows: bool,
@@ -215,44 +224,39 @@ def _target(
             if not pinned:
                 version = open_delta(uri).version()
         except Exception as exc:  # a missing table: deltalake raises its own errors
-            return _Target(suite, "", "bronze", {}, error=f"cannot read {suite.relation}: {exc}")
-        sql = f"(select * from delta_scan({sql_string(uri)}, version => {int(version)}))"
+            return _Target(suite, "bronze", {}, error=f"cannot read {suite.relation}: {exc}")
         versions: dict[str, Any] = {"delta_version": int(version), "pinned": pinned}
         if pinned:
             versions["pinned_by"] = pins["dbt_invocation_id"]
-        target = _Target(suite, sql, "bronze", versions)
+        query = f"select * from delta_scan({sql_string(uri)}, version => {int(version)})"
+        target = _Target(suite, "bronze", versions, query)
     else:
-        build = None
-        with contextlib.suppress(duckdb.Error):  # a warehouse dbt never finished: no lineage
-            build = model_build(con, suite.relation)
         versions = (
             {"dbt_invocation_id": build.invocation_id, "bronze_versions": build.bronze_versions}
             if build
             else {}
         )
-        target = _Target(suite, identifier(suite.relation), "model", versions)
+        target = _Target(suite, "model", versions)
     column = NEW_ROWS_COLUMN[target.kind]
+    mark = None if all_rows else _previous_mark(previous, suite.name)
+    relation = target.relation_sql
     try:
-        names = [
-            d[0] for d in con.execute(f"select * from {target.relation_sql} limit 0").description
-        ]
+        names = [d[0] for d in con.execute(f"select * from {relation} limit 0").description]
         has_column = column in names
-        select = f"count(*), max({identifier(column)})" if has_column else "count(*), null"
-        rows, high = con.execute(f"select {select} from {target.relation_sql}").fetchone()
+        newer = f"{identifier(column)} > timestamptz {sql_string(mark)}" if mark else None
+        counts = ["count(*)"]
+        counts.append(f"max({identifier(column)})" if has_column else "null")
+        counts.append(f"count(*) filter (where {newer})" if has_column and newer else "null")
+        # one scan: the rows, the high-water mark, and the rows past the last pass's mark
+        rows, high, new = con.execute(f"select {', '.join(counts)} from {relation}").fetchone()
     except duckdb.Error as exc:
         target.error = f"cannot read {suite.relation}: {str(exc).splitlines()[0]}"
         return target
     target.rows = int(rows)
     target.high_water = high.isoformat() if high is not None else None
-    mark = None if all_rows else _previous_mark(previous, suite.name)
-    if has_column and mark is not None:
-        target.new_rows_sql = (
-            f"(select * from {target.relation_sql} "
-            f"where {identifier(column)} > timestamptz {sql_string(mark)})"
-        )
-        target.new_rows = int(
-            con.execute(f"select count(*) from {target.new_rows_sql}").fetchone()[0]
-        )
+    if new is not None:
+        target.new_rows = int(new)
+        target.new_rows_query = f"select * from {relation} where {newer}"
     return target
 
 
@@ -298,14 +302,15 @@ def _validate(
     data_docs: Path | None,
     run_name: str,
 ) -> dict[str, list[ExpectationResult]]:
-    results: dict[str, list[ExpectationResult]] = {}
+    # per suite: (index in the suite file, result), sorted into the file's order at the end
+    found: dict[str, list[tuple[int, ExpectationResult]]] = {}
     definitions = []
     placed: dict[str, tuple[_Target, Expectation]] = {}  # GX expectation id -> ours
     for target in targets:
         suite = target.suite
-        results[suite.name] = [_broken(suite, e) for e in suite.expectations if e.error]
+        found[suite.name] = [(e.index, _broken(suite, e)) for e in suite.expectations if e.error]
         if target.error:
-            results[suite.name].append(_unreadable(suite, target.error))
+            found[suite.name].append((-1, _unreadable(suite, target.error)))
             continue
         parts = {
             "all": [e for e in suite.expectations if e.gx and e.rows == "all"],
@@ -315,9 +320,9 @@ def _validate(
             if not expectations:
                 continue
             name = suite.name if rows == "all" else f"{suite.name}.new_rows"
-            query = (target.new_rows_sql if rows == "new" else None) or target.relation_sql
-            if query and query.startswith("("):
-                asset = source.add_query_asset(name, query=query[1:-1])
+            query = (target.new_rows_query if rows == "new" else None) or target.query
+            if query:
+                asset = source.add_query_asset(name, query=query)
             else:
                 asset = source.add_table_asset(name, table_name=suite.relation)
             batch = asset.add_batch_definition_whole_table("whole")
@@ -330,9 +335,9 @@ def _validate(
                 )
             )
     if not definitions:
-        return results
-    if data_docs is not None:
-        building = data_docs.with_name(f".{data_docs.name}.building")
+        return _in_file_order(found)
+    building = data_docs.with_name(f".{data_docs.name}.building") if data_docs else None
+    if building is not None:
         shutil.rmtree(building, ignore_errors=True)
         context.add_data_docs_site(
             site_name="lakehouse",
@@ -356,20 +361,24 @@ def _validate(
         expectation_parameters={**parameters.values, "as_of": as_of.isoformat()},
         run_id=RunIdentifier(run_name=run_name),
     )
-    ordered: dict[str, list[tuple[int, ExpectationResult]]] = {}
     for validation in run.run_results.values():
         for result in validation.results:
             target, ours = placed[str(result.expectation_config.id)]
-            ordered.setdefault(target.suite.name, []).append(
-                (ours.index, _result(target, ours, result))
-            )
-    for name, found in ordered.items():  # in the suite file's order
-        results[name] += [r for _, r in sorted(found, key=lambda pair: pair[0])]
-    if data_docs is not None:
+            found[target.suite.name].append((ours.index, _result(target, ours, result)))
+    if building is not None and data_docs is not None:
         # once for the whole run: GX's UpdateDataDocsAction rebuilds the site per validation
         context.build_data_docs(site_names=["lakehouse"])
-        _replace_folder(data_docs.with_name(f".{data_docs.name}.building"), data_docs)
-    return results
+        _replace_folder(building, data_docs)
+    return _in_file_order(found)
+
+
+def _in_file_order(
+    found: dict[str, list[tuple[int, ExpectationResult]]],
+) -> dict[str, list[ExpectationResult]]:
+    return {
+        name: [r for _, r in sorted(pairs, key=lambda pair: pair[0])]
+        for name, pairs in found.items()
+    }
 
 
 def _replace_folder(new: Path, old: Path) -> None:
@@ -404,7 +413,7 @@ def _result(target: _Target, ours: Expectation, result: Any) -> ExpectationResul
         kwargs=kwargs,
         parameters=ours.parameters,
         severity=ours.severity,
-        rows=ours.rows if target.new_rows_sql else "all",
+        rows=ours.rows if target.new_rows_query else "all",
         success=bool(result.success) and error is None,
         expected=expected_text(ours.type, kwargs),
         element_count=int(data.get("element_count") or 0),
@@ -470,9 +479,9 @@ def expected_text(kind: str, kwargs: dict[str, Any]) -> str:
     """What the expectation asks for, in words a reader compares with the observed value."""
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     mostly = kwargs.get("mostly")
-    share = f" (at least {_number(mostly * 100)}% of rows)" if mostly not in (None, 1) else ""
+    share = f" (at least {format_value(mostly * 100)}% of rows)" if mostly not in (None, 1) else ""
     if kind == "expect_column_max_to_be_recent":
-        return f"at most {_number(kwargs.get('max_age_hours'))} h old"
+        return f"at most {format_value(kwargs.get('max_age_hours'))} h old"
     if kind == "expect_column_value_share_to_be_between":
         return f"share of {kwargs.get('value')!r}: {_range(low, high)}"
     if low is not None or high is not None:
@@ -502,19 +511,12 @@ def expected_text(kind: str, kwargs: dict[str, Any]) -> str:
 
 def _range(low: Any, high: Any) -> str:
     if low is not None and high is not None:
-        return f"{_number(low)} … {_number(high)}" if low != high else f"= {_number(low)}"
-    return f"≥ {_number(low)}" if low is not None else f"≤ {_number(high)}"
-
-
-def _number(value: Any) -> str:
-    """Whole numbers as they are (with thousands separators), others to 4 significant digits."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return (
+            f"{format_value(low)} … {format_value(high)}"
+            if low != high
+            else f"= {format_value(low)}"
+        )
+    return f"≥ {format_value(low)}" if low is not None else f"≤ {format_value(high)}"
 
 
 def _plain(value: Any) -> Any:
