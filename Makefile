@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 DEMO_DIR ?= data/demo
 
-.PHONY: demo test lint setup clean bench
+.PHONY: demo test lint setup clean bench dagster
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/lakehouse demo --workdir $(DEMO_DIR)
+
+# Dagster's UI on the project (lakehouse.orchestrate): http://127.0.0.1:3000. Its runs,
+# schedules and sensor state live in data/dagster (DAGSTER_HOME), telemetry off.
+DAGSTER_HOME_DIR := $(abspath data/dagster)
+dagster: $(STAMP)
+	mkdir -p $(DAGSTER_HOME_DIR)
+	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check python tests benchmarks

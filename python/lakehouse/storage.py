@@ -138,3 +138,46 @@ def describe_storage_error(error: BaseException) -> str:
     where = getattr(error, "filename", None)
     text = meaning or getattr(error, "strerror", None) or str(error)
     return f"{text} ({where})" if where else text
+
+
+# connection failures, timeouts and throttling: worth retrying after a pause; anything else
+# (a full disk, permissions, a missing table, bad data) fails the same way again
+_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EPIPE,
+}
+_TRANSIENT_TEXT = re.compile(
+    r"NETWORK_CONNECTION|could not connect|connection (refused|reset|aborted|closed)"
+    r"|timed? ?out|error sending request|SlowDown|Throttl|ServiceUnavailable|Service Unavailable"
+    r"|RequestTimeout|InternalError|\b50[234]\b",
+    re.IGNORECASE,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a storage error is worth retrying: the storage could not be reached, timed
+    out or asked to slow down (S3's 503 SlowDown). Knows Python's OSErrors and the messages
+    of pyarrow's S3 client and deltalake's object store, which carry no errno."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    code = getattr(error, "errno", None)
+    if code is None:
+        found = re.search(r"os error (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    if code is not None:
+        return code in _TRANSIENT_ERRNOS
+    return isinstance(error, OSError | _delta_error()) and bool(_TRANSIENT_TEXT.search(str(error)))
+
+
+def _delta_error() -> type[BaseException]:
+    try:
+        from deltalake.exceptions import DeltaError
+    except ImportError:  # the loader alone does not install deltalake
+        return OSError
+    return DeltaError

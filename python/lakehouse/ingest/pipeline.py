@@ -38,6 +38,7 @@ class LandingFile:
     size: int
     spec: SourceSpec
     refused: str | None = None  # why it is not read at all (a link out of the landing folder)
+    mtime_ns: int | None = None  # when it was last written, as the storage reports it
 
 
 @dataclass
@@ -140,7 +141,7 @@ def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
                     f"{uri}: a link to a file outside the landing folder; refused unread "
                     "(copy the file into the landing folder to ingest it)"
                 )
-        files.append(LandingFile(uri, entry.path, entry.size, spec, refused))
+        files.append(LandingFile(uri, entry.path, entry.size, spec, refused, entry.mtime_ns))
     files.sort(key=lambda f: (f.spec.order, f.path))
     return files, sorted(ignored)
 

@@ -1,7 +1,8 @@
 """The data-quality gate: Great Expectations suites (expectations/) run as one GX Checkpoint
 inside DuckDB; critical failures stop the pipeline.
 
-Public surface: :func:`validate`, :func:`suggest`, :class:`RunReport`,
+Public surface: :func:`validate`, :func:`suggest`, :func:`outline_suites` (what the suites
+declare, read without GX), :class:`RunReport`,
 :class:`ExpectationResult`, :class:`GateRecord` (the latest verdict kept in a quality
 folder), :class:`SuiteError`. Great Expectations is imported when :func:`validate` runs,
 not on import. How it works: docs/decisions/0004.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.quality.record import BLOCKING, RESULT_FILE, GateRecord, TableVerdict
 
 if TYPE_CHECKING:
+    from lakehouse.quality.outline import SuiteOutline
     from lakehouse.quality.parameters import Suggestion
     from lakehouse.quality.runner import ExpectationResult, RunReport
 
@@ -27,6 +29,7 @@ __all__ = [
     "RunReport",
     "SuiteError",
     "TableVerdict",
+    "outline_suites",
     "suggest",
     "validate",
 ]
@@ -90,6 +93,16 @@ def _previous(out: Path) -> GateRecord | None:
         return GateRecord.read(out)
     except ValueError:
         return None  # unreadable: this run checks every row and replaces it
+
+
+def outline_suites(project: Path | None = None) -> list[SuiteOutline]:
+    """The suites of ``<project>/expectations``: each one's relation (a dbt model or
+    ``bronze:<table>``) and its expectations' names and severities, read without importing
+    Great Expectations."""
+    from lakehouse.quality.outline import outline_suites as outline
+    from lakehouse.warehouse import project_dir
+
+    return outline((project or project_dir()) / "expectations")
 
 
 def suggest(

@@ -17,7 +17,6 @@ error (:attr:`Expectation.error`) and the rest of the suite still runs.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,11 @@ from great_expectations.expectations.metadata_types import FailureSeverity
 
 import lakehouse.quality.expectations  # noqa: F401  (registers the project's two expectations)
 from lakehouse.quality import SuiteError
+from lakehouse.quality.outline import BRONZE_PREFIX, expectation_name, read_suite_file
 from lakehouse.quality.record import BLOCKING
 
 SEVERITIES = tuple(s.value for s in FailureSeverity)  # critical, warning, info
 assert FailureSeverity(BLOCKING) is FailureSeverity.CRITICAL
-BRONZE_PREFIX = "bronze:"
 # map expectations whose answer needs every row, not only the new ones
 WHOLE_TABLE_MAP_TYPES = {
     "expect_column_values_to_be_unique",
@@ -109,15 +108,7 @@ def load_suites(folder: Path, tables: list[str] | None = None) -> list[Suite]:
 
 
 def load_suite(path: Path) -> Suite:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"{path}: cannot read suite ({exc})") from exc
-    if not isinstance(data, dict) or "name" not in data:
-        raise SuiteError(f"{path}: not an expectation suite (no name)")
-    relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
-    if not relation:
-        raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
+    data, relation = read_suite_file(path)
     expectations = [
         _expectation(path, index, raw) for index, raw in enumerate(data.get("expectations", []))
     ]
@@ -137,8 +128,7 @@ def _expectation(path: Path, index: int, raw: dict[str, Any]) -> Expectation:
     rows = meta.get("rows")
     if rows not in (None, "new", "all"):
         raise SuiteError(f"{where}: meta.rows must be 'new' or 'all', not {rows!r}")
-    columns = ",".join(str(kwargs[k]) for k in ("column", "column_A", "column_B") if k in kwargs)
-    name = meta.get("name") or (f"{kind}({columns})" if columns else kind)
+    name = expectation_name(kind, kwargs, meta)
     built: GXExpectation | None = None
     error = None
     try:

@@ -1,8 +1,9 @@
 """Bronze Delta tables -> DuckDB warehouse, built by the dbt project at the repo root.
 
 Public surface: :func:`run_dbt` (``dbt build`` with pinned bronze versions),
-:func:`pin_bronze_versions`, :func:`connect` (a DuckDB connection that can read bronze too),
-the build's lineage (:func:`model_build`, :func:`latest_finished_build`,
+:func:`prepare_dbt` and :func:`record_dbt_manifest` (the same for another dbt runner, e.g.
+dagster-dbt), :func:`pin_bronze_versions`, :func:`connect` (a DuckDB connection that can
+read bronze too), the build's lineage (:func:`model_build`, :func:`latest_finished_build`,
 :func:`latest_started`),
 :func:`model_meta` (a model's ``meta`` from dbt's manifest), :func:`ensure_extensions`,
 and :class:`WarehouseError`.
@@ -10,10 +11,13 @@ and :class:`WarehouseError`.
 
 from lakehouse.warehouse.dbt_build import (
     BuildResult,
+    DbtInvocation,
     bronze_versions,
     dbt_artifacts,
     model_meta,
     pin_bronze_versions,
+    prepare_dbt,
+    record_dbt_manifest,
     run_dbt,
 )
 from lakehouse.warehouse.duckdb_env import (
@@ -34,6 +38,7 @@ from lakehouse.warehouse.lineage import (
 __all__ = [
     "BuildLineage",
     "BuildResult",
+    "DbtInvocation",
     "Invocation",
     "WarehouseError",
     "bronze_versions",
@@ -45,7 +50,9 @@ __all__ = [
     "model_build",
     "model_meta",
     "pin_bronze_versions",
+    "prepare_dbt",
     "project_dir",
+    "record_dbt_manifest",
     "rows_written_since",
     "run_dbt",
 ]

@@ -74,6 +74,64 @@ def pin_bronze_versions(lake: str, overrides: dict[str, int]) -> dict[str, int]:
     return {**bronze_versions(normalize_uri(lake)), **overrides}
 
 
+@dataclass(frozen=True)
+class DbtInvocation:
+    """What one dbt command on this project needs, whichever runner starts it (dbt's
+    ``dbtRunner`` in :func:`run_dbt`, dagster-dbt's ``DbtCliResource`` in
+    ``lakehouse.orchestrate``): the flags after the command, the environment, and the bronze
+    versions pinned for the run. Built by :func:`prepare_dbt`; after a build or run, pass the
+    manifest dbt wrote to :func:`record_dbt_manifest`."""
+
+    project: Path
+    warehouse: Path
+    versions: dict[str, int]
+    flags: tuple[str, ...]  # --vars with the lake and the pinned versions
+    env: dict[str, str]
+
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """The process environment dbt needs (the warehouse, the extensions, the PII key),
+        restored afterwards."""
+        with _environment(**self.env):
+            yield
+
+
+def prepare_dbt(
+    lake: str,
+    warehouse: str | Path,
+    *,
+    versions: dict[str, int] | None = None,
+    project: Path,
+    pii_salt: str | None = None,
+) -> DbtInvocation:
+    """Check the lake and the pins, make sure the warehouse can be written and the DuckDB
+    extensions are installed, and say how dbt must be invoked. ``versions`` pins the bronze
+    Delta versions read; by default every table's current one. ``pii_salt`` is the PII key
+    when the environment has none (the demo); otherwise ``LAKEHOUSE_PII_SALT`` is used
+    (``dbt_plugin``)."""
+    lake = normalize_uri(lake)
+    _refuse_unsafe_vars(lake, versions or {})
+    pinned = versions if versions is not None else bronze_versions(lake)
+    extensions = ensure_extensions(project)
+    warehouse = Path(warehouse).resolve()
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(warehouse)
+    salt = {} if os.environ.get(ENV_SALT) or not pii_salt else {ENV_SALT: pii_salt}
+    return DbtInvocation(
+        project=project,
+        warehouse=warehouse,
+        versions=pinned,
+        flags=("--vars", json.dumps({"lake_root": lake, "bronze_versions": pinned})),
+        env={
+            **salt,
+            "LAKEHOUSE_DUCKDB": str(warehouse),
+            # absolute: profiles.yml's default is relative to dbt's working directory
+            "LAKEHOUSE_DUCKDB_EXTENSIONS": str(extensions.resolve()),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        },
+    )
+
+
 def run_dbt(
     lake: str,
     warehouse: str | Path,
@@ -86,29 +144,19 @@ def run_dbt(
     quiet: bool = False,
     pii_salt: str | None = None,
 ) -> BuildResult:
-    """Run ``dbt <command>`` on the project against ``lake``; exit code follows dbt.
-
-    ``versions`` pins the bronze Delta versions read; by default every table's current one.
-    ``pii_salt`` is the PII key for this run when the environment has none (the demo);
-    otherwise ``LAKEHOUSE_PII_SALT`` is used (``dbt_plugin``). Relative paths are relative
-    to the working directory, as everywhere in the CLI."""
+    """Run ``dbt <command>`` on the project against ``lake`` in this process; the exit code
+    follows dbt. ``versions`` and ``pii_salt``: see :func:`prepare_dbt`. Relative paths are
+    relative to the working directory, as everywhere in the CLI."""
     from dbt.cli.main import dbtRunner
 
-    lake = normalize_uri(lake)
-    _refuse_unsafe_vars(lake, versions or {})
-    pinned = versions if versions is not None else bronze_versions(lake)
-    extensions = ensure_extensions(project)
-    warehouse = Path(warehouse).resolve()
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    ensure_writable(warehouse)
+    invocation = prepare_dbt(lake, warehouse, versions=versions, project=project, pii_salt=pii_salt)
     args = [
         command,
         "--project-dir",
         str(project),
         "--profiles-dir",
         str(project),
-        "--vars",
-        json.dumps({"lake_root": lake, "bronze_versions": pinned}),
+        *invocation.flags,
     ]
     if select:
         # cautious: a test runs only when everything it reads is selected too
@@ -117,14 +165,7 @@ def run_dbt(
         args.append("--full-refresh")
     if quiet:
         args += ["--quiet"]
-    salt = {} if os.environ.get(ENV_SALT) or not pii_salt else {ENV_SALT: pii_salt}
-    with _environment(
-        **salt,
-        LAKEHOUSE_DUCKDB=str(warehouse),
-        # absolute: profiles.yml's default is relative to dbt's working directory
-        LAKEHOUSE_DUCKDB_EXTENSIONS=str(extensions.resolve()),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    ):
+    with invocation.environment():
         try:
             outcome = dbtRunner().invoke(args)
         finally:
@@ -148,18 +189,20 @@ def run_dbt(
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
     if invocation_id and nodes and command in ("build", "run"):
-        _remember_manifest(warehouse, project, invocation_id)
-    return BuildResult(outcome.success, code, invocation_id, pinned, nodes, error)
+        record_dbt_manifest(
+            invocation.warehouse, dbt_artifacts(project) / "manifest.json", invocation_id
+        )
+    return BuildResult(outcome.success, code, invocation_id, invocation.versions, nodes, error)
 
 
-def _remember_manifest(warehouse: Path, project: Path, invocation_id: str) -> None:
-    """Record the sha256 of the manifest this invocation parsed, next to its lineage."""
+def record_dbt_manifest(warehouse: Path, manifest: Path, invocation_id: str) -> None:
+    """Record the sha256 of the manifest a build or run invocation parsed, next to its
+    lineage in the warehouse (the exporter copies it into the shard manifest)."""
     import duckdb
 
     from lakehouse.shardformat import sha256_of
     from lakehouse.warehouse.lineage import record_manifest
 
-    manifest = dbt_artifacts(project) / "manifest.json"
     if not manifest.exists():
         return
     con = duckdb.connect(str(warehouse))

@@ -1,0 +1,81 @@
+"""What the suite files declare, read without importing Great Expectations: each suite's
+relation and its expectations' names and severities. An orchestrator declares the gate's
+checks from this before any run (``lakehouse.orchestrate``); :mod:`suites` builds the GX
+objects from the same files and names expectations with :func:`expectation_name`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lakehouse.quality import SuiteError
+from lakehouse.quality.record import BLOCKING
+
+BRONZE_PREFIX = "bronze:"
+
+
+def expectation_name(kind: str, kwargs: dict[str, Any], meta: dict[str, Any]) -> str:
+    """How reports name an expectation: its ``meta.name``, else its type and columns."""
+    columns = ",".join(str(kwargs[k]) for k in ("column", "column_A", "column_B") if k in kwargs)
+    return str(meta.get("name") or (f"{kind}({columns})" if columns else kind))
+
+
+@dataclass(frozen=True)
+class ExpectationOutline:
+    name: str
+    type: str
+    severity: str  # critical blocks; warning and info are reported
+    notes: str
+
+
+@dataclass(frozen=True)
+class SuiteOutline:
+    name: str  # the suite's name: the table's name in the gate's reports
+    relation: str  # a dbt model, or bronze:<table>
+    expectations: tuple[ExpectationOutline, ...]
+
+    @property
+    def bronze_table(self) -> str | None:
+        """The bronze table this suite validates, if it validates one."""
+        if self.relation.startswith(BRONZE_PREFIX):
+            return self.relation[len(BRONZE_PREFIX) :]
+        return None
+
+
+def outline_suites(folder: Path) -> list[SuiteOutline]:
+    """Every suite file of ``folder`` (``*.json``), in name order."""
+    return [outline_suite(path) for path in sorted(Path(folder).glob("*.json"))]
+
+
+def read_suite_file(path: Path) -> tuple[dict[str, Any], str]:
+    """A suite file's JSON and the relation it validates; a :class:`SuiteError` naming the
+    file when it is not a suite."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read suite ({exc})") from exc
+    if not isinstance(data, dict) or "name" not in data:
+        raise SuiteError(f"{path}: not an expectation suite (no name)")
+    relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
+    if not relation:
+        raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
+    return data, str(relation)
+
+
+def outline_suite(path: Path) -> SuiteOutline:
+    data, relation = read_suite_file(path)
+    expectations = []
+    for raw in data.get("expectations", []):
+        kind, meta = str(raw.get("type")), dict(raw.get("meta") or {})
+        expectations.append(
+            ExpectationOutline(
+                name=expectation_name(kind, dict(raw.get("kwargs") or {}), meta),
+                type=kind,
+                severity=str(raw.get("severity", BLOCKING)),
+                notes=str(meta.get("notes", "")),
+            )
+        )
+    return SuiteOutline(str(data["name"]), relation, tuple(expectations))
