@@ -17,14 +17,11 @@ Results: benchmarks/results/gate-<workdir name>.json; figures in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 from pathlib import Path
 
-from bench_job import AS_OF, run_step
-
-RESULTS = Path(__file__).parent / "results"
+from bench_job import AS_OF, run_step, save_results
 
 
 def main() -> None:
@@ -43,10 +40,7 @@ def main() -> None:
         step = run_step("quality gate", lake, warehouse, str(quality), args.as_of)
         results[run] = step
         print(f"{run}: {step['seconds']:.1f} s, {step['peak_rss_mb']:,.0f} MB", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"gate-{args.workdir.name}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"results in {out}")
+    save_results(f"gate-{args.workdir.name}", results)
 
 
 if __name__ == "__main__":

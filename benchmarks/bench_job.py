@@ -157,11 +157,17 @@ def main() -> None:
                 f"time x{step['seconds'] / before['seconds']:.1f}, "
                 f"peak RSS x{step['peak_rss_mb'] / before['peak_rss_mb']:.1f}"
             )
-    RESULTS.mkdir(exist_ok=True)
     bounded = f"-mem{args.memory_limit}" if args.memory_limit else ""
-    out = RESULTS / f"job-{'-'.join(str(e) for e in args.events)}{bounded}.json"
+    save_results(f"job-{'-'.join(str(e) for e in args.events)}{bounded}", results)
+
+
+def save_results(name: str, results: dict) -> Path:
+    """``benchmarks/results/<name>.json``, the one place every benchmark's figures go."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"results in {out}")
+    return out
 
 
 if __name__ == "__main__":
