@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.storage import describe_storage_error, read_delta
+from lakehouse.storage import describe_storage_error, is_transient, read_delta
 from lakehouse.warehouse import connect, project_dir
 
 PROJECT = project_dir(Path(__file__).parent)
@@ -214,3 +214,37 @@ def test_a_read_only_lake_folder_is_a_clear_message(landing: Path, tmp_path: Pat
         lake.chmod(0o755)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"cannot write {lake}/bronze/" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        # pyarrow's S3 client and deltalake's object store, as they fail against a closed port
+        (
+            "When getting information for key 'landing' in bucket 'b': AWS Error "
+            "NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Could not connect",
+            True,
+        ),
+        (
+            "Generic S3 error: Error performing GET http://127.0.0.1:9/b in 5.4s, after 10 "
+            "retries, max_retries 10, retry_timeout 180s - HTTP error - tcp connect error - "
+            "Connection refused (os error 111)",
+            True,
+        ),
+        ("AWS Error SLOW_DOWN during PutObject operation: SlowDown", True),
+        ("curlCode: 28, Timeout was reached", True),
+        # object_store names its retry_timeout in every error, and versions are numbers
+        (
+            "Generic S3 error: Error performing GET http://x/b in 20ms, after 0 retries, "
+            "max_retries 10, retry_timeout 180s - Server returned non-2xx status code: "
+            "403 Forbidden",
+            False,
+        ),
+        ("Delta table version 503 not found", False),
+        ("No space left on device (os error 28)", False),
+    ],
+)
+def test_only_unreachable_or_throttled_storage_is_transient(message: str, transient: bool) -> None:
+    assert is_transient(OSError(message)) is transient
+    assert is_transient(ConnectionRefusedError(111, "Connection refused"))
+    assert not is_transient(PermissionError(13, "Permission denied"))

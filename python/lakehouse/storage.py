@@ -127,13 +127,19 @@ _ERRNO_MEANING = {
 }
 
 
-def describe_storage_error(error: BaseException) -> str:
-    """One readable line for a failed read or write: what happened and where. Understands
-    Python's OSError and the ``(os error N)`` that deltalake's Rust errors carry."""
+def _errno(error: BaseException) -> int | None:
+    """The errno of a Python OSError, or the ``(os error N)`` deltalake's Rust errors carry."""
     code = getattr(error, "errno", None)
     if code is None:
         found = re.search(r"os error (\d+)", str(error))
         code = int(found.group(1)) if found else None
+    return code
+
+
+def describe_storage_error(error: BaseException) -> str:
+    """One readable line for a failed read or write: what happened and where. Understands
+    Python's OSError and the ``(os error N)`` that deltalake's Rust errors carry."""
+    code = _errno(error)
     meaning = _ERRNO_MEANING.get(code) if code is not None else None
     where = getattr(error, "filename", None)
     text = meaning or getattr(error, "strerror", None) or str(error)
@@ -152,10 +158,13 @@ _TRANSIENT_ERRNOS = {
     errno.ENETDOWN,
     errno.EPIPE,
 }
+# (object_store prints "retry_timeout" in every error and Delta versions are numbers, so
+# neither a bare "timeout" nor a bare 503 means anything here)
 _TRANSIENT_TEXT = re.compile(
     r"NETWORK_CONNECTION|could not connect|connection (refused|reset|aborted|closed)"
-    r"|timed? ?out|error sending request|SlowDown|Throttl|ServiceUnavailable|Service Unavailable"
-    r"|RequestTimeout|InternalError|\b50[234]\b",
+    r"|timed out|timeout was reached|error sending request|SlowDown|Throttl"
+    r"|ServiceUnavailable|Service Unavailable|Bad Gateway|Gateway Timeout"
+    r"|RequestTimeout|InternalError",
     re.IGNORECASE,
 )
 
@@ -166,10 +175,7 @@ def is_transient(error: BaseException) -> bool:
     of pyarrow's S3 client and deltalake's object store, which carry no errno."""
     if isinstance(error, ConnectionError | TimeoutError):
         return True
-    code = getattr(error, "errno", None)
-    if code is None:
-        found = re.search(r"os error (\d+)", str(error))
-        code = int(found.group(1)) if found else None
+    code = _errno(error)
     if code is not None:
         return code in _TRANSIENT_ERRNOS
     return isinstance(error, OSError | _delta_error()) and bool(_TRANSIENT_TEXT.search(str(error)))
