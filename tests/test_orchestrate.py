@@ -273,6 +273,17 @@ def test_the_schedule_sends_its_tick_as_the_clock_and_every_location(defs) -> No
     assert nightly_schedule.cron_schedule == "0 6 * * *"
 
 
+def test_a_clock_that_is_not_a_timestamp_stops_the_run_before_any_step(defs) -> None:
+    result = defs.resolve_job_def("nightly").execute_in_process(
+        run_config={"resources": {"lakehouse": {"config": {"as_of": "tomorrow"}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
+    assert "as_of must be an ISO 8601 timestamp" in str(failure.event_specific_data.error)
+    assert not _steps(result, "STEP_START")
+
+
 def _tick(resource: LakehouseResource, cursor: str | None):
     context = build_sensor_context(cursor=cursor, resources={"lakehouse": resource})
     return landing_sensor(context), context.cursor

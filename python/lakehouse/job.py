@@ -105,6 +105,11 @@ class StepReport:
     reason: str = ""  # why it failed, one line
     result: Any = None  # the layer's typed result; None when the step raised
 
+    @property
+    def failure(self) -> str:
+        """``"<step>: <reason>"``, the line said when this step stops the job."""
+        return f"{self.name}: {self.reason or 'see its output'}"
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -133,7 +138,7 @@ class JobReport:
     def failure(self) -> str | None:
         """``"<step>: <reason>"`` for the step that stopped the job."""
         step = self.failed_step
-        return f"{step.name}: {step.reason or 'see its output'}" if step else None
+        return step.failure if step else None
 
     @property
     def not_run(self) -> list[str]:

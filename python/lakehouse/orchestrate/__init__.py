@@ -9,14 +9,7 @@ of the job's logic lives here. Public surface: :class:`LakehouseResource` (where
 lives: the run config), :func:`build_definitions` and the keys of the assets.
 """
 
+from lakehouse.orchestrate.location import build_definitions
 from lakehouse.orchestrate.resources import LakehouseResource
 
 __all__ = ["LakehouseResource", "build_definitions"]
-
-
-def build_definitions(lakehouse: LakehouseResource | None = None):  # -> dagster.Definitions
-    """The code location's definitions, with ``lakehouse`` as the default locations (default:
-    ``data/demo``, or ``LAKEHOUSE_LAKE`` / ``LAKEHOUSE_DUCKDB`` from the environment)."""
-    from lakehouse.orchestrate.definitions import build_definitions as build
-
-    return build(lakehouse)

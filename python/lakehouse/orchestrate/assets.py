@@ -78,7 +78,7 @@ def guarded(lakehouse: LakehouseResource, call: Callable[[], T]) -> T:
 
 
 def _failed(step: StepReport) -> Failure:
-    return Failure(description=f"{step.name}: {step.reason}", allow_retries=False)
+    return Failure(description=step.failure, allow_retries=False)
 
 
 # ------------------------------------------------------------------- bronze

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lakehouse.layout import DEFAULT_ROOT, Layout
 
@@ -41,6 +41,20 @@ class LakehouseResource(ConfigurableResource):
         default=3, description="Retries of a step after a transient storage error."
     )
     retry_seconds: float = Field(default=30.0, description="Pause before each retry.")
+
+    @field_validator("as_of")
+    @classmethod
+    def _a_timestamp(cls, value: str | None) -> str | None:
+        """A clock that is not ISO 8601 is refused with the run config, before any step."""
+        if value:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"as_of must be an ISO 8601 timestamp such as 2026-11-25T06:00:00+00:00, "
+                    f"not {value!r}"
+                ) from None
+        return value
 
     def layout(self) -> Layout:
         """The deployment's paths, absolute."""
