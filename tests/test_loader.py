@@ -3,6 +3,7 @@ order fixed by (seed, epoch), resumes mid-epoch without replay, and names a brok
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -387,3 +388,51 @@ def test_a_shard_is_hashed_once_per_file_version_not_once_per_process(
     with pytest.raises(LoaderError, match="differs from its manifest's sha256"):
         read_all()
     assert len(hashed) == first + 1
+
+
+def test_a_shuffled_batch_copies_whole_rows_and_equals_the_per_column_gather(
+    shards: Path,
+) -> None:
+    manifest = Manifest.read(Path(shards) / "manifest.json")
+    layout = manifest.row_layout
+    assert layout is not None and layout.row_bytes % 8 == 0
+    assert sorted(layout.fields) == sorted(manifest.columns)
+    assert "_rows" not in manifest.columns  # the row-major copy is not a user column
+    row_major = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+    per_column = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+    per_column.manifest = dataclasses.replace(per_column.manifest, row_layout=None)
+    pairs = list(zip(row_major, per_column, strict=True))
+    assert len(pairs) == len(row_major)
+    for fast, slow in pairs:
+        assert fast.keys() == slow.keys()
+        for name in fast:
+            assert torch.equal(fast[name], slow[name]), name
+        # every column is a view of one buffer of whole rows
+        storages = {fast[n].untyped_storage().data_ptr() for n in manifest.columns}
+        assert len(storages) == 1
+        assert fast["photo_id"].stride() == (layout.row_bytes // 8,)
+        assert fast["embedding"].stride() == (layout.row_bytes // 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (
+            {
+                "a": {"offset": 0, "dtype": "int64", "width": 1},
+                "b": {"offset": 4, "dtype": "float32", "width": 1},
+            },
+            "not overlapping",
+        ),
+        ({"a": {"offset": 4, "dtype": "int64", "width": 1}}, "a multiple of 8"),
+        ({"a": {"offset": 0, "dtype": "float32", "width": 4}}, "inside 8 bytes"),
+        ({"a": {"offset": 0, "dtype": "object", "width": 1}}, "dtype must be one of"),
+    ],
+)
+def test_a_row_layout_that_would_read_outside_its_row_is_refused(
+    shards: Path, fields: dict, problem: str
+) -> None:
+    data = json.loads((Path(shards) / "manifest.json").read_text())
+    data["row_layout"] = {"row_bytes": 8, "fields": fields}
+    with pytest.raises(ValueError, match=problem):
+        Manifest.parse(json.dumps(data))

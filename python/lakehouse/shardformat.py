@@ -8,6 +8,7 @@ it, and neither imports the other, so ``import lakehouse.loader`` never loads th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,49 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 VERSION_NAME = re.compile(r"v[1-9][0-9]{0,8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 8 << 20
+# every shard also holds its rows row-major in this fixed_size_binary column: all tensor
+# columns of a row in one run of bytes (the manifest's row_layout says where each one is),
+# so a shuffled batch is one copy per row instead of one read per value and column
+ROW_MAJOR = "_rows"
+# numpy dtype names a row-major field may have
+_FIELD_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "float64", "float32")
+
+
+@dataclass(frozen=True)
+class RowField:
+    """Where one column sits in a row-major row: byte ``offset``, numpy ``dtype``, and
+    ``width`` values per row (1, or N for a fixed-size list such as an embedding)."""
+
+    offset: int
+    dtype: str
+    width: int
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """The byte layout of the row-major column: ``row_bytes`` per row (a multiple of 8, so
+    every field is aligned to its size) and each column's field."""
+
+    row_bytes: int
+    fields: dict[str, RowField]
+
+    @classmethod
+    def plan(cls, columns: list[tuple[str, str, int]]) -> RowLayout:
+        """Lay out ``(name, numpy dtype, width)`` columns, widest values first so each
+        field is aligned to its own size with no padding between fields."""
+        fields, offset = {}, 0
+        for name, dtype, width in sorted(columns, key=lambda c: -_itemsize(c[1])):
+            fields[name] = RowField(offset, dtype, width)
+            offset += _itemsize(dtype) * width
+        return cls(row_bytes=-(-offset // 8) * 8, fields=fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = {name: asdict(field) for name, field in self.fields.items()}
+        return {"row_bytes": self.row_bytes, "fields": fields}
+
+
+def _itemsize(dtype: str) -> int:
+    return int(re.search(r"\d+", dtype).group()) // 8 if dtype[-1].isdigit() else 1
 
 
 class ManifestError(ValueError):
@@ -60,6 +104,13 @@ class Manifest:
     # what the rows hold, whatever the build that made them: an export whose rows and
     # columns fingerprint the same as the latest version's publishes nothing new
     content_fingerprint: str = ""
+    # the row-major column's layout; None in versions written before it existed
+    row_layout: RowLayout | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The named tensor columns (the row-major copy of them is not one)."""
+        return [c["name"] for c in self.schema if c["name"] != ROW_MAJOR]
 
     @property
     def totals(self) -> dict[str, int]:
@@ -71,6 +122,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["totals"] = self.totals
+        data["row_layout"] = self.row_layout.to_dict() if self.row_layout else None
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
     @classmethod
@@ -101,6 +153,7 @@ class Manifest:
             lineage=_lineage(_typed(data, "lineage", dict, default={})),
             quality_gate=_typed(data, "quality_gate", dict, default={}),
             content_fingerprint=_typed(data, "content_fingerprint", str, default=""),
+            row_layout=_row_layout(data.get("row_layout")),
         )
 
 
@@ -187,6 +240,34 @@ def _shard(entry: Any) -> ShardEntry:
         bytes=_integer(entry, "bytes"),
         sha256=sha,
     )
+
+
+def _row_layout(layout: Any) -> RowLayout | None:
+    """Checked so the loader can trust it: fields inside the row, aligned to their size,
+    not overlapping, of a dtype a tensor can have."""
+    if layout is None:
+        return None
+    _check(isinstance(layout, dict), "row_layout", "an object or null", layout)
+    row_bytes = _integer(layout, "row_bytes", minimum=1)
+    fields, spans = {}, []
+    for name, field_ in _typed(layout, "fields", dict).items():
+        _identifier({"row_layout.fields": name}, "row_layout.fields")
+        where = f"row_layout.fields.{name}"
+        _check(isinstance(field_, dict), where, "an object", field_)
+        dtype = field_.get("dtype")
+        _check(dtype in _FIELD_DTYPES, f"{where}.dtype", f"one of {_FIELD_DTYPES}", dtype)
+        offset = _integer(field_, "offset")
+        width = _integer(field_, "width", minimum=1)
+        size = _itemsize(dtype)
+        _check(offset % size == 0, f"{where}.offset", f"a multiple of {size}", offset)
+        _check(offset + size * width <= row_bytes, where, f"inside {row_bytes} bytes", field_)
+        spans.append((offset, offset + size * width, name))
+        fields[name] = RowField(offset, dtype, width)
+    spans.sort()
+    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+        _check(start >= end, "row_layout.fields", "not overlapping", f"{first}, {second}")
+    _check(row_bytes % 8 == 0, "row_layout.row_bytes", "a multiple of 8", row_bytes)
+    return RowLayout(row_bytes, fields)
 
 
 def _lineage(lineage: dict[str, Any]) -> dict[str, Any]:

@@ -14,15 +14,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
-from lakehouse.export.writer import ExportError, ExportSpec, plan_columns, write_split
+from lakehouse.export.writer import (
+    ExportError,
+    ExportSpec,
+    plan_columns,
+    row_layout,
+    write_split,
+)
 from lakehouse.quality import GateRecord
 from lakehouse.shardformat import (
     DEFAULT_SHARD_ROWS,
     LATEST,
     MANIFEST,
+    ROW_MAJOR,
     VERSION_NAME,
     Manifest,
 )
@@ -99,6 +107,8 @@ def export_model(
                     on_rows,
                 )
             schema = _schema_of(staging / shards[0].path) if shards else []
+            named = _arrow_schema(staging / shards[0].path, named=True) if shards else None
+            layout = row_layout(named) if named else None
             manifest = Manifest(
                 model=model,
                 version=0,
@@ -112,6 +122,7 @@ def export_model(
                 lineage=lineage,
                 quality_gate=gate,
                 content_fingerprint=fingerprint,
+                row_layout=layout,
             )
             if remote:
                 return _publish_remote(join_uri(str(out), model), staging, manifest), manifest
@@ -153,7 +164,8 @@ def content_fingerprint(
         "select count(*), coalesce(sum(cast(hash(exported) as hugeint)), 0) from "
         f"(select {', '.join(select)}, {split} from {sql.identifier(model)}) as exported"
     ).fetchone()
-    layout = "\n".join([*select, str(shard_rows), str(compression), duckdb.__version__])
+    # the shard format is part of it: shards without the row-major column are exported again
+    layout = "\n".join([*select, str(shard_rows), str(compression), ROW_MAJOR, duckdb.__version__])
     digest = hashlib.sha256(layout.encode()).hexdigest()[:16]
     return f"{rows}:{total}:{digest}"
 
@@ -261,8 +273,14 @@ def _publish_remote(root: str, staging: Path, manifest: Manifest) -> str:
 
 
 def _schema_of(shard: Path) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in _arrow_schema(shard)]
+
+
+def _arrow_schema(shard: Path, *, named: bool = False) -> pa.Schema:
+    """A shard's Arrow schema; ``named``: without the row-major column."""
     with ipc.open_file(str(shard)) as reader:
-        return [{"name": f.name, "type": str(f.type)} for f in reader.schema]
+        schema = reader.schema
+    return schema.remove(schema.get_field_index(ROW_MAJOR)) if named else schema
 
 
 def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]:
@@ -387,7 +405,7 @@ def reproduce(
             original.model,
             out,
             shard_rows=original.shard_rows,
-            columns=[c["name"] for c in original.schema],
+            columns=original.columns,
             compression=original.compression,
             force=True,
             project=project,

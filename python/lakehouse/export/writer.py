@@ -3,7 +3,9 @@
 Types are chosen so a loader can hand columns to torch without work: fixed-size float32
 lists for embeddings, float32 for floats, int64 for integers and timestamps (UTC
 microseconds), uint8 for booleans, int32 codes for categoricals (vocabulary in the
-manifest). Strings never reach a shard.
+manifest). Strings never reach a shard. Each shard also carries the same values row-major,
+in one fixed-size binary column (``shardformat.ROW_MAJOR``): a shuffled batch then copies
+whole rows, one run of bytes each.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from lakehouse import sql
-from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ShardEntry, sha256_of
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ROW_MAJOR, RowLayout, ShardEntry, sha256_of
 
 
 class ExportError(Exception):
@@ -141,7 +144,8 @@ def write_split(
     )
     reader = con.execute(query, [split]).to_arrow_reader(min(shard_rows, DEFAULT_SHARD_ROWS))
     entries = []
-    for index, table in enumerate(_fixed_size_tables(reader, shard_rows)):
+    for index, named in enumerate(_fixed_size_tables(reader, shard_rows)):
+        table = with_row_major(named)
         path = folder / f"part-{index:05d}.arrow"
         options = ipc.IpcWriteOptions(compression=compression)
         with (
@@ -160,6 +164,35 @@ def write_split(
         )
         on_rows(table.num_rows)
     return entries
+
+
+def row_layout(schema: pa.Schema) -> RowLayout:
+    """The row-major layout of a shard's named columns."""
+    columns = []
+    for field in schema:
+        kind, width = field.type, 1
+        if pa.types.is_fixed_size_list(kind):
+            kind, width = kind.value_type, kind.list_size
+        columns.append((field.name, str(np.dtype(kind.to_pandas_dtype())), width))
+    return RowLayout.plan(columns)
+
+
+def with_row_major(table: pa.Table) -> pa.Table:
+    """``table`` plus its rows row-major in one fixed_size_binary column."""
+    layout = row_layout(table.schema)
+    rows = np.zeros((table.num_rows, layout.row_bytes), np.uint8)
+    for name, field in layout.fields.items():
+        array = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(array.type):
+            array = array.flatten()
+        values = array.to_numpy(zero_copy_only=False).astype(field.dtype, copy=False)
+        size = np.dtype(field.dtype).itemsize * field.width
+        view = rows[:, field.offset : field.offset + size]
+        view[:] = values.reshape(table.num_rows, size // values.itemsize).view(np.uint8)
+    column = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(layout.row_bytes), table.num_rows, [None, pa.py_buffer(rows)]
+    )
+    return table.append_column(ROW_MAJOR, column)
 
 
 def _fixed_size_tables(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:

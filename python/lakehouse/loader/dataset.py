@@ -21,6 +21,7 @@ from lakehouse.loader.shards import (
     split_entries,
     verify_checksums,
 )
+from lakehouse.shardformat import RowLayout
 
 PADDING_KEY = "is_padding"
 STATE_FORMAT = 1
@@ -177,30 +178,85 @@ class ShardDataset(IterableDataset):
             columns = cache[shard].columns
             batch = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
         else:
-            batch = _gather(cache, rows, self.columns, shared=in_worker)
+            batch = _gather(cache, rows, self.columns, self.manifest.row_layout, shared=in_worker)
         if self.uneven == "pad":
             batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
         return batch
 
 
 def _gather(
-    cache: ShardCache, rows: Rows, names: list[str], *, shared: bool
+    cache: ShardCache, rows: Rows, names: list[str], layout: RowLayout | None, *, shared: bool
 ) -> dict[str, torch.Tensor]:
-    """Copy a batch's rows into one fresh buffer, one ``take`` per shard and column.
+    """Copy a batch's rows into one fresh buffer.
 
     Rows are grouped by shard and sorted within it: a batch is a set of samples to SGD, and
-    sorted runs turn the copy into a few sequential reads instead of a scatter.
+    sorted runs turn the copy into a few sequential reads instead of a scatter. With the
+    shards' row-major column, one ``take`` per shard copies whole rows, and each column is
+    a strided view of that buffer (row stride ``row_bytes``); without it (older versions),
+    one ``take`` per shard and column.
     """
-    order = np.lexsort((rows.row, rows.shard))
-    shard, row = rows.shard[order], rows.row[order]
-    cuts = np.flatnonzero(np.diff(shard)) + 1
-    first = cache[int(shard[0])].columns
-    out = _allocate(len(row), {name: first[name] for name in names}, shared)
-    for lo, hi in zip([0, *cuts], [*cuts, len(row)], strict=True):
+    key = np.sort((rows.shard << 40) | rows.row)  # by shard, then row (rows < 2**40)
+    shard, row = key >> 40, key & ((1 << 40) - 1)
+    runs = np.flatnonzero(np.diff(shard)) + 1
+    spans = list(zip([0, *runs.tolist()], [*runs.tolist(), len(row)], strict=True))
+    first = cache[int(shard[0])]
+    if layout is not None and first.row_major is not None:
+        return _gather_rows(cache, shard, row, spans, names, layout, shared)
+    out = _allocate(len(row), {name: first.columns[name] for name in names}, shared)
+    for lo, hi in spans:
         columns = cache[int(shard[lo])].columns
         for name in names:
             np.take(columns[name], row[lo:hi], axis=0, out=out[name].numpy()[lo:hi])
     return out
+
+
+def _gather_rows(
+    cache: ShardCache,
+    shard: np.ndarray,
+    row: np.ndarray,
+    spans: list[tuple[int, int]],
+    names: list[str],
+    layout: RowLayout,
+    shared: bool,
+) -> dict[str, torch.Tensor]:
+    count, width = len(row), layout.row_bytes
+    buffer = _buffer(count * width, shared)
+    matrix = buffer[: count * width].view(count, width)
+    index = torch.from_numpy(row)
+    for lo, hi in spans:  # torch's gather runs on its intra-op threads; numpy's on one
+        source = torch.from_numpy(cache[int(shard[lo])].row_major)
+        torch.index_select(source, 0, index[lo:hi], out=matrix[lo:hi])
+    out = {}
+    for name in names:
+        field = layout.fields[name]
+        size = np.dtype(field.dtype).itemsize
+        typed = buffer.view(_TORCH_DTYPES[field.dtype])
+        if field.width > 1:
+            shape, stride = (count, field.width), (width // size, 1)
+        else:
+            shape, stride = (count,), (width // size,)
+        out[name] = typed.as_strided(shape, stride, field.offset // size)
+    return out
+
+
+_TORCH_DTYPES = {
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "float64": torch.float64,
+    "float32": torch.float32,
+}
+
+
+def _buffer(size: int, shared: bool) -> torch.Tensor:
+    """A fresh uint8 buffer; in shared memory when it goes to the trainer from a worker."""
+    size = max(size, 8)
+    if shared:
+        storage = torch.UntypedStorage._new_shared(size)
+        return torch.empty(0, dtype=torch.uint8).set_(storage, 0, (size,), (1,))
+    return torch.empty(size, dtype=torch.uint8)
 
 
 def _allocate(
@@ -212,11 +268,7 @@ def _allocate(
         shape = (rows, *column.shape[1:])
         layout[name] = (total, column.dtype, shape)
         total += -(-int(np.prod(shape)) * column.dtype.itemsize // align) * align
-    if shared:
-        storage = torch.UntypedStorage._new_shared(max(total, 1))
-        buffer = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (max(total, 1),), (1,))
-    else:
-        buffer = torch.empty(max(total, 1), dtype=torch.uint8)
+    buffer = _buffer(total, shared)
     out = {}
     for name, (offset, dtype, shape) in layout.items():
         size = int(np.prod(shape)) * dtype.itemsize

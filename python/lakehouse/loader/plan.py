@@ -71,33 +71,52 @@ class EpochOrder:
         self.mixes = shuffle and per_window > 1
         self.window_cum = np.append(self.block_cum[:-1:per_window], self.total)
         self._key = (seed, epoch)
-        self._perms: dict[int, np.ndarray] = {}
+        self._windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shard index and row of each stream position."""
-        if self.mixes:
-            positions = self._mix(positions)
-        block = np.searchsorted(self.block_cum, positions, side="right") - 1
-        row = self.block_start[block] + positions - self.block_cum[block]
-        return self.block_shard[block], row
-
-    def _mix(self, positions: np.ndarray) -> np.ndarray:
+        run = len(positions) and positions[-1] - positions[0] == len(positions) - 1
+        if run and (np.diff(positions) == 1).all():
+            lo, hi = int(positions[0]), int(positions[-1]) + 1
+            first = int(np.searchsorted(self.window_cum, lo, side="right") - 1)
+            if hi <= self.window_cum[first + 1]:  # a run inside one window: two slices
+                shard, row = self._window(first)
+                start = lo - int(self.window_cum[first])
+                return shard[start : start + hi - lo], row[start : start + hi - lo]
         window = np.searchsorted(self.window_cum, positions, side="right") - 1
-        mixed = np.empty_like(positions)
+        first = int(window[0]) if len(window) else 0
+        if len(window) and (window == first).all():  # the usual batch: inside one window
+            shard, row = self._window(first)
+            local = positions - self.window_cum[first]
+            return shard[local], row[local]
+        shard, row = np.empty_like(positions), np.empty_like(positions)
         for w in np.unique(window):
             here = window == w
-            lo = self.window_cum[w]
-            mixed[here] = lo + self._perm(int(w))[positions[here] - lo]
-        return mixed
+            window_shard, window_row = self._window(int(w))
+            local = positions[here] - self.window_cum[w]
+            shard[here], row[here] = window_shard[local], window_row[local]
+        return shard, row
 
-    def _perm(self, window: int) -> np.ndarray:
-        if window not in self._perms:
-            if len(self._perms) >= 4:  # a worker moves forward; keep the last few
-                self._perms.pop(next(iter(self._perms)))
-            size = int(self.window_cum[window + 1] - self.window_cum[window])
-            rng = np.random.default_rng((*self._key, 1, window))
-            self._perms[window] = rng.permutation(size)
-        return self._perms[window]
+    def _window(self, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Shard and row of every stream position in ``window``, in stream order: its
+        blocks' rows, permuted when the window mixes them. Computed once per window, so
+        a batch is two lookups; a worker moves forward, so the last few are kept."""
+        if window not in self._windows:
+            if len(self._windows) >= 4:
+                self._windows.pop(next(iter(self._windows)))
+            lo, hi = self.window_cum[window], self.window_cum[window + 1]
+            first = int(np.searchsorted(self.block_cum, lo, side="right") - 1)
+            last = int(np.searchsorted(self.block_cum, hi, side="left"))
+            lengths = np.diff(self.block_cum[first : last + 1])
+            shard = np.repeat(self.block_shard[first:last], lengths)
+            offset = self.block_start[first:last] - self.block_cum[first:last]
+            row = np.repeat(offset, lengths) + np.arange(lo, hi, dtype=np.int64)
+            if self.mixes:
+                rng = np.random.default_rng((*self._key, 1, window))
+                mixed = rng.permutation(int(hi - lo))
+                shard, row = shard[mixed], row[mixed]
+            self._windows[window] = (shard, row)
+        return self._windows[window]
 
 
 def _blocks(shard_rows: list[int], block_rows: int) -> tuple[np.ndarray, ...]:

@@ -18,7 +18,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from lakehouse.loader.remote import FetchError, checked_marker, fetch_version, mark_checked
-from lakehouse.shardformat import MANIFEST, Manifest, ShardEntry, safe_shard_path, verify
+from lakehouse.shardformat import (
+    MANIFEST,
+    ROW_MAJOR,
+    Manifest,
+    ShardEntry,
+    safe_shard_path,
+    verify,
+)
 from lakehouse.storage import is_remote
 
 
@@ -59,7 +66,7 @@ def split_entries(manifest: Manifest, split: str) -> list[ShardEntry]:
 
 def check_columns(manifest: Manifest, columns: list[str] | None) -> list[str]:
     """The requested columns, all of them by default; unknown names are refused."""
-    names = [c["name"] for c in manifest.schema]
+    names = manifest.columns
     wanted = list(columns) if columns else names
     unknown = [c for c in wanted if c not in names]
     if unknown:
@@ -77,7 +84,9 @@ def verify_checksums(folder: Path) -> None:
 
 
 class ShardColumns:
-    """One shard's requested columns as numpy arrays over a copy-on-write memory map."""
+    """One shard's requested columns as numpy arrays over a copy-on-write memory map, and
+    its row-major copy of them as a ``(rows, row_bytes)`` uint8 matrix (``row_major``; None
+    for a version exported before it existed)."""
 
     def __init__(self, folder: Path, entry: ShardEntry, manifest: Manifest, columns: list[str]):
         try:
@@ -114,6 +123,28 @@ class ShardColumns:
         table = table.combine_chunks()
         self.rows = table.num_rows
         self.columns = {name: self._numpy(name, table.column(name), base) for name in columns}
+        self.row_major = None
+        if manifest.row_layout is not None:
+            row_bytes = manifest.row_layout.row_bytes
+            flat = self._bytes(table.column(ROW_MAJOR), base, row_bytes)
+            self.row_major = flat.reshape(self.rows, row_bytes)
+
+    def _bytes(self, column: pa.ChunkedArray, base: pa.Buffer, row_bytes: int) -> np.ndarray:
+        """The row-major column's values as flat bytes, viewed in the map."""
+        array = column.chunk(0) if column.num_chunks else pa.array([], pa.binary(row_bytes))
+        if array.type != pa.binary(row_bytes) or array.null_count:
+            raise LoaderError(
+                f"shard {self.path} column {ROW_MAJOR} is {array.type} with "
+                f"{array.null_count} nulls; the manifest says {row_bytes}-byte rows"
+            )
+        if not len(array):
+            return np.empty(0, np.uint8)
+        data = array.buffers()[1]
+        count, start = len(array) * row_bytes, array.offset * row_bytes
+        offset = data.address - base.address
+        if offset >= 0 and offset + data.size <= base.size:
+            return np.frombuffer(self._map, np.uint8, count, offset + start)
+        return np.frombuffer(data, np.uint8, count, start).copy()
 
     def _numpy(self, name: str, column: pa.ChunkedArray, base: pa.Buffer) -> np.ndarray:
         array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
