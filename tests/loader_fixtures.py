@@ -22,8 +22,9 @@ SHARD_ROWS = 97  # does not divide the batch sizes the tests use, on purpose
 
 
 def write_shards(work: Path, *, compression: str | None = None) -> Path:
-    """``<work>/shards/loader_fixture/latest``: photo_id, a float feature, a 4-wide embedding
-    and a label, all derived from photo_id so any row can be checked from its id alone."""
+    """``<work>/shards/loader_fixture/latest``: photo_id, a float feature, a 4-wide embedding,
+    a label, a timestamp and a category (a third of them missing), all derived from photo_id
+    so any row can be checked from its id alone."""
     warehouse = work / "warehouse.duckdb"
     con = duckdb.connect(str(warehouse))
     con.execute(
@@ -36,6 +37,7 @@ def write_shards(work: Path, *, compression: str | None = None) -> Path:
                [cast(id as float), cast(id + 1 as float), cast(-id as float), 1.0]::float[4]
                  as embedding,
                id % 7 = 0 as is_popular,
+               case id % 3 when 0 then 'portrait' when 1 then 'landscape' end as orientation,
                timestamp '2026-01-01' + to_seconds(id) as posted_at
         from range({ROWS}) t(id)
         """

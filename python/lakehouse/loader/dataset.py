@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
 
-from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven, worker_batches
+from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven
+from lakehouse.loader.resume import Batch, Make, ResumableBatches
+from lakehouse.loader.samples import ShardSamples, decode
 from lakehouse.loader.shards import (
-    LoaderError,
     ShardCache,
     check_columns,
     open_version,
@@ -24,25 +23,34 @@ from lakehouse.loader.shards import (
 from lakehouse.shardformat import RowLayout
 
 PADDING_KEY = "is_padding"
-STATE_FORMAT = 1
-# the settings that decide the sample order; a state saved under others cannot resume exactly
-_ORDER_KEYS = ("model", "version", "split", "seed", "shuffle", "shuffle_buffer", "block_rows")
 
 
-class ShardDataset(IterableDataset):
+class ShardDataset(ResumableBatches):
     """Batches of one split of a shard version, as ``dict[column, Tensor]``.
 
-    Use with ``DataLoader(ds, batch_size=None, num_workers=n)``: the dataset batches itself.
-    Every sample of an epoch is delivered exactly once across workers and ranks; each rank
-    gets the same number of batches. With ``uneven="pad"`` (default) ranks that run out
-    get filler batches of real samples, flagged in ``batch["is_padding"]`` so the loss can
-    mask them; with ``"drop"`` the samples that do not fill a batch on every rank are left
-    out. Call :meth:`set_epoch` at the start of each epoch, as with DistributedSampler
-    (``persistent_workers=True`` would keep workers on the old epoch, so do not use it).
+    Use with ``DataLoader(ds, batch_size=None, num_workers=n)``: the dataset batches itself
+    (``batch_size=N`` on the DataLoader is refused with that advice). Every sample of an
+    epoch is delivered exactly once across workers and ranks; each rank gets the same
+    number of batches. With ``uneven="pad"`` (default) ranks that run out get filler
+    batches of real samples, flagged in ``batch["is_padding"]`` so the loss can mask them;
+    with ``"drop"`` the samples that do not fill a batch on every rank are left out. Call
+    :meth:`set_epoch` at the start of each epoch, as with DistributedSampler; the epoch
+    lives in shared memory, so ``persistent_workers=True`` follows it too.
+
+    ``len(ds)`` is the number of *batches* this rank delivers in the coming pass (what
+    DataLoader and progress bars count); :attr:`num_samples` counts samples and
+    :attr:`samples` is the split as a map-style dataset (``len`` in samples, ``[i]``).
 
     Order: blocks of ``block_rows`` rows (default ``batch_size``) are shuffled by (seed,
     epoch), then rows are mixed within windows of ``shuffle_buffer`` rows (default
     8 x ``batch_size``; 0 keeps blocks whole, so batches are zero-copy slices of the map).
+    A mixed batch is gathered as whole rows from the shards' row-major column: its columns
+    are strided views of one buffer (``.contiguous()`` gives a packed copy).
+
+    Checkpointing: ``state_dict()``/``load_state_dict()`` follow torchdata's
+    ``StatefulDataLoader`` protocol (checkpoint the loader, mid-epoch, with workers);
+    ``GPUPrefetcher.state_dict()`` or ``state_dict(batches_seen)`` give a state that
+    resumes exactly with any number of workers and ranks.
     """
 
     def __init__(
@@ -73,9 +81,7 @@ class ShardDataset(IterableDataset):
         self.shuffle_buffer = 8 * batch_size if shuffle_buffer is None else shuffle_buffer
         self.block_rows = block_rows or batch_size
         self.uneven: Uneven = uneven
-        self.rank, self.world_size = _rank_and_world(rank, world_size)
-        self.epoch = 0
-        self._start = 0  # stream position this pass begins at (non-zero after a resume)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self._plan()  # refuse bad settings here, not in a worker
 
     @property
@@ -88,26 +94,23 @@ class ShardDataset(IterableDataset):
         """Category names of the int32-coded columns (code i is ``vocabularies[col][i]``)."""
         return self.manifest.vocabularies
 
+    def decode(self, column: str, codes: torch.Tensor | np.ndarray | list[int]) -> list[str | None]:
+        """Category names of int32 codes of ``column`` (-1, a missing category, is None)."""
+        return decode(self.manifest, column, codes)
+
+    @property
+    def samples(self) -> ShardSamples:
+        """The same split and columns as a map-style dataset of single samples."""
+        return ShardSamples(self.folder, self.split, columns=self.columns)
+
     def width(self, column: str) -> int:
         """Values per sample of ``column``: 1, or N for a fixed-size list such as an embedding."""
         kind = next(c["type"] for c in self.manifest.schema if c["name"] == column)
         size = re.search(r"\[(\d+)\]$", kind)
         return int(size.group(1)) if size else 1
 
-    def __len__(self) -> int:
-        """Batches this rank delivers in the coming pass."""
-        return self._plan().batches
-
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for ``epoch``; a resumed epoch keeps its resume position."""
-        if epoch != self.epoch:
-            self.epoch, self._start = epoch, 0
-
-    def state_dict(self, batches_seen: int) -> dict[str, Any]:
-        """Where to resume once every rank has consumed ``batches_seen`` batches of this pass
-        (GPUPrefetcher.state_dict() counts them for you)."""
+    def _identity(self) -> dict[str, Any]:
         return {
-            "format": STATE_FORMAT,
             "model": self.manifest.model,
             "version": self.manifest.version,
             "split": self.split,
@@ -115,60 +118,39 @@ class ShardDataset(IterableDataset):
             "shuffle": self.shuffle,
             "shuffle_buffer": self.shuffle_buffer,
             "block_rows": self.block_rows,
-            "epoch": self.epoch,
-            "position": self._plan().position_after(batches_seen),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a saved position: the next pass delivers exactly the samples of that
-        epoch not consumed yet, also with another number of workers or ranks."""
-        mine = self.state_dict(0)
-        differ = [
-            f"{k}: saved {state.get(k)!r}, now {mine[k]!r}"
-            for k in _ORDER_KEYS
-            if state.get(k) != mine[k]
-        ]
-        if state.get("format") != STATE_FORMAT or differ:
-            raise LoaderError(
-                "cannot resume exactly from this state, the sample order differs ("
-                + ("; ".join(differ) or f"state format {state.get('format')!r}")
-                + ")"
-            )
-        self.epoch, self._start = int(state["epoch"]), int(state["position"])
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        order, plan = self._order(), self._plan()
+    def _maker(self, epoch: int, in_worker: bool) -> Make:
+        order = self._order(epoch)
         cache = ShardCache(self.folder, self.manifest, self.entries, self.columns)
-        for local in worker_batches(plan.batches, worker, workers):
-            positions, padding = plan.positions(local)
-            shard, row = order.rows(positions)
-            yield self._tensors(cache, Rows(shard, row, padding), in_worker=info is not None)
 
-    def _order(self) -> EpochOrder:
+        def make(positions: np.ndarray, padding: bool) -> Batch:
+            shard, row = order.rows(positions)
+            return self._tensors(cache, Rows(shard, row, padding), in_worker=in_worker)
+
+        return make
+
+    def _order(self, epoch: int | None = None) -> EpochOrder:
         return EpochOrder(
             [e.rows for e in self.entries],
             block_rows=self.block_rows,
             shuffle=self.shuffle,
             shuffle_buffer=self.shuffle_buffer,
             seed=self.seed,
-            epoch=self.epoch,
+            epoch=self.epoch if epoch is None else epoch,
         )
 
-    def _plan(self) -> RankPlan:
+    def _plan(self, start: int | None = None) -> RankPlan:
         return RankPlan(
             total=self.num_samples,
-            start=self._start,
+            start=self._start if start is None else start,
             batch_size=self.batch_size,
             rank=self.rank,
             world_size=self.world_size,
             uneven=self.uneven,
         )
 
-    def _tensors(
-        self, cache: ShardCache, rows: Rows, *, in_worker: bool = False
-    ) -> dict[str, torch.Tensor]:
+    def _tensors(self, cache: ShardCache, rows: Rows, *, in_worker: bool = False) -> Batch:
         # in a DataLoader worker the batch must be copied into shared memory to reach the
         # trainer anyway: copy it once, into one buffer (one shared segment per batch, not
         # one per column), and let torch send that buffer as it is
@@ -176,9 +158,10 @@ class ShardDataset(IterableDataset):
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
             shard, lo, hi = run
             columns = cache[shard].columns
-            batch = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
+            batch = Batch({name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns})
         else:
-            batch = _gather(cache, rows, self.columns, self.manifest.row_layout, shared=in_worker)
+            layout = self.manifest.row_layout
+            batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker))
         if self.uneven == "pad":
             batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
         return batch
@@ -277,7 +260,7 @@ def _allocate(
     return out
 
 
-def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """Explicit arguments, else the initialised process group, else torchrun's environment."""
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:
