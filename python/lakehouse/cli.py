@@ -10,7 +10,9 @@ needs them, so ``lakehouse train`` runs with only the loader installed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -460,7 +462,11 @@ def _train(commands) -> None:
         description=(
             "Train a small MLP for a few epochs on the train split of a shard version with "
             "ShardDataset + GPUPrefetcher, then compare its validation MSE with the constant "
-            "predictor (the train mean). Exits 1 when the model does not beat the baseline."
+            "predictor (the train mean). Exits 1 when the model does not beat the baseline "
+            "(a run stopped by --max-steps is not judged). "
+            "Under torchrun (`torchrun --nproc_per_node 2 -m lakehouse.cli train ...`) each "
+            "process trains one rank of a DistributedDataParallel model: gloo on CPU, nccl "
+            "on GPUs; rank 0 prints the report."
         ),
     )
     default = f"{DEFAULTS.model_shards(MODEL)}/{LATEST}"
@@ -478,7 +484,31 @@ def _train(commands) -> None:
         "--device", default="cuda", help="cuda or cpu; cuda falls back to cpu (default: cuda)"
     )
     cmd.add_argument("--seed", type=int, default=0, help="shuffle and init seed (default: 0)")
+    cmd.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="save model, optimiser and loader position here at each epoch's end (and "
+        "every --checkpoint-every steps); when the file exists, continue from it exactly",
+    )
+    cmd.add_argument(
+        "--checkpoint-every", type=_positive, default=0, help="also save every N steps"
+    )
+    cmd.add_argument(
+        "--max-steps",
+        type=_positive,
+        help="stop after N optimiser steps of the whole run, saving the checkpoint",
+    )
+    cmd.add_argument(
+        "--trace",
+        type=Path,
+        help="write the sample ids of every step to TRACE/rank<r>.jsonl (an audit of "
+        "exactly-once delivery)",
+    )
     cmd.set_defaults(handler=train)
+
+
+def _quiet(step: str, done: int, total: int) -> None:
+    """Progress of a rank that does not draw it."""
 
 
 def train(args: argparse.Namespace, console, err) -> int:
@@ -487,8 +517,10 @@ def train(args: argparse.Namespace, console, err) -> int:
     from lakehouse.loader.training import train_popularity_model
     from lakehouse.progress import RichStepProgress
 
+    # under torchrun only rank 0 draws progress (RANK is torchrun's)
+    lead = os.environ.get("RANK", "0") == "0"
     try:
-        with RichStepProgress(console, "train") as progress:
+        with RichStepProgress(console, "train") if lead else nullcontext(_quiet) as progress:
             report = train_popularity_model(
                 args.shards,
                 epochs=args.epochs,
@@ -496,13 +528,19 @@ def train(args: argparse.Namespace, console, err) -> int:
                 workers=args.workers,
                 device=args.device,
                 seed=args.seed,
+                checkpoint=args.checkpoint,
+                checkpoint_every=args.checkpoint_every,
+                max_steps=args.max_steps,
+                trace=args.trace,
                 on_step=progress,
             )
     except LoaderError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_FAILED
-    print_training(report, console)
-    return EXIT_OK if report.beats_baseline else EXIT_FAILED
+    if report.rank == 0:
+        print_training(report, console)
+    # a run stopped on purpose (--max-steps) is judged when it finishes
+    return EXIT_OK if report.beats_baseline or report.stopped_early else EXIT_FAILED
 
 
 def _run(commands) -> None:

@@ -232,9 +232,15 @@ def print_job(report: JobReport, console: Console, err: Console) -> None:
 
 
 def print_training(report: TrainingReport, console: Console) -> None:
+    where = report.device
+    if report.world_size > 1:
+        where = f"{report.world_size} processes (DistributedDataParallel, {report.device} each)"
+    resumed = f", resumed at {report.resumed_at}" if report.resumed_at else ""
+    stopped = ", stopped by --max-steps (checkpoint saved)" if report.stopped_early else ""
     console.print(
         f"trained {report.epochs} epochs on {report.train_samples:,} samples on "
-        f"{report.device}: {report.samples_per_second:,.0f} samples/s",
+        f"{where}: {report.steps} steps{resumed}{stopped}, "
+        f"{report.samples_per_second:,.0f} samples/s",
         highlight=False,
     )
     verdict = "[green]beats[/]" if report.beats_baseline else "[bold red]does not beat[/]"
