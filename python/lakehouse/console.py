@@ -239,8 +239,8 @@ def print_training(report: TrainingReport, console: Console) -> None:
     stopped = ", stopped by --max-steps (checkpoint saved)" if report.stopped_early else ""
     console.print(
         f"trained {report.epochs} epochs on {report.train_samples:,} samples on "
-        f"{where}: {report.steps} steps{resumed}{stopped}, "
-        f"{report.samples_per_second:,.0f} samples/s",
+        f"{where}: {report.samples_per_second:,.0f} samples/s, "
+        f"{report.steps} steps{resumed}{stopped}",
         highlight=False,
     )
     verdict = "[green]beats[/]" if report.beats_baseline else "[bold red]does not beat[/]"
