@@ -138,7 +138,7 @@ def test_a_corrupt_shard_on_s3_is_named_and_never_cached(
     client.put_object(Bucket="shards", Key=key, Body=bytes(body))
     try:
         with pytest.raises(LoaderError, match=r"v1/val/part-00000\.arrow fetched as .* corrupt"):
-            ShardDataset(f"s3://shards/prod/{MODEL}/v1", "val")
+            list(ShardDataset(f"s3://shards/prod/{MODEL}/v1", "val"))
         assert not list(tmp_path.rglob("val/part-00000.arrow"))
     finally:
         client.put_object(Bucket="shards", Key=key, Body=original)

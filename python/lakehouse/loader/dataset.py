@@ -14,6 +14,7 @@ from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
 from lakehouse.loader.samples import ShardSamples, decode
 from lakehouse.loader.shards import (
+    LoaderError,
     ShardCache,
     check_columns,
     open_version,
@@ -51,6 +52,12 @@ class ShardDataset(ResumableBatches):
     ``StatefulDataLoader`` protocol (checkpoint the loader, mid-epoch, with workers);
     ``GPUPrefetcher.state_dict()`` or ``state_dict(batches_seen)`` give a state that
     resumes exactly with any number of workers and ranks.
+
+    On object storage (``s3://…``) only the manifest is fetched up front; each shard is
+    streamed into ``$LAKEHOUSE_CACHE`` when a batch first needs it, ``readahead`` batches
+    ahead in background threads, and hashed as it downloads. The cache keeps under
+    ``cache_limit`` (default ``$LAKEHOUSE_CACHE_LIMIT`` or 50GB) by evicting the least
+    recently used shards, and is safe to share between processes.
     """
 
     def __init__(
@@ -68,14 +75,22 @@ class ShardDataset(ResumableBatches):
         rank: int | None = None,
         world_size: int | None = None,
         verify: bool = False,
+        cache_limit: str | int | None = None,
+        readahead: int = 4,
     ) -> None:
         super().__init__()
-        self.folder, self.manifest = open_version(path)
+        self.folder, self.manifest, self.remote = open_version(path, cache_limit=cache_limit)
         self.split = split
         self.entries = split_entries(self.manifest, split)
         self.columns = check_columns(self.manifest, columns)
         if verify:
+            if self.remote is not None:
+                raise LoaderError(
+                    "verify=True reads every shard up front; a version on object storage is "
+                    "checked shard by shard as it is fetched (sha256 while downloading)"
+                )
             verify_checksums(self.folder)
+        self.readahead = readahead if self.remote is not None else 0
         self.batch_size = batch_size
         self.shuffle, self.seed = shuffle, seed
         self.shuffle_buffer = 8 * batch_size if shuffle_buffer is None else shuffle_buffer
@@ -122,12 +137,19 @@ class ShardDataset(ResumableBatches):
 
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         order = self._order(epoch)
-        cache = ShardCache(self.folder, self.manifest, self.entries, self.columns)
+        cache = ShardCache(
+            self.folder, self.manifest, self.entries, self.columns, remote=self.remote
+        )
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             shard, row = order.rows(positions)
             return self._tensors(cache, Rows(shard, row, padding), in_worker=in_worker)
 
+        def ahead(positions: np.ndarray) -> None:  # read-ahead: fetch a later batch's shards
+            cache.prefetch(np.unique(order.rows(positions)[0]).tolist())
+
+        make.ahead = ahead  # type: ignore[attr-defined]
+        make.close = cache.settle  # type: ignore[attr-defined]
         return make
 
     def _order(self, epoch: int | None = None) -> EpochOrder:

@@ -107,7 +107,10 @@ class MixedDataset(ResumableBatches):
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         source, index = self.schedule(epoch)
         orders = [s._order(epoch) for s in self.sources]
-        caches = [ShardCache(s.folder, s.manifest, s.entries, s.columns) for s in self.sources]
+        caches = [
+            ShardCache(s.folder, s.manifest, s.entries, s.columns, remote=s.remote)
+            for s in self.sources
+        ]
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             g = int(positions[0])

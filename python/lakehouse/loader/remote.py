@@ -1,15 +1,23 @@
-"""Shard versions on object storage, fetched once into a local cache and memory-mapped there.
+"""Shard versions on object storage, streamed shard by shard into a bounded local cache and
+memory-mapped there.
 
 A version never changes once published, so the cache is keyed by its URI and reused by every
-later run; each shard is checked against the manifest's size and sha256 before it is moved
-into place, and the manifest is placed last, so an interrupted fetch is simply resumed.
+later run. A shard is fetched when a batch first needs it (plus a few batches of read-ahead),
+checked against the manifest's size and sha256 while it downloads, and moved into place only
+then; the least recently used shards are evicted to keep the cache under its limit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
+import sqlite3
 import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import closing, suppress
 from pathlib import Path
 
 from lakehouse.shardformat import (
@@ -18,6 +26,7 @@ from lakehouse.shardformat import (
     VERSION_NAME,
     Manifest,
     ManifestError,
+    ShardEntry,
     safe_shard_path,
 )
 from lakehouse.storage import filesystem_for, join_uri
@@ -66,39 +75,248 @@ def resolve_latest(uri: str) -> str:
     return uri.rstrip("/")
 
 
-def fetch_version(uri: str, cache: Path | None = None) -> Path:
-    """The local copy of the shard version at ``uri``, downloading what is missing."""
-    version_uri = resolve_latest(uri)
-    fs, base = filesystem_for(version_uri)
-    root = (cache or cache_root()) / "shards"
-    local = root / version_uri.replace("://", "/")
-    if root.resolve() not in local.resolve().parents:
-        raise FetchError(f"{version_uri} would be cached outside {root}")
-    if (local / MANIFEST).exists():
-        return local
-    local.mkdir(parents=True, exist_ok=True)
-    try:
-        with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
-            text = stream.read().decode()
-    except (FileNotFoundError, OSError) as error:
-        raise FetchError(
-            f"no {MANIFEST} at {version_uri}: not a complete shard version ({error})"
-        ) from error
-    try:
-        manifest = Manifest.parse(text)
-        targets = [safe_shard_path(local, shard.path) for shard in manifest.shards]
-    except ManifestError as error:  # nothing is written for a manifest that is not sound
-        raise FetchError(f"{version_uri}/{MANIFEST}: {error}") from error
-    for shard, target in zip(manifest.shards, targets, strict=True):
-        if target.exists() and target.stat().st_size == shard.bytes:
-            continue
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+# the local cache's size unless LAKEHOUSE_CACHE_LIMIT or cache_limit= says otherwise
+DEFAULT_CACHE_LIMIT = "50GB"
+# how far in the future a shard being downloaded is marked as used (so it is not evicted)
+_PENDING = 10**9
+# a pin older than this was left by a process that died between a fetch and an open
+_PIN_EXPIRES = 600
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from a size such as ``50GB``, ``512MiB`` or ``1500000``."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size such as 20GB, 512MiB or 1000000")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    binary = "I" in unit
+    scale = _UNITS[unit[:1] if unit[:1] in "KMGT" else ""]
+    if binary:
+        scale = 1024 ** (" KMGT".index(unit[0]))
+    return int(number * scale)
+
+
+def cache_limit(limit: str | int | None = None) -> int:
+    return parse_size(limit or os.environ.get("LAKEHOUSE_CACHE_LIMIT") or DEFAULT_CACHE_LIMIT)
+
+
+class CacheIndex:
+    """Which cached shards exist, their sizes and when each was last used, in SQLite next to
+    them: every process and worker that shares the cache goes through its transactions, so
+    the cache stays under ``limit`` bytes with the least recently used shards evicted. A
+    shard evicted while another process has it memory-mapped stays readable there (Linux
+    frees the file when the last map goes)."""
+
+    def __init__(self, root: Path, limit: int) -> None:
+        self.root, self.limit = root, limit
+        root.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute(
+                "create table if not exists shards "
+                "(path text primary key, bytes integer not null, used real not null)"
+            )
+            # a shard a process is about to memory-map (between its fetch and its open):
+            # never evicted then; once mapped, the map keeps it readable anyway
+            con.execute(
+                "create table if not exists pins (path text, pid integer, at real not null)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        # a rollback journal, not WAL: no file beside the index outlives a transaction
+        return sqlite3.connect(self.root / "index.sqlite", timeout=120, isolation_level=None)
+
+    def touch(self, path: Path, size: int, *, pin: bool = False) -> bool:
+        """``path`` (``size`` bytes) was just used; a file the index did not list (a cache
+        from before it) is adopted. ``pin``: this process opens it next (see :meth:`unpin`).
+        False when the file is gone (evicted since it was looked at): nothing is recorded."""
+        with closing(self._connect()) as con:
+            con.execute("begin immediate")  # evictions happen in these too: none meanwhile
+            if not path.exists():
+                con.execute("rollback")
+                return False
+            con.execute(
+                "insert into shards values (?, ?, ?) "
+                "on conflict (path) do update set used = excluded.used",
+                (str(path), size, time.time()),
+            )
+            if pin:
+                con.execute(
+                    "insert into pins values (?, ?, ?)", (str(path), os.getpid(), time.time())
+                )
+            con.execute("commit")
+            return True
+
+    def unpin(self, path: Path) -> None:
+        with closing(self._connect()) as con:
+            con.execute("delete from pins where path = ? and pid = ?", (str(path), os.getpid()))
+
+    def reserve(self, path: Path, size: int) -> None:
+        """Make room for ``size`` bytes at ``path`` before it is downloaded, evicting the
+        least recently used shards; the reservation counts for every other process at once.
+        A reserved shard is never evicted while it downloads (its time of use is set in the
+        future until :meth:`touch` marks it done)."""
+        if size > self.limit:
+            raise FetchError(
+                f"shard {path.name} is {size:,} bytes, more than the cache limit of "
+                f"{self.limit:,}; raise LAKEHOUSE_CACHE_LIMIT (or cache_limit=)"
+            )
+        with closing(self._connect()) as con:
+            con.execute("begin immediate")  # one process at a time decides what goes
+            try:
+                now = time.time()
+                rows = con.execute(
+                    "select path, bytes, used from shards where path != ? and path not in "
+                    "(select path from pins where at > ?) order by used",
+                    (str(path), now - _PIN_EXPIRES),
+                ).fetchall()
+                total = con.execute(
+                    "select coalesce(sum(bytes), 0) from shards where path != ?", (str(path),)
+                ).fetchone()[0]
+                for victim, taken, used in rows:
+                    if used > now + _PENDING / 2:  # being downloaded by someone
+                        continue
+                    if total + size <= self.limit:
+                        break
+                    Path(victim).unlink(missing_ok=True)
+                    con.execute("delete from shards where path = ?", (victim,))
+                    total -= taken
+                con.execute(
+                    "insert or replace into shards values (?, ?, ?)",
+                    (str(path), size, now + _PENDING),
+                )
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+
+    def forget(self, path: Path) -> None:
+        with closing(self._connect()) as con:
+            con.execute("delete from shards where path = ?", (str(path),))
+
+    def total(self) -> int:
+        with closing(self._connect()) as con:
+            return int(con.execute("select coalesce(sum(bytes), 0) from shards").fetchone()[0])
+
+
+class RemoteVersion:
+    """A shard version on object storage, streamed into the local cache shard by shard.
+
+    Opening it fetches only the manifest (a version never changes once published, so a
+    cached manifest is reused). :meth:`ensure` fetches one shard when it is first needed,
+    hashing it while it downloads: bytes that differ from the manifest's sha256 are a
+    FetchError and never land in the cache. :meth:`prefetch` fetches shards in background
+    threads (read-ahead). Concurrent processes fetch a shard once (a lock file per shard).
+    """
+
+    def __init__(self, uri: str, cache: Path | None = None, limit: str | int | None = None) -> None:
+        self.uri = resolve_latest(uri)
+        root = (cache or cache_root()) / "shards"
+        self.local = root / self.uri.replace("://", "/")
+        if root.resolve() not in self.local.resolve().parents:
+            raise FetchError(f"{self.uri} would be cached outside {root}")
+        self.limit = cache_limit(limit)
+        self.index = CacheIndex(root, self.limit)
+        self.manifest = self._manifest()
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._pending: list[Future] = []
+
+    def _manifest(self) -> Manifest:
+        cached = self.local / MANIFEST
+        if cached.exists():
+            return Manifest.read(cached)
+        fs, base = filesystem_for(self.uri)
+        try:
+            with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
+                text = stream.read().decode()
+        except (FileNotFoundError, OSError) as error:
+            raise FetchError(
+                f"no {MANIFEST} at {self.uri}: not a complete shard version ({error})"
+            ) from error
+        try:
+            manifest = Manifest.parse(text)
+            for shard in manifest.shards:
+                safe_shard_path(self.local, shard.path)
+        except ManifestError as error:  # nothing is written for a manifest that is not sound
+            raise FetchError(f"{self.uri}/{MANIFEST}: {error}") from error
+        self.local.mkdir(parents=True, exist_ok=True)
+        handle, staged = tempfile.mkstemp(dir=self.local, prefix=".manifest-")
+        with os.fdopen(handle, "w") as sink:
+            sink.write(text)
+        os.replace(staged, cached)
+        return manifest
+
+    def ensure(self, shard: ShardEntry, *, use: bool = True) -> Path:
+        """The local file of ``shard``, fetched (and checked) if it is not cached; ``use``
+        marks it as just used (eviction takes the least recently used first)."""
+        target = safe_shard_path(self.local, shard.path)
+        while True:
+            downloaded = False
+            if not _present(target, shard.bytes):
+                self._fetch(shard, target)
+                downloaded = True
+            if not (use or downloaded):
+                return target
+            # a download becomes evictable; a shard to open is pinned until it is mapped
+            if self.index.touch(target, shard.bytes, pin=use) or not use:
+                return target
+            # evicted by another reader between the look and the pin: fetch it again
+
+    def _fetch(self, shard: ShardEntry, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _download(fs, base, shard.path, target, shard.bytes, shard.sha256, version_uri)
-    handle, staged = tempfile.mkstemp(dir=local, prefix=".manifest-")
-    with os.fdopen(handle, "w") as sink:  # last, and whole: its presence means complete
-        sink.write(text)
-    os.replace(staged, local / MANIFEST)
-    return local
+        with open(target.with_name(f".{target.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be fetching it
+            if _present(target, shard.bytes):
+                return
+            self.index.reserve(target, shard.bytes)
+            fs, base = filesystem_for(self.uri)
+            try:
+                _download(fs, base, shard.path, target, shard.bytes, shard.sha256, self.uri)
+            except BaseException:
+                self.index.forget(target)
+                raise
+
+    def opened(self, shard: ShardEntry) -> None:
+        """This process has memory-mapped ``shard``: it may be evicted from now on."""
+        self.index.unpin(safe_shard_path(self.local, shard.path))
+
+    def prefetch(self, shards: list[ShardEntry]) -> None:
+        """Fetch these shards in the background; a failure shows when one is needed."""
+        pool = self._threads()
+        self._pending = [f for f in self._pending if not f.done()]
+        for shard in shards:
+            if not _present(safe_shard_path(self.local, shard.path), shard.bytes):
+                self._pending.append(pool.submit(self._quietly, shard))
+
+    def settle(self) -> None:
+        """End of a pass: drop the read-ahead not started, wait for the fetches running."""
+        for future in self._pending:
+            future.cancel()
+        wait(self._pending)
+        self._pending = []
+
+    def _quietly(self, shard: ShardEntry) -> None:
+        with suppress(Exception):  # ensure() raises it again where the shard is read
+            self.ensure(shard, use=False)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool[0] != os.getpid():  # threads do not cross a fork
+            self._pool = (os.getpid(), ThreadPoolExecutor(4, thread_name_prefix="shard-fetch"))
+            self._pending = []
+        return self._pool[1]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None, "_pending": []}
+
+
+def _present(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _download(

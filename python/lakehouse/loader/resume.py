@@ -197,12 +197,25 @@ class ResumableBatches(IterableDataset):
             self._pass = Pass(self.epoch, self._start, worker, workers)
         return self._batches(self._pass, in_worker=info is not None)
 
+    readahead = 0  # batches whose data is fetched ahead (shards on object storage)
+
     def _batches(self, run: Pass, *, in_worker: bool) -> Iterator[Batch]:
         plan = self._plan(run.start)
         make = self._maker(run.epoch, in_worker)
-        mine = worker_batches(plan.batches, run.worker, run.workers)
-        for done, local in enumerate(mine[run.done :], start=run.done + 1):
-            positions, padding = plan.positions(local)
-            batch = make(positions, padding)
-            self._pass = dataclasses.replace(run, done=done)  # counted when handed out
-            yield batch
+        todo = worker_batches(plan.batches, run.worker, run.workers)[run.done :]
+        ahead = getattr(make, "ahead", None) if self.readahead else None
+        if ahead is not None:
+            for local in todo[: self.readahead]:
+                ahead(plan.positions(local)[0])
+        try:
+            for i, local in enumerate(todo):
+                if ahead is not None and i + self.readahead < len(todo):
+                    ahead(plan.positions(todo[i + self.readahead])[0])
+                positions, padding = plan.positions(local)
+                batch = make(positions, padding)
+                self._pass = dataclasses.replace(run, done=run.done + i + 1)  # when handed out
+                yield batch
+        finally:
+            close = getattr(make, "close", None)
+            if close is not None:
+                close()

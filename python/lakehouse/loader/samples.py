@@ -40,7 +40,7 @@ class ShardSamples(Dataset):
         columns: list[str] | None = None,
         verify: bool = False,
     ) -> None:
-        self.folder, self.manifest = open_version(path)
+        self.folder, self.manifest, self.remote = open_version(path)
         self.split = split
         self.entries = split_entries(self.manifest, split)
         self.columns = check_columns(self.manifest, columns)
@@ -104,7 +104,9 @@ class ShardSamples(Dataset):
 
     def _shards(self) -> ShardCache:
         if self._cache is None or self._cache[0] != os.getpid():  # maps do not cross a fork
-            cache = ShardCache(self.folder, self.manifest, self.entries, self.columns)
+            cache = ShardCache(
+                self.folder, self.manifest, self.entries, self.columns, remote=self.remote
+            )
             self._cache = (os.getpid(), cache)
         return self._cache[1]
 

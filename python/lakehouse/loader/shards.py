@@ -12,12 +12,13 @@ import mmap
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from lakehouse.loader.remote import FetchError, checked_marker, fetch_version, mark_checked
+from lakehouse.loader.remote import FetchError, RemoteVersion, checked_marker, mark_checked
 from lakehouse.shardformat import (
     MANIFEST,
     ROW_MAJOR,
@@ -33,15 +34,27 @@ class LoaderError(Exception):
     """Shards that cannot be read as promised; the message names the shard and what to do."""
 
 
-def open_version(path: str | Path) -> tuple[Path, Manifest]:
+class Version(NamedTuple):
+    """An opened shard version: its local folder, its manifest, and for a version on object
+    storage the :class:`RemoteVersion` that streams its shards into that folder."""
+
+    folder: Path
+    manifest: Manifest
+    remote: RemoteVersion | None = None
+
+
+def open_version(path: str | Path, *, cache_limit: str | int | None = None) -> Version:
     """The version folder ``path`` points at (``latest`` is resolved once, so a new export
-    during training does not change the data under a running job) and its manifest. A
-    version on object storage is fetched into the local cache first (see ``remote``)."""
+    during training does not change the data under a running job) and its manifest. For a
+    version on object storage only the manifest is fetched here; shards are fetched into
+    the local cache when a batch first needs them (see ``remote``)."""
+    remote = None
     if is_remote(str(path)):
         try:
-            path = fetch_version(str(path))
-        except (FetchError, OSError) as error:
+            remote = RemoteVersion(str(path), limit=cache_limit)
+        except (FetchError, OSError, ValueError) as error:
             raise LoaderError(f"cannot fetch shards from {path}: {error}") from error
+        path = remote.local
     folder = Path(path).resolve()
     if not (folder / MANIFEST).exists():
         raise LoaderError(
@@ -49,7 +62,7 @@ def open_version(path: str | Path) -> tuple[Path, Manifest]:
             "shards/photo_popularity_training/latest (written by `lakehouse export`)"
         )
     try:
-        return folder, Manifest.read(folder / MANIFEST)
+        return Version(folder, Manifest.read(folder / MANIFEST), remote)
     except (ValueError, TypeError, KeyError) as error:
         raise LoaderError(f"{folder / MANIFEST} is not a shard manifest: {error}") from error
 
@@ -207,9 +220,10 @@ class ShardCache:
         entries: list[ShardEntry],
         columns: list[str],
         capacity: int = 64,
+        remote: RemoteVersion | None = None,
     ):
         self._folder, self._manifest, self._entries = folder, manifest, entries
-        self._columns, self._capacity = columns, capacity
+        self._columns, self._capacity, self._remote = columns, capacity, remote
         self._open: OrderedDict[int, ShardColumns] = OrderedDict()
 
     def __getitem__(self, index: int) -> ShardColumns:
@@ -218,7 +232,37 @@ class ShardCache:
         else:
             if len(self._open) >= self._capacity:
                 self._open.popitem(last=False)  # tensors still using it keep the map alive
-            self._open[index] = ShardColumns(
-                self._folder, self._entries[index], self._manifest, self._columns
-            )
+            self._open[index] = self._opened(index)
         return self._open[index]
+
+    def _opened(self, index: int) -> ShardColumns:
+        entry = self._entries[index]
+        if self._remote is None:
+            return ShardColumns(self._folder, entry, self._manifest, self._columns)
+        for attempt in range(3):
+            try:
+                self._remote.ensure(entry)
+            except (FetchError, OSError) as error:
+                message = f"cannot fetch shards from {self._remote.uri}: {error}"
+                raise LoaderError(message) from error
+            try:
+                return ShardColumns(self._folder, entry, self._manifest, self._columns)
+            except LoaderError:
+                # evicted by another process between our fetch and our open (the cache is
+                # smaller than what all readers use at once): fetch it again
+                if attempt == 2 or (self._folder / entry.path).exists():
+                    raise
+            finally:
+                self._remote.opened(entry)
+        raise AssertionError("unreachable")
+
+    def prefetch(self, indices) -> None:
+        """Start fetching these shards in the background (object storage only)."""
+        if self._remote is not None:
+            wanted = [self._entries[i] for i in indices if i not in self._open]
+            self._remote.prefetch(wanted)
+
+    def settle(self) -> None:
+        """The pass is over: no read-ahead keeps running after it."""
+        if self._remote is not None:
+            self._remote.settle()
