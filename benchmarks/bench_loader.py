@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ def _write_shards(work: Path, rows: int) -> Path:
     latest = work / "shards" / MODEL / "latest"
     if latest.exists():
         return latest
+    work.mkdir(parents=True, exist_ok=True)
     warehouse = work / "warehouse.duckdb"
     con = duckdb.connect(str(warehouse))
     features = ", ".join(f"hash(id, {i}) % 1000 as f{i}" for i in range(FEATURES))
@@ -217,6 +219,42 @@ def _gpu(latest: Path, batch_size: int, limit_bytes: int) -> dict:
     return {"pinned_h2d": h2d, "shard_dataset_gpu_prefetcher": prefetched}
 
 
+def _s3_first_batch(work: Path, versions: dict[int, Path], batch_size: int) -> dict:
+    """Time to the first batch from object storage (moto's S3 server on 127.0.0.1), each
+    version uploaded once and read with an empty cache: unshuffled (the first shard), and
+    shuffled with an 8-batch buffer (the shards of the first window's blocks)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.object_store import client_for, s3_server
+
+    out: dict[str, dict] = {}
+    with s3_server(["shards"]) as env:
+        os.environ.update(env)
+        client = client_for(env)
+        for rows, latest in versions.items():
+            version = latest.resolve()
+            files = sorted(p for p in version.rglob("*") if p.is_file())
+            for path in files:
+                client.upload_file(str(path), "shards", f"v{rows}/{path.relative_to(version)}")
+            uri = f"s3://shards/v{rows}"
+            size = sum(p.stat().st_size for p in files)
+            for name, shuffle in (("unshuffled", False), ("8-batch shuffle buffer", True)):
+                os.environ["LAKEHOUSE_CACHE"] = tempfile.mkdtemp(prefix="bench-s3-")
+                start = time.perf_counter()
+                ds = ShardDataset(uri, "train", batch_size=batch_size, shuffle=shuffle)
+                next(iter(ds))
+                first = time.perf_counter() - start
+                fetched = sum(
+                    p.stat().st_size for p in Path(os.environ["LAKEHOUSE_CACHE"]).rglob("*.arrow")
+                )
+                out[f"{rows} rows, {name}"] = {
+                    "first_batch_s": first,
+                    "version_bytes": size,
+                    "shards": len(files) - 1,
+                    "fetched_bytes_at_first_batch": fetched,
+                }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -247,6 +285,7 @@ def main() -> None:
         "block shuffle, main process": dict(shuffle=True, shuffle_buffer=0, workers=0),
         "8-batch shuffle buffer, main process": dict(shuffle=True, shuffle_buffer=8 * b, workers=0),
         "unshuffled, 2 workers": dict(shuffle=False, shuffle_buffer=0, workers=2),
+        "8-batch shuffle buffer, 1 worker": dict(shuffle=True, shuffle_buffer=8 * b, workers=1),
         "8-batch shuffle buffer, 2 workers": dict(shuffle=True, shuffle_buffer=8 * b, workers=2),
     }
     for name, run in runs.items():
@@ -257,6 +296,10 @@ def main() -> None:
         )
     results["HF datasets with_format(torch), 2 workers"] = _huggingface(latest, work, b, 2)
     results["pandas row Dataset, 2 workers (5 batches)"] = _pandas(latest, work, b)
+    small = _write_shards(args.workdir / str(args.rows // 10), args.rows // 10)
+    results["s3_first_batch"] = _s3_first_batch(
+        work, {args.rows // 10: small, args.rows: latest}, b
+    )
     if torch.cuda.is_available():
         results["gpu"] = _gpu(latest, b, int(limit["bytes"]))
     _print(results)
@@ -284,6 +327,12 @@ def _print(results: dict) -> None:
                         for w in rss
                     )
                     print(f"{'':48}   workers at {when} batch: {mb}")
+    for name, r in results.get("s3_first_batch", {}).items():
+        print(
+            f"S3 first batch, {name}: {r['first_batch_s'] * 1000:,.0f} ms "
+            f"({r['fetched_bytes_at_first_batch'] / 1e6:,.0f} of "
+            f"{r['version_bytes'] / 1e6:,.0f} MB fetched)"
+        )
     gpu = results.get("gpu")
     if gpu:
         print(f"pinned H2D copy: {gpu['pinned_h2d']['gb_per_s']:.2f} GB/s")

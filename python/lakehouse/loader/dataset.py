@@ -142,6 +142,10 @@ class ShardDataset(ResumableBatches):
         )
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
+            # a batch that is one run of one shard (positions of a real batch are a range)
+            run = None if padding or in_worker else order.run(positions[0], positions[-1] + 1)
+            if run is not None:
+                return self._view(cache, run, padding)
             shard, row = order.rows(positions)
             return self._tensors(cache, Rows(shard, row, padding), in_worker=in_worker)
 
@@ -171,6 +175,15 @@ class ShardDataset(ResumableBatches):
             world_size=self.world_size,
             uneven=self.uneven,
         )
+
+    def _view(self, cache: ShardCache, run: tuple[int, int, int], padding: bool) -> Batch:
+        """Rows ``lo..hi`` of one shard as views of the map: no copy."""
+        shard, lo, hi = run
+        columns = cache[shard].columns
+        batch = Batch({name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns})
+        if self.uneven == "pad":
+            batch[PADDING_KEY] = torch.full((hi - lo,), padding, dtype=torch.bool)
+        return batch
 
     def _tensors(self, cache: ShardCache, rows: Rows, *, in_worker: bool = False) -> Batch:
         # in a DataLoader worker the batch must be copied into shared memory to reach the

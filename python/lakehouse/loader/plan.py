@@ -73,6 +73,17 @@ class EpochOrder:
         self._key = (seed, epoch)
         self._windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    def run(self, lo: int, hi: int) -> tuple[int, int, int] | None:
+        """(shard, first row, stop) when stream positions ``lo..hi-1`` are one run of rows
+        of one shard (blocks kept whole and the range inside one block), else None."""
+        if self.mixes or hi <= lo:
+            return None
+        block = int(np.searchsorted(self.block_cum, lo, side="right") - 1)
+        if hi > self.block_cum[block + 1]:
+            return None
+        first = int(self.block_start[block] + lo - self.block_cum[block])
+        return int(self.block_shard[block]), first, first + hi - lo
+
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shard index and row of each stream position."""
         run = len(positions) and positions[-1] - positions[0] == len(positions) - 1
