@@ -244,17 +244,32 @@ def _gather_rows(
     for lo, hi in spans:  # torch's gather runs on its intra-op threads; numpy's on one
         source = torch.from_numpy(cache[int(shard[lo])].row_major)
         torch.index_select(source, 0, index[lo:hi], out=matrix[lo:hi])
-    out = {}
-    for name in names:
-        field = layout.fields[name]
-        size = np.dtype(field.dtype).itemsize
-        typed = buffer.view(_TORCH_DTYPES[field.dtype])
-        if field.width > 1:
-            shape, stride = (count, field.width), (width // size, 1)
-        else:
-            shape, stride = (count,), (width // size,)
-        out[name] = typed.as_strided(shape, stride, field.offset // size)
-    return out
+    views = _views(layout, names)
+    typed = {dtype: buffer.view(dtype) for dtype in {v[1] for v in views}}
+    return {
+        name: typed[dtype].as_strided((count, *tail), stride, offset)
+        for name, dtype, tail, stride, offset in views
+    }
+
+
+_VIEWS: dict[tuple[int, tuple[str, ...]], tuple[RowLayout, list]] = {}
+
+
+def _views(layout: RowLayout, names: list[str]) -> list:
+    """Per column: (name, torch dtype, shape after the row axis, strides, offset), in the
+    dtype's elements: worked out once per layout and column list, not per batch."""
+    key = (id(layout), tuple(names))
+    cached = _VIEWS.get(key)
+    if cached is None or cached[0] is not layout:
+        views = []
+        for name in names:
+            field = layout.fields[name]
+            size = np.dtype(field.dtype).itemsize
+            row = layout.row_bytes // size
+            tail, stride = ((field.width,), (row, 1)) if field.width > 1 else ((), (row,))
+            views.append((name, _TORCH_DTYPES[field.dtype], tail, stride, field.offset // size))
+        cached = _VIEWS[key] = (layout, views)
+    return cached[1]
 
 
 _TORCH_DTYPES = {
