@@ -49,6 +49,8 @@ def test_only_the_manifest_and_the_first_batchs_shard_come_before_the_first_batc
     first = next(iter(ds))
     assert first["photo_id"].tolist() == TRAIN_IDS[:50]
     assert [p.name for p in _cached(tmp_path)] == ["part-00000.arrow"]  # one of 9 train shards
+    # the same split as samples streams from the store too: its last shard on demand
+    assert ds.samples[-1]["photo_id"].item() == TRAIN_IDS[-1]
     assert [i for b in ds for i in b["photo_id"].tolist()] == TRAIN_IDS
     assert len(_cached(tmp_path)) == sum(s.split == "train" for s in remote["manifest"].shards)
 

@@ -13,14 +13,7 @@ import torch
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
 from lakehouse.loader.samples import ShardSamples, decode
-from lakehouse.loader.shards import (
-    LoaderError,
-    ShardCache,
-    check_columns,
-    open_version,
-    split_entries,
-    verify_checksums,
-)
+from lakehouse.loader.shards import ShardCache, open_split
 from lakehouse.shardformat import RowLayout
 
 PADDING_KEY = "is_padding"
@@ -79,17 +72,9 @@ class ShardDataset(ResumableBatches):
         readahead: int = 4,
     ) -> None:
         super().__init__()
-        self.folder, self.manifest, self.remote = open_version(path, cache_limit=cache_limit)
-        self.split = split
-        self.entries = split_entries(self.manifest, split)
-        self.columns = check_columns(self.manifest, columns)
-        if verify:
-            if self.remote is not None:
-                raise LoaderError(
-                    "verify=True reads every shard up front; a version on object storage is "
-                    "checked shard by shard as it is fetched (sha256 while downloading)"
-                )
-            verify_checksums(self.folder)
+        self.opened = open_split(path, split, columns, verify=verify, cache_limit=cache_limit)
+        self.folder, self.manifest, self.remote = self.opened.version
+        self.split, self.entries, self.columns = split, self.opened.entries, self.opened.columns
         self.readahead = readahead if self.remote is not None else 0
         self.batch_size = batch_size
         self.shuffle, self.seed = shuffle, seed
@@ -116,7 +101,7 @@ class ShardDataset(ResumableBatches):
     @property
     def samples(self) -> ShardSamples:
         """The same split and columns as a map-style dataset of single samples."""
-        return ShardSamples(self.folder, self.split, columns=self.columns)
+        return ShardSamples.of(self.opened)
 
     def width(self, column: str) -> int:
         """Values per sample of ``column``: 1, or N for a fixed-size list such as an embedding."""
@@ -137,9 +122,7 @@ class ShardDataset(ResumableBatches):
 
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         order = self._order(epoch)
-        cache = ShardCache(
-            self.folder, self.manifest, self.entries, self.columns, remote=self.remote
-        )
+        cache = self.opened.cache()
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             # a batch that is one run of one shard (positions of a real batch are a range)
@@ -191,12 +174,9 @@ class ShardDataset(ResumableBatches):
         # one per column), and let torch send that buffer as it is
         run = rows.contiguous()
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
-            shard, lo, hi = run
-            columns = cache[shard].columns
-            batch = Batch({name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns})
-        else:
-            layout = self.manifest.row_layout
-            batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker))
+            return self._view(cache, run, rows.padding)
+        layout = self.manifest.row_layout
+        batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker))
         if self.uneven == "pad":
             batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
         return batch

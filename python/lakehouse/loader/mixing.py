@@ -11,7 +11,7 @@ import torch
 from lakehouse.loader.dataset import PADDING_KEY, ShardDataset, rank_and_world
 from lakehouse.loader.plan import RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
-from lakehouse.loader.shards import LoaderError, ShardCache
+from lakehouse.loader.shards import LoaderError
 
 # the index of the source a mixed batch came from (in the order the sources were given)
 SOURCE_KEY = "mix_source"
@@ -107,10 +107,7 @@ class MixedDataset(ResumableBatches):
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         source, index = self.schedule(epoch)
         orders = [s._order(epoch) for s in self.sources]
-        caches = [
-            ShardCache(s.folder, s.manifest, s.entries, s.columns, remote=s.remote)
-            for s in self.sources
-        ]
+        caches = [s.opened.cache() for s in self.sources]
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             g = int(positions[0])

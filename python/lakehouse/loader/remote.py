@@ -29,7 +29,7 @@ from lakehouse.shardformat import (
     ShardEntry,
     safe_shard_path,
 )
-from lakehouse.storage import filesystem_for, join_uri
+from lakehouse.storage import filesystem_for, join_uri, write_atomic
 
 _CHUNK = 8 << 20
 
@@ -243,10 +243,7 @@ class RemoteVersion:
         except ManifestError as error:  # nothing is written for a manifest that is not sound
             raise FetchError(f"{self.uri}/{MANIFEST}: {error}") from error
         self.local.mkdir(parents=True, exist_ok=True)
-        handle, staged = tempfile.mkstemp(dir=self.local, prefix=".manifest-")
-        with os.fdopen(handle, "w") as sink:
-            sink.write(text)
-        os.replace(staged, cached)
+        write_atomic(cached, text)
         return manifest
 
     def ensure(self, shard: ShardEntry, *, use: bool = True) -> Path:

@@ -9,14 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lakehouse.loader.shards import (
-    LoaderError,
-    ShardCache,
-    check_columns,
-    open_version,
-    split_entries,
-    verify_checksums,
-)
+from lakehouse.loader.shards import LoaderError, ShardCache, Split, open_split
 from lakehouse.shardformat import Manifest
 
 
@@ -40,13 +33,23 @@ class ShardSamples(Dataset):
         columns: list[str] | None = None,
         verify: bool = False,
     ) -> None:
-        self.folder, self.manifest, self.remote = open_version(path)
-        self.split = split
-        self.entries = split_entries(self.manifest, split)
-        self.columns = check_columns(self.manifest, columns)
-        if verify:
-            verify_checksums(self.folder)
-        self._first = np.cumsum([0] + [e.rows for e in self.entries]).astype(np.int64)
+        self._open(open_split(path, split, columns, verify=verify))
+
+    @classmethod
+    def of(cls, opened: Split) -> ShardSamples:
+        """The samples of a split already opened (e.g. by a ShardDataset)."""
+        samples = cls.__new__(cls)
+        samples._open(opened)
+        return samples
+
+    def _open(self, opened: Split) -> None:
+        self.opened = opened
+        self.manifest, self.split, self.columns = (
+            opened.version.manifest,
+            opened.name,
+            opened.columns,
+        )
+        self._first = np.cumsum([0] + [e.rows for e in opened.entries]).astype(np.int64)
         self._cache: tuple[int, ShardCache] | None = None  # opened per process (maps)
 
     def __len__(self) -> int:
@@ -104,10 +107,7 @@ class ShardSamples(Dataset):
 
     def _shards(self) -> ShardCache:
         if self._cache is None or self._cache[0] != os.getpid():  # maps do not cross a fork
-            cache = ShardCache(
-                self.folder, self.manifest, self.entries, self.columns, remote=self.remote
-            )
-            self._cache = (os.getpid(), cache)
+            self._cache = (os.getpid(), self.opened.cache())
         return self._cache[1]
 
     def __getstate__(self) -> dict:

@@ -11,6 +11,7 @@ import hashlib
 import mmap
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -94,6 +95,45 @@ def verify_checksums(folder: Path) -> None:
     problems = verify(folder)
     if problems:
         raise LoaderError(f"shards in {folder} fail their checksums: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of an opened version and the columns read from it: what every dataset
+    here (batches, samples, mixes) reads through :meth:`cache`."""
+
+    version: Version
+    name: str
+    entries: list[ShardEntry]
+    columns: list[str]
+
+    def cache(self) -> ShardCache:
+        """A fresh cache of open shards (maps are per process: one per pass or worker)."""
+        folder, manifest, remote = self.version
+        return ShardCache(folder, manifest, self.entries, self.columns, remote=remote)
+
+
+def open_split(
+    path: str | Path,
+    split: str,
+    columns: list[str] | None = None,
+    *,
+    verify: bool = False,
+    cache_limit: str | int | None = None,
+) -> Split:
+    """Open ``split`` of the version at ``path``: unknown splits and columns are refused
+    here, and ``verify`` re-checks every local shard's sha256 up front."""
+    version = open_version(path, cache_limit=cache_limit)
+    entries = split_entries(version.manifest, split)
+    wanted = check_columns(version.manifest, columns)
+    if verify:
+        if version.remote is not None:
+            raise LoaderError(
+                "verify=True reads every shard up front; a version on object storage is "
+                "checked shard by shard as it is fetched (sha256 while downloading)"
+            )
+        verify_checksums(version.folder)
+    return Split(version, split, entries, wanted)
 
 
 class ShardColumns:

@@ -8,6 +8,7 @@ constant predictor (the train mean) on the validation split; the demo reports bo
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import pickle
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader
 from lakehouse.loader.dataset import PADDING_KEY, ShardDataset
 from lakehouse.loader.prefetch import GPUPrefetcher
 from lakehouse.loader.shards import LoaderError, open_version
+from lakehouse.storage import write_atomic
 
 COUNTS = [  # non-negative counts, fed as log1p
     "owner_account_age_days",
@@ -215,21 +217,19 @@ def _device(device: str) -> str:
 
 
 def _save(path: Path, net: nn.Module, optimiser, progress: _Progress, rank: int) -> None:
-    """Rank 0 writes the checkpoint whole or not at all (a temporary file, then a rename);
-    the loader state is the same on every rank (a position in the epoch's global stream)."""
+    """Rank 0 writes the checkpoint whole or not at all (``storage.write_atomic``); the
+    loader state is the same on every rank (a position in the epoch's global stream)."""
     if rank != 0:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save(
-        {
-            "model": net.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "progress": dataclasses.asdict(progress),
-        },
-        temporary,
-    )
-    os.replace(temporary, path)
+    state = {
+        "model": net.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "progress": dataclasses.asdict(progress),
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _load(path: Path, net: nn.Module, optimiser, train: ShardDataset) -> _Progress:
