@@ -76,7 +76,6 @@ def resolve_latest(uri: str) -> str:
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 # the local cache's size unless LAKEHOUSE_CACHE_LIMIT or cache_limit= says otherwise
 DEFAULT_CACHE_LIMIT = "50GB"
 # how far in the future a shard being downloaded is marked as used (so it is not evicted)
@@ -93,11 +92,8 @@ def parse_size(text: str | int) -> int:
     if not match:
         raise ValueError(f"{text!r} is not a size such as 20GB, 512MiB or 1000000")
     number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    binary = "I" in unit
-    scale = _UNITS[unit[:1] if unit[:1] in "KMGT" else ""]
-    if binary:
-        scale = 1024 ** (" KMGT".index(unit[0]))
-    return int(number * scale)
+    power = "BKMGT".index(unit[0]) if unit and unit[0] != "B" else 0  # B, KB, KiB, ...
+    return int(number * (1024 if "I" in unit else 1000) ** power)
 
 
 def cache_limit(limit: str | int | None = None) -> int:
@@ -114,7 +110,7 @@ class CacheIndex:
     def __init__(self, root: Path, limit: int) -> None:
         self.root, self.limit = root, limit
         root.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
+        with closing(self._connect()) as con:
             con.execute(
                 "create table if not exists shards "
                 "(path text primary key, bytes integer not null, used real not null)"
@@ -168,10 +164,12 @@ class CacheIndex:
             con.execute("begin immediate")  # one process at a time decides what goes
             try:
                 now = time.time()
+                # pins left by processes that died between a fetch and an open
+                con.execute("delete from pins where at <= ?", (now - _PIN_EXPIRES,))
                 rows = con.execute(
                     "select path, bytes, used from shards where path != ? and path not in "
-                    "(select path from pins where at > ?) order by used",
-                    (str(path), now - _PIN_EXPIRES),
+                    "(select path from pins) order by used",
+                    (str(path),),
                 ).fetchall()
                 total = con.execute(
                     "select coalesce(sum(bytes), 0) from shards where path != ?", (str(path),)
