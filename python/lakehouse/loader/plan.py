@@ -86,14 +86,6 @@ class EpochOrder:
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shard index and row of each stream position."""
-        run = len(positions) and positions[-1] - positions[0] == len(positions) - 1
-        if run and (np.diff(positions) == 1).all():
-            lo, hi = int(positions[0]), int(positions[-1]) + 1
-            first = int(np.searchsorted(self.window_cum, lo, side="right") - 1)
-            if hi <= self.window_cum[first + 1]:  # a run inside one window: two slices
-                shard, row = self._window(first)
-                start = lo - int(self.window_cum[first])
-                return shard[start : start + hi - lo], row[start : start + hi - lo]
         window = np.searchsorted(self.window_cum, positions, side="right") - 1
         first = int(window[0]) if len(window) else 0
         if len(window) and (window == first).all():  # the usual batch: inside one window
