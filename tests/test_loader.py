@@ -436,3 +436,10 @@ def test_a_row_layout_that_would_read_outside_its_row_is_refused(
     data["row_layout"] = {"row_bytes": 8, "fields": fields}
     with pytest.raises(ValueError, match=problem):
         Manifest.parse(json.dumps(data))
+
+
+def test_a_row_layout_must_place_every_column_of_the_schema(shards: Path) -> None:
+    data = json.loads((Path(shards) / "manifest.json").read_text())
+    data["row_layout"]["fields"].pop("feature")
+    with pytest.raises(ValueError, match=r"row_layout.fields must be the columns of the schema"):
+        Manifest.parse(json.dumps(data))

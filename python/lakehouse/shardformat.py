@@ -138,7 +138,7 @@ class Manifest:
         except (ValueError, RecursionError) as error:
             raise ManifestError(f"{MANIFEST} is not JSON: {error}") from None
         _check(isinstance(data, dict), "the manifest", "an object", data)
-        return cls(
+        manifest = cls(
             model=_identifier(data, "model"),
             version=_integer(data, "version", minimum=1),
             created_at=_typed(data, "created_at", str),
@@ -155,6 +155,15 @@ class Manifest:
             content_fingerprint=_typed(data, "content_fingerprint", str, default=""),
             row_layout=_row_layout(data.get("row_layout")),
         )
+        if manifest.row_layout is not None:  # the loader views each column through it
+            fields = sorted(manifest.row_layout.fields)
+            _check(
+                fields == sorted(manifest.columns),
+                "row_layout.fields",
+                f"the columns of the schema ({', '.join(sorted(manifest.columns))})",
+                ", ".join(fields),
+            )
+        return manifest
 
 
 def sha256_of(path: Path) -> str:
