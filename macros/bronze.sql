@@ -25,6 +25,10 @@
 
 
 {% macro load_delta_extension() %}
+    {{ return(adapter.dispatch('load_delta_extension', 'lakehouse')()) }}
+{% endmacro %}
+
+{% macro duckdb__load_delta_extension() %}
     {%- if execute -%}
         {%- set found = run_query(
             "select count(*) from duckdb_extensions() where extension_name = 'delta' and installed"
@@ -38,6 +42,11 @@
         {%- endif -%}
     {%- endif -%}
     load delta
+{% endmacro %}
+
+{% macro spark__load_delta_extension() %}
+    {#- Spark reads bronze through the views assert_bronze_exists registers -#}
+    select 1
 {% endmacro %}
 
 
@@ -54,7 +63,13 @@
                 ~ "their current version for you."
             ) }}
         {%- endif -%}
-        {%- for table in tables -%}
+    {%- endif -%}
+    {{ return(adapter.dispatch('assert_bronze_exists', 'lakehouse')()) }}
+{% endmacro %}
+
+{% macro duckdb__assert_bronze_exists() %}
+    {%- if execute -%}
+        {%- for table in bronze_tables() -%}
             {%- set commits = run_query(
                 "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
             ).columns[0].values()[0] -%}
@@ -70,6 +85,50 @@
     select 1
 {% endmacro %}
 
+{% macro spark__assert_bronze_exists() %}
+    {#- Spark has no Delta reader here (its connector's jars come from Maven): each bronze
+        source becomes a view over exactly the Parquet files of its pinned Delta version,
+        which deltalake lists (`bronze_files`, a glob per table, passed by `lakehouse build
+        --engine spark` or `lakehouse dbt-vars --engine spark`). Commands that build nothing
+        from bronze (test, source freshness, docs) keep the views of the last build.
+        docs/decisions/0011-spark.md -#}
+    {%- if execute -%}
+        {%- set files = var('bronze_files', {}) -%}
+        {%- if not files and flags.WHICH not in ['test', 'source', 'docs', 'list', 'parse', 'compile'] -%}
+            {{ exceptions.raise_compiler_error(
+                "The spark target reads bronze at pinned Delta versions, from the files "
+                ~ "deltalake lists for them, and no `bronze_files` var was given. Run "
+                ~ "`lakehouse build --engine spark`, or pass them yourself: "
+                ~ "dbt " ~ flags.WHICH ~ " --target spark --vars \"$(lakehouse dbt-vars --engine spark)\""
+            ) }}
+        {%- endif -%}
+        {%- for source in graph.sources.values() if files -%}
+            {%- if source.identifier not in files -%}
+                {{ exceptions.raise_compiler_error(
+                    "bronze_files has no files for bronze table " ~ source.identifier
+                    ~ ": give every table (lakehouse dbt-vars --engine spark does)"
+                ) }}
+            {%- endif -%}
+            {%- set relation = api.Relation.create(schema=source.schema, identifier=source.identifier) -%}
+            {%- do run_query("create schema if not exists " ~ source.schema) -%}
+            {%- do run_query(
+                "create or replace view " ~ relation ~ " as select * from parquet.`"
+                ~ files[source.identifier] ~ "`"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{% endmacro %}
+
+
+{% macro run_statements(statements) %}
+    {#- Run each statement on its own (Spark runs one per call), then nothing more -#}
+    {%- for statement in statements -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    select 1
+{% endmacro %}
+
 
 {% macro record_bronze_reads() %}
     {#- Which Delta version of each bronze table this invocation read, for the exporter's
@@ -78,23 +137,24 @@
         in one place, by deltalake in Python, never re-derived here from the log's files. -#}
     {%- if execute -%}
         {%- set pins = var('bronze_versions', {}) -%}
-        create table if not exists {{ target.schema }}.lakehouse_bronze_reads (
-            invocation_id varchar,
-            table_name varchar,
-            delta_version bigint,
-            pinned boolean,
-            recorded_at timestamp with time zone
-        );
-        {% for table in bronze_tables() -%}
+        {%- set statements = [
+            "create table if not exists " ~ target.schema ~ ".lakehouse_bronze_reads ("
+            ~ "invocation_id " ~ dbt.type_string() ~ ", table_name " ~ dbt.type_string()
+            ~ ", delta_version bigint, pinned boolean, recorded_at " ~ timestamp_tz() ~ ")"
+        ] -%}
+        {%- set rows = [] -%}
+        {%- for table in bronze_tables() -%}
             {%- set pinned = pins.get(table) -%}
-            insert into {{ target.schema }}.lakehouse_bronze_reads
-            select
-                '{{ invocation_id }}',
-                '{{ table }}',
-                {{ pinned if pinned is not none else 'null' }},
-                {{ 'true' if pinned is not none else 'false' }},
-                current_timestamp;
-        {% endfor -%}
+            {%- do rows.append(
+                "('" ~ invocation_id ~ "', '" ~ table ~ "', "
+                ~ ("cast(" ~ pinned ~ " as bigint)" if pinned is not none else "cast(null as bigint)")
+                ~ ", " ~ ('true' if pinned is not none else 'false') ~ ", current_timestamp)"
+            ) -%}
+        {%- endfor -%}
+        {%- do statements.append(
+            "insert into " ~ target.schema ~ ".lakehouse_bronze_reads values " ~ rows | join(", ")
+        ) -%}
+        {{ return(run_statements(statements)) }}
     {%- endif -%}
 {% endmacro %}
 
@@ -104,30 +164,44 @@
         the latest invocation that built it successfully, so a failed build, or a partial
         one that did not touch it, never becomes what export's manifest names. -#}
     {%- if execute -%}
-        create table if not exists {{ target.schema }}.lakehouse_model_builds (
-            invocation_id varchar,
-            model varchar,
-            status varchar,
-            recorded_at timestamp with time zone
-        );
-        {%- set built = [] -%}
-        {%- for result in results -%}
-            {%- if result.node.resource_type == 'model' -%}
-                {%- do built.append(result) -%}
-            {%- endif -%}
+        {%- set statements = [
+            "create table if not exists " ~ target.schema ~ ".lakehouse_model_builds ("
+            ~ "invocation_id " ~ dbt.type_string() ~ ", model " ~ dbt.type_string()
+            ~ ", status " ~ dbt.type_string() ~ ", recorded_at " ~ timestamp_tz() ~ ")"
+        ] -%}
+        {%- set rows = [] -%}
+        {%- for result in results if result.node.resource_type == 'model' -%}
+            {%- do rows.append(
+                "('" ~ invocation_id ~ "', '" ~ result.node.name ~ "', '" ~ result.status
+                ~ "', current_timestamp)"
+            ) -%}
         {%- endfor -%}
-        {%- if built %}
-        insert into {{ target.schema }}.lakehouse_model_builds values
-            {%- for result in built %}
-            ('{{ invocation_id }}', '{{ result.node.name }}', '{{ result.status }}', current_timestamp)
-            {{- "," if not loop.last }}
-            {%- endfor %};
+        {%- if rows -%}
+            {%- do statements.append(
+                "insert into " ~ target.schema ~ ".lakehouse_model_builds values " ~ rows | join(", ")
+            ) -%}
         {%- endif -%}
+        {{ return(run_statements(statements)) }}
     {%- endif -%}
 {% endmacro %}
 
 
 {% macro configure_object_store() %}
+    {{ return(adapter.dispatch('configure_object_store', 'lakehouse')()) }}
+{% endmacro %}
+
+{% macro spark__configure_object_store() %}
+    {%- if lake_root().startswith('s3://') -%}
+        {{ exceptions.raise_compiler_error(
+            "The spark target reads a local lake here: Spark's S3 connector (hadoop-aws) "
+            ~ "comes from Maven, which this machine cannot reach. On a cluster that has it, "
+            ~ "read the lake as s3a:// (docs/decisions/0011-spark.md)."
+        ) }}
+    {%- endif -%}
+    select 1
+{% endmacro %}
+
+{% macro duckdb__configure_object_store() %}
     {#- A lake on S3-compatible storage: httpfs + aws, and a secret whose keys come from the
         AWS_* environment at run time (credential chain), so none is written into SQL, logs
         or run results. Same statements as lakehouse.warehouse.object_store_sql. -#}
@@ -156,11 +230,11 @@
         refuses a warehouse whose latest invocation never finished (killed mid-build: some
         models rebuilt, others not). -#}
     {%- if execute -%}
-        create table if not exists {{ target.schema }}.lakehouse_dbt_runs (
-            invocation_id varchar,
-            started_at timestamp with time zone
-        );
-        insert into {{ target.schema }}.lakehouse_dbt_runs
-        values ('{{ invocation_id }}', current_timestamp);
+        {{ return(run_statements([
+            "create table if not exists " ~ target.schema ~ ".lakehouse_dbt_runs ("
+            ~ "invocation_id " ~ dbt.type_string() ~ ", started_at " ~ timestamp_tz() ~ ")",
+            "insert into " ~ target.schema ~ ".lakehouse_dbt_runs values ('"
+            ~ invocation_id ~ "', current_timestamp)",
+        ])) }}
     {%- endif -%}
 {% endmacro %}

@@ -21,3 +21,21 @@
         || unhex(sha256(getvariable('lakehouse_pii_inner') || encode(lower(trim({{ column }})))))
     ) end
 {%- endmacro %}
+
+{% macro spark__hash_pii(column) -%}
+    {#- HMAC-SHA256 by commons-codec (on Spark's classpath), keyed by the Spark conf the
+        profile sets from LAKEHOUSE_PII_SALT: `${spark.lakehouse.pii_key}` is substituted by
+        Spark's parser, so the key is in no SQL text dbt writes. Same hex as DuckDB's. -#}
+    {%- if execute and not _scalar("select length('${spark.lakehouse.pii_key}') > 0") -%}
+        {{ exceptions.raise_compiler_error(
+            "LAKEHOUSE_PII_SALT is not set: personal data is hashed with it (HMAC-SHA256). "
+            ~ "Export it from your secret store before building on Spark (`lakehouse build "
+            ~ "--engine spark` into the demo folder uses the demo's public key)."
+        ) }}
+    {%- endif -%}
+    case when {{ column }} is null then null
+    else reflect(
+        'org.apache.commons.codec.digest.HmacUtils', 'hmacSha256Hex',
+        '${spark.lakehouse.pii_key}', lower(trim({{ column }}))
+    ) end
+{%- endmacro %}

@@ -11,11 +11,11 @@
     {%- set committed -%}
         select batch_id, min(finished_at) as committed_at
         from {{ log }}
-        where status = 'ingested' and "table" = '{{ table }}'
+        where status = 'ingested' and {{ adapter.quote('table') }} = '{{ table }}'
         group by batch_id
         {%- if is_incremental() %}
         having min(finished_at) > (
-            select coalesce(max(batch_committed_at), '-infinity') from {{ this }}
+            select coalesce(max(batch_committed_at), {{ timestamp_literal('-infinity') }}) from {{ this }}
         )
         {%- endif %}
     {%- endset -%}
@@ -27,7 +27,7 @@
     inner join ({{ committed }}) as batches on batches.batch_id = source._batch_id
     {%- if execute and is_incremental() %}
     where source._batch_id in (
-        {%- for batch in new_batches %}'{{ batch | replace("'", "''") }}'{{ ", " if not loop.last }}{% else %}null{% endfor -%}
+        {%- for batch in new_batches %}{{ dbt.string_literal(dbt.escape_single_quotes(batch)) }}{{ ", " if not loop.last }}{% else %}null{% endfor -%}
     )
     {%- endif %}
 {%- endmacro %}

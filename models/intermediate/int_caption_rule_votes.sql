@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='photo_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -38,17 +38,17 @@ votes as (
     {%- for rule in rules %}
     select
         photo_id,
-        '{{ rule[0] }}' as rule_name,
-        '{{ rule[2] }}' as label,
-        coalesce({{ regex_matches('caption', "'" ~ rule[1] | replace("'", "''") ~ "'") }}, false)
+        {{ dbt.string_literal(dbt.escape_single_quotes(rule[0])) }} as rule_name,
+        {{ dbt.string_literal(dbt.escape_single_quotes(rule[2])) }} as label,
+        coalesce({{ regex_matches('caption', dbt.string_literal(dbt.escape_single_quotes(rule[1]))) }}, false)
             as fired
     from photos
     {% if not loop.last %}union all{% endif %}
     {%- else %}
     select
         photo_id,
-        cast(null as varchar) as rule_name,
-        cast(null as varchar) as label,
+        cast(null as {{ dbt.type_string() }}) as rule_name,
+        cast(null as {{ dbt.type_string() }}) as label,
         false as fired
     from photos
     where false

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='photo_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -28,11 +28,11 @@ changes as (
     inner join {{ ref('stg_app__photos') }} as photos on photos.photo_id = events.photo_id
     where {{ loaded_since_last_run('events') }} and events.event_type in ('like', 'follow')
     union all
-    select activity.user_id, cast(activity.activity_date as timestamp with time zone)
+    select activity.user_id, cast(activity.activity_date as {{ timestamp_tz() }})
     from {{ ref('int_user_activity_daily') }} as activity
     where {{ loaded_since_last_run('activity') }}
     union all
-    select users.user_id, cast('-infinity' as timestamp with time zone)
+    select users.user_id, {{ timestamp_literal('-infinity') }}
     from {{ ref('stg_app__users') }} as users
     where {{ loaded_since_last_run('users') }}
 ),

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='photo_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -56,7 +56,7 @@ events as (
     select * from all_events
     where photo_id in (select photo_id from touched)
         and occurred_at >= {{ incremental_lower_bound(
-            "select cast(min(posted_at) as varchar) from " ~ ref('stg_app__photos')
+            "select cast(min(posted_at) as " ~ dbt.type_string() ~ ") from " ~ ref('stg_app__photos')
             ~ " where photo_id in (" ~ touched_sql ~ ")"
         ) }}
 ),

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key=['user_id', 'activity_date'],
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -20,7 +20,7 @@ all_events as (
     from {{ events_relation }} as events
     -- the days tonight's events fall on, and later: a late event is a day or two old
     where occurred_at >= {{ incremental_lower_bound(
-        "select cast(min(cast(occurred_at as date)) as varchar) || ' 00:00:00+00' from "
+        "select cast(min(cast(occurred_at as date)) as " ~ dbt.type_string() ~ ") || ' 00:00:00+00' from "
         ~ events_relation ~ " as events where " ~ loaded_since_last_run('events')
     ) }}
 ),

@@ -49,13 +49,13 @@ final as (
         rules.label,
         count(per_vote.photo_id) as photos_labeled,
         cast(count(per_vote.photo_id) as double) / max(photo_count.photos) as coverage,
-        coalesce(avg(case when per_vote.overlaps then 1.0 else 0.0 end), 0) as overlap_rate,
-        coalesce(avg(case when per_vote.conflicts then 1.0 else 0.0 end), 0) as conflict_rate,
+        coalesce(avg(case when per_vote.overlaps then 1 else 0 end), 0) as overlap_rate,
+        coalesce(avg(case when per_vote.conflicts then 1 else 0 end), 0) as conflict_rate,
         avg(
             case
                 when per_vote.is_popular is null then null
-                when (per_vote.label = 'popular') = per_vote.is_popular then 1.0
-                else 0.0
+                when (per_vote.label = 'popular') = per_vote.is_popular then 1
+                else 0
             end
         ) as agreement_with_label
     from rules

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='photo_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}
@@ -44,8 +44,8 @@ final as (
         photos.owner_user_id,
         photos.posted_at,
         photos.caption_lang,
-        coalesce(length(photos.caption), 0) as caption_length,
-        coalesce(length(photos.caption) - length(replace(photos.caption, '#', '')), 0)
+        cast(coalesce(length(photos.caption), 0) as bigint) as caption_length,
+        cast(coalesce(length(photos.caption) - length(replace(photos.caption, '#', '')), 0) as bigint)
             as hashtag_count,
         photos.width,
         photos.height,

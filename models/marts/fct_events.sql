@@ -37,7 +37,7 @@ final as (
         events.device,
         events.dwell_ms,
         events.has_comment,
-        events.comment_length,
+        cast(events.comment_length as bigint) as comment_length,
         event_types.is_engagement,
         event_types.engagement_weight,
         events.batch_id,

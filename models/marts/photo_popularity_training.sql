@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='photo_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy=upsert_strategy(),
         on_schema_change='fail',
     )
 }}

@@ -215,9 +215,11 @@ def build(
     bronze_versions: dict[str, int] | None = None,
     full_refresh: bool = False,
     pii_salt: str | None = None,
+    engine: str = "duckdb",
 ) -> StepReport:
     """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
-    version except those given in ``bronze_versions`` (time travel)."""
+    version except those given in ``bronze_versions`` (time travel). ``engine="spark"``
+    builds on Spark in ``layout.spark`` and serves its tables from the warehouse file."""
     from lakehouse.warehouse import pin_bronze_versions, project_dir, rows_written_since, run_dbt
 
     versions = pin_bronze_versions(layout.lake, bronze_versions or {})
@@ -230,12 +232,14 @@ def build(
         full_refresh=full_refresh,
         project=project_dir(),
         pii_salt=pii_salt,
+        engine=engine,
+        spark_dir=layout.spark,
     )
     done = [n for n in result.nodes if n.status in ("success", "pass")]
     written = rows_written_since(layout.warehouse, started) if result.success else {}
     marts = {m: w for m, w in written.items() if not m.startswith(("stg_", "int_"))}
     return StepReport(
-        "dbt build",
+        "dbt build" if engine == "duckdb" else f"dbt build ({engine})",
         result.success,
         rows=(
             f"{sum(n.resource_type == 'model' for n in done)} models, "

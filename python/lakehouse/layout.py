@@ -29,20 +29,22 @@ def bronze_uri(lake: str, table: str) -> str:
 @dataclass(frozen=True)
 class Layout:
     """The paths of one deployment. Lake and shards may be ``s3://`` URIs; the warehouse and
-    the gate's reports are local files (DuckDB writes one local file)."""
+    the gate's reports are local files (DuckDB writes one local file). ``spark`` is where the
+    spark engine keeps its tables and metastore (next to the warehouse, like the reports)."""
 
     landing: str
     lake: str
     warehouse: Path
     quality: Path
     shards: str
+    spark: Path
 
     @classmethod
     def from_root(cls, root: str | Path | None = None, env: dict[str, str] | None = None) -> Layout:
         """Everything under ``root`` (default ``data/demo``): ``landing/``, ``lake/``,
-        ``warehouse.duckdb``, ``quality/``, ``shards/``. ``LAKEHOUSE_LAKE`` and
+        ``warehouse.duckdb``, ``quality/``, ``shards/``, ``spark/``. ``LAKEHOUSE_LAKE`` and
         ``LAKEHOUSE_DUCKDB`` in ``env`` (default: the process environment) move the lake and
-        the warehouse; the reports stay next to the warehouse."""
+        the warehouse; the reports and the Spark folder stay next to the warehouse."""
         env = os.environ if env is None else env
         base = Path(root) if root is not None else DEFAULT_ROOT
         warehouse = Path(env.get(ENV_WAREHOUSE) or base / "warehouse.duckdb")
@@ -52,6 +54,7 @@ class Layout:
             warehouse=warehouse,
             quality=warehouse.parent / "quality",
             shards=str(base / "shards"),
+            spark=warehouse.parent / "spark",
         )
 
     def override(
@@ -64,7 +67,7 @@ class Layout:
         shards: str | None = None,
     ) -> Layout:
         """This layout with the given paths replaced (``None`` keeps one). A new warehouse
-        brings its reports along unless ``quality`` is given too."""
+        brings its reports and Spark folder along unless ``quality`` is given too."""
         changed = replace(
             self,
             landing=landing or self.landing,
@@ -73,7 +76,10 @@ class Layout:
         )
         if warehouse is not None:
             changed = replace(
-                changed, warehouse=Path(warehouse), quality=Path(warehouse).parent / "quality"
+                changed,
+                warehouse=Path(warehouse),
+                quality=Path(warehouse).parent / "quality",
+                spark=Path(warehouse).parent / "spark",
             )
         if quality is not None:
             changed = replace(changed, quality=Path(quality))
@@ -88,6 +94,7 @@ class Layout:
             warehouse=self.warehouse.expanduser().resolve(),
             quality=self.quality.expanduser().resolve(),
             shards=normalize_uri(self.shards),
+            spark=self.spark.expanduser().resolve(),
         )
 
     def bronze(self, table: str) -> str:

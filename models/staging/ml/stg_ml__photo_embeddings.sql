@@ -39,7 +39,7 @@ renamed as (
         photo_id,
         model_version,
         ---------- features
-        cast(embedding as float[{{ embedding_dim() }}]) as embedding,
+        cast(embedding as {{ embedding_type() }}) as embedding,
         ---------- lineage
         _batch_id as batch_id,
         _ingested_at as ingested_at,

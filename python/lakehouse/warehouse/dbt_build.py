@@ -25,6 +25,14 @@ from lakehouse.warehouse.duckdb_env import (
     ensure_writable,
 )
 from lakehouse.warehouse.pii import ENV_SALT
+from lakehouse.warehouse.spark import (
+    ENGINES,
+    SPARK_TARGET,
+    attach_spark_tables,
+    bronze_files,
+    spark_dir_env,
+    spark_unavailable,
+)
 
 
 @dataclass
@@ -85,8 +93,15 @@ class DbtInvocation:
     project: Path
     warehouse: Path
     versions: dict[str, int]
-    flags: tuple[str, ...]  # --vars with the lake and the pinned versions
+    flags: tuple[str, ...]  # --vars with the lake and the pinned versions (--target spark)
     env: dict[str, str]
+    engine: str = "duckdb"
+    spark_dir: Path | None = None  # the spark engine's warehouse and metastore
+
+    @property
+    def vars(self) -> str:
+        """The --vars this invocation passes, as JSON (`lakehouse dbt-vars`)."""
+        return self.flags[self.flags.index("--vars") + 1]
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -103,15 +118,34 @@ def prepare_dbt(
     versions: dict[str, int] | None = None,
     project: Path,
     pii_salt: str | None = None,
+    engine: str = "duckdb",
+    spark_dir: Path | None = None,
 ) -> DbtInvocation:
     """Check the lake and the pins, make sure the warehouse can be written and the DuckDB
     extensions are installed, and say how dbt must be invoked. ``versions`` pins the bronze
     Delta versions read; by default every table's current one. ``pii_salt`` is the PII key
     when the environment has none (the demo); otherwise ``LAKEHOUSE_PII_SALT`` is used
-    (``dbt_plugin``)."""
+    (``dbt_plugin``). ``engine="spark"`` runs the project's ``spark`` target with its
+    warehouse in ``spark_dir``, reading each bronze table's files at its pinned version."""
+    if engine not in ENGINES:
+        raise WarehouseError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if engine == "spark":
+        reason = spark_unavailable()
+        if reason:
+            raise WarehouseError(f"cannot build on Spark: {reason}")
+        if spark_dir is None:
+            raise WarehouseError("the spark engine needs a folder for its warehouse (spark_dir)")
     lake = normalize_uri(lake)
     _refuse_unsafe_vars(lake, versions or {})
     pinned = versions if versions is not None else bronze_versions(lake)
+    dbt_vars: dict = {"lake_root": lake, "bronze_versions": pinned}
+    target: tuple[str, ...] = ()
+    engine_env: dict[str, str] = {}
+    if engine == "spark":
+        assert spark_dir is not None
+        dbt_vars["bronze_files"] = bronze_files(lake, pinned)
+        target = ("--target", SPARK_TARGET)
+        engine_env = spark_dir_env(spark_dir)
     extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -121,14 +155,17 @@ def prepare_dbt(
         project=project,
         warehouse=warehouse,
         versions=pinned,
-        flags=("--vars", json.dumps({"lake_root": lake, "bronze_versions": pinned})),
+        flags=(*target, "--vars", json.dumps(dbt_vars)),
         env={
             **salt,
+            **engine_env,
             "LAKEHOUSE_DUCKDB": str(warehouse),
             # absolute: profiles.yml's default is relative to dbt's working directory
             "LAKEHOUSE_DUCKDB_EXTENSIONS": str(extensions.resolve()),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         },
+        engine=engine,
+        spark_dir=spark_dir.resolve() if spark_dir is not None else None,
     )
 
 
@@ -143,13 +180,25 @@ def run_dbt(
     project: Path,
     quiet: bool = False,
     pii_salt: str | None = None,
+    engine: str = "duckdb",
+    spark_dir: Path | None = None,
 ) -> BuildResult:
     """Run ``dbt <command>`` on the project against ``lake`` in this process; the exit code
-    follows dbt. ``versions`` and ``pii_salt``: see :func:`prepare_dbt`. Relative paths are
-    relative to the working directory, as everywhere in the CLI."""
+    follows dbt. ``versions``, ``pii_salt``, ``engine`` and ``spark_dir``: see
+    :func:`prepare_dbt`; after a Spark build its tables are views in ``warehouse``
+    (:func:`attach_spark_tables`). Relative paths are relative to the working directory, as
+    everywhere in the CLI."""
     from dbt.cli.main import dbtRunner
 
-    invocation = prepare_dbt(lake, warehouse, versions=versions, project=project, pii_salt=pii_salt)
+    invocation = prepare_dbt(
+        lake,
+        warehouse,
+        versions=versions,
+        project=project,
+        pii_salt=pii_salt,
+        engine=engine,
+        spark_dir=spark_dir,
+    )
     args = [
         command,
         "--project-dir",
@@ -170,6 +219,8 @@ def run_dbt(
             outcome = dbtRunner().invoke(args)
         finally:
             _release_duckdb()
+            if engine == "spark":
+                _stop_spark()
     from dbt_common.invocation import get_invocation_id
 
     invocation_id = get_invocation_id()  # the id dbt stamped on this run's artifacts
@@ -188,6 +239,11 @@ def run_dbt(
             )
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
+    if engine == "spark" and nodes and command in ("build", "run", "seed"):
+        assert invocation.spark_dir is not None
+        attach_spark_tables(
+            invocation.warehouse, invocation.spark_dir, dbt_artifacts(project) / "manifest.json"
+        )
     if invocation_id and nodes and command in ("build", "run"):
         record_dbt_manifest(
             invocation.warehouse, dbt_artifacts(project) / "manifest.json", invocation_id
@@ -232,6 +288,16 @@ def _release_duckdb() -> None:
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     DuckDBConnectionManager.close_all_connections()
+
+
+def _stop_spark() -> None:
+    """dbt-spark's session method leaves its SparkSession running in this process; stop it,
+    so its warehouse, metastore and memory are released (a later run starts its own)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
 
 
 @contextmanager
