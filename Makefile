@@ -33,7 +33,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check python tests benchmarks
 	$(BIN)/ruff format --check python tests benchmarks
 
+# tests/test_spark.py (the dbt project on Spark equals DuckDB) needs Java; said up front
 test: lint
+	@if command -v java >/dev/null 2>&1; then \
+	  echo "Spark tests: run ($$(command -v java))"; \
+	else \
+	  echo "Spark tests: SKIPPED, java is not on PATH (Debian: apt-get install openjdk-17-jre-headless)"; \
+	fi
 	$(BIN)/python -m pytest -n 2 --dist loadfile  # two processes, a module on one of them
 
 bench: $(STAMP)

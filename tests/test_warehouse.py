@@ -469,3 +469,32 @@ def test_values_that_become_dbt_vars_are_refused_before_dbt_runs(
     with pytest.raises(WarehouseError, match=re.escape(complaint)):
         run_dbt(str(lake) + lake_suffix, tmp_path / "w.duckdb", project=PROJECT, versions=pinned)
     assert not (tmp_path / "w.duckdb").exists() and not list(tmp_path.rglob("pwned.csv"))
+
+
+def test_spark_reads_each_bronze_table_as_exactly_its_pinned_versions_files(
+    ingested, tmp_path: Path
+) -> None:
+    """The spark engine's bronze (lakehouse.warehouse.spark.bronze_files): per table, a glob
+    matching the data files of the pinned Delta version, not a later version's and not an
+    uncommitted file left in the folder; an s3:// lake is refused with the reason."""
+    from lakehouse.storage import open_delta
+    from lakehouse.warehouse.spark import bronze_files
+
+    lake, _ = ingested
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    events = copy / "bronze" / "events"
+    latest = open_delta(str(events)).version()
+    assert latest >= 2
+    (events / "part-99999-left-by-a-crash.snappy.parquet").write_bytes(b"PAR1")
+    for version in (1, latest):
+        glob = bronze_files(str(copy), {"events": version})["events"]
+        folder, names = glob.split("/{")
+        assert Path(folder) == events
+        expected = {Path(u).name for u in open_delta(str(events), version).file_uris()}
+        assert set(names.rstrip("}").split(",")) == expected
+    older = bronze_files(str(copy), {"events": 1})["events"]
+    assert len(older) < len(bronze_files(str(copy), {"events": latest})["events"])
+    assert "left-by-a-crash" not in bronze_files(str(copy), {"events": latest})["events"]
+    with pytest.raises(WarehouseError, match="hadoop-aws"):
+        bronze_files("s3://bucket/lake", {"events": 1})

@@ -51,7 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lakehouse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-    for add in (_generate, _ingest, _build, _validate, _export, _shards, _train, _run, _demo):
+    for add in (
+        _generate,
+        _ingest,
+        _build,
+        _dbt_vars,
+        _validate,
+        _export,
+        _shards,
+        _train,
+        _run,
+        _demo,
+    ):
         add(commands)
     return parser
 
@@ -203,7 +214,9 @@ def _build(commands) -> None:
             "tests) on DuckDB, reading the bronze Delta tables of --lake. The current Delta "
             "version of every bronze table is pinned for the whole run and recorded in the "
             "warehouse table lakehouse_bronze_reads. Exit code follows dbt: 0 ok, 1 a model or "
-            "test failed, 2 dbt could not run. Analysts can run `dbt build` directly too."
+            "test failed, 2 dbt could not run. Analysts can run `dbt build` directly too. "
+            "--engine spark runs the same project on a local SparkSession (dbt-spark) and "
+            "makes its Parquet tables views of the warehouse file, for validate and export."
         ),
     )
     _path_options(cmd, "lake", "warehouse")
@@ -225,7 +238,54 @@ def _build(commands) -> None:
         help="rebuild every incremental model from all of bronze (after changing a seed, a "
         'var or logic that applies to history; see README "Night after night")',
     )
+    _engine_option(cmd)
     cmd.set_defaults(handler=build)
+
+
+def _engine_option(command: argparse.ArgumentParser) -> None:
+    from lakehouse.warehouse.spark import ENGINES, default_engine
+
+    command.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=default_engine(),
+        help="where dbt runs the transforms: duckdb (default), or spark (dbt-spark on a local "
+        "SparkSession; needs the [spark] extra and Java; default when "
+        "LAKEHOUSE_DBT_TARGET=spark). Its tables are served from the warehouse file to the "
+        "gate and export either way",
+    )
+
+
+def _dbt_vars(commands) -> None:
+    cmd = commands.add_parser(
+        "dbt-vars",
+        help="print the --vars `lakehouse build` passes dbt (lake, pinned bronze versions)",
+        description=(
+            "Print, as JSON, the dbt vars `lakehouse build` would pass: the lake, every "
+            "bronze table's current Delta version and, for --engine spark, the files of each "
+            'version. For running dbt yourself: dbt build --target spark --vars "$(lakehouse '
+            'dbt-vars --engine spark)".'
+        ),
+    )
+    _path_options(cmd, "lake")
+    _engine_option(cmd)
+    cmd.set_defaults(handler=dbt_vars)
+
+
+def dbt_vars(args: argparse.Namespace, console, err) -> int:
+    from lakehouse.warehouse import pin_bronze_versions, prepare_dbt, project_dir
+
+    layout = _layout(args).resolved()
+    invocation = prepare_dbt(
+        layout.lake,
+        layout.warehouse,
+        versions=pin_bronze_versions(layout.lake, {}),
+        project=project_dir(),
+        engine=args.engine,
+        spark_dir=layout.spark,
+    )
+    print(invocation.vars)
+    return EXIT_OK
 
 
 def build(args: argparse.Namespace, console, err) -> int:
@@ -238,6 +298,7 @@ def build(args: argparse.Namespace, console, err) -> int:
         select=args.select,
         bronze_versions=dict(args.bronze_version),
         full_refresh=args.full_refresh,
+        engine=args.engine,
     )
     print_build(step.result, layout.warehouse, console, err)
     return step.result.exit_code
@@ -568,6 +629,7 @@ def _run(commands) -> None:
         "a past night's landing folder), ISO-8601",
     )
     _shard_rows_option(cmd)
+    _engine_option(cmd)
     cmd.set_defaults(handler=run)
 
 
@@ -582,6 +644,7 @@ def run(args: argparse.Namespace, console, err) -> int:
         as_of=args.as_of,
         shard_rows=args.shard_rows,
         observer=ConsoleObserver(console, err, layout),
+        engine=args.engine,
     )
     print_job(report, console, err)
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -363,16 +363,18 @@ def run_job(
     shard_rows: int = DEFAULT_SHARD_ROWS,
     pii_salt: str | None = None,
     observer: JobObserver | None = None,
+    engine: str = "duckdb",
 ) -> JobReport:
     """Run ingest, build, gate and export on ``layout``, each only after the one before
     succeeded. ``as_of`` is the job's clock (default: now): the time the gate measures
     freshness against and ingest's "now"; set it to replay a past night. ``pii_salt`` is
-    the PII key when the environment has no ``LAKEHOUSE_PII_SALT`` (the demo's)."""
+    the PII key when the environment has no ``LAKEHOUSE_PII_SALT`` (the demo's).
+    ``engine="spark"`` runs the build on Spark; the other steps are the same."""
     observer = observer or JobObserver()
     layout = layout.resolved()
     runs: list[Callable[[], StepReport]] = [  # in the order of STEPS
         lambda: ingest(layout, now=as_of, observer=observer),
-        lambda: build(layout, pii_salt=pii_salt),
+        lambda: build(layout, pii_salt=pii_salt, engine=engine),
         lambda: gate(layout, as_of=as_of),
         lambda: export(layout, model, shard_rows=shard_rows, if_changed=True, observer=observer),
     ]
@@ -399,7 +401,15 @@ DEMO_USERS, DEMO_PHOTOS, DEMO_DAYS = 2_000, 20_000, 45
 DEMO_JOB_HOUR = timedelta(hours=6)  # the nightly job runs at 06:00 after the day's dump
 DEMO_NIGHTS = 1  # nights after the history's first build: the demo runs DEMO_NIGHTS + 1 jobs
 # parts of a demo folder a new sample replaces
-_DEMO_PARTS = ("landing", "lake", "warehouse.duckdb", "warehouse.duckdb.wal", "quality", "shards")
+_DEMO_PARTS = (
+    "landing",
+    "lake",
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "quality",
+    "shards",
+    "spark",
+)
 
 
 @dataclass

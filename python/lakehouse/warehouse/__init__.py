@@ -6,7 +6,8 @@ dagster-dbt), :func:`pin_bronze_versions`, :func:`connect` (a DuckDB connection 
 read bronze too), the build's lineage (:func:`model_build`, :func:`latest_finished_build`,
 :func:`latest_started`),
 :func:`model_meta` (a model's ``meta`` from dbt's manifest), :func:`ensure_extensions`,
-and :class:`WarehouseError`.
+and :class:`WarehouseError`. ``engine="spark"`` on :func:`run_dbt` builds the same project on
+Spark (:mod:`lakehouse.warehouse.spark`: :func:`spark_unavailable`, :func:`attach_spark_tables`).
 """
 
 from lakehouse.warehouse.dbt_build import (
@@ -34,13 +35,16 @@ from lakehouse.warehouse.lineage import (
     model_build,
     rows_written_since,
 )
+from lakehouse.warehouse.spark import ENGINES, attach_spark_tables, spark_unavailable
 
 __all__ = [
+    "ENGINES",
     "BuildLineage",
     "BuildResult",
     "DbtInvocation",
     "Invocation",
     "WarehouseError",
+    "attach_spark_tables",
     "bronze_versions",
     "connect",
     "dbt_artifacts",
@@ -55,4 +59,5 @@ __all__ = [
     "record_dbt_manifest",
     "rows_written_since",
     "run_dbt",
+    "spark_unavailable",
 ]

@@ -34,8 +34,15 @@ ENGINES = ("duckdb", "spark")
 # the profiles.yml output that runs dbt-spark, and where it keeps its warehouse
 SPARK_TARGET = "spark"
 ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
+ENV_TARGET = "LAKEHOUSE_DBT_TARGET"  # profiles.yml's target
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
+
+
+def default_engine(env: dict[str, str] | None = None) -> str:
+    """spark when ``LAKEHOUSE_DBT_TARGET`` (the profile's target) selects it, else duckdb."""
+    env = os.environ if env is None else env
+    return "spark" if env.get(ENV_TARGET) == SPARK_TARGET else "duckdb"
 
 
 def spark_unavailable() -> str | None:
