@@ -238,3 +238,25 @@ def test_plain_dbt_on_spark_without_bronze_files_says_what_to_run(
     assert "no `bronze_files` var was given" in run.stdout
     assert "lakehouse dbt-vars --engine spark" in run.stdout
     assert not (tmp_path / "spark" / "warehouse" / "lakehouse.db" / "fct_events").exists()
+
+
+def test_a_duckdb_build_into_the_spark_builds_warehouse_takes_its_tables_back(
+    builds: TwoBuilds,
+) -> None:
+    """Switching engines on one warehouse file: the Spark build's views give way, and the
+    DuckDB build writes its own tables and lineage there (runs last: it changes the file)."""
+    result = run_dbt(str(builds.lake), builds.spark, project=PROJECT, quiet=True)
+    assert result.success, result.failures or result.error
+    con = _both(builds)
+    kinds = dict(
+        con.execute(
+            "select table_name, table_type from information_schema.tables "
+            "where table_catalog = 's' and table_name in (?, ?)",
+            [MART, "lakehouse_dbt_runs"],
+        ).fetchall()
+    )
+    assert kinds == {MART: "BASE TABLE", "lakehouse_dbt_runs": "BASE TABLE"}
+    assert (
+        con.execute(f"select count(*) from s.main.{MART}").fetchone()[0]
+        == con.execute(f"select count(*) from d.main.{MART}").fetchone()[0]
+    )

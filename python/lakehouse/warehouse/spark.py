@@ -35,6 +35,8 @@ ENGINES = ("duckdb", "spark")
 SPARK_TARGET = "spark"
 ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
 ENV_TARGET = "LAKEHOUSE_DBT_TARGET"  # profiles.yml's target
+# marks the views attach_spark_tables makes, so a DuckDB build can take their names back
+VIEW_COMMENT = "lakehouse: a table of the spark engine's build"
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
 
@@ -139,6 +141,28 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
                 f"create or replace view main.{identifier(table)} as "
                 f"select {select} from read_parquet({files})"
             )
+            con.execute(f"comment on view main.{identifier(table)} is {string(VIEW_COMMENT)}")
     finally:
         con.close()
     return tables
+
+
+def detach_spark_tables(warehouse: Path) -> list[str]:
+    """Drop the views :func:`attach_spark_tables` made in ``warehouse``: a DuckDB build is
+    next, and writes tables of those names. Returns the names dropped."""
+    if not warehouse.exists():
+        return []
+    con = duckdb.connect(str(warehouse))
+    try:
+        views = [
+            name
+            for (name,) in con.execute(
+                "select view_name from duckdb_views() where schema_name = 'main' and comment = ?",
+                [VIEW_COMMENT],
+            ).fetchall()
+        ]
+        for name in views:
+            con.execute(f"drop view main.{identifier(name)}")
+    finally:
+        con.close()
+    return views
