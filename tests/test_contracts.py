@@ -16,6 +16,7 @@ import yaml
 from lakehouse.contracts import BRONZE_TABLES, DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
 from lakehouse.ingest import SOURCES
 from lakehouse.layout import Layout, bronze_uri
+from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_TARGET, SPARK_TARGET
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")
@@ -83,6 +84,13 @@ def test_dbt_defaults_match_the_layout_defaults() -> None:
     defaults = Layout.from_root(env={})
     profile = (REPO / "profiles.yml").read_text()
     assert f"env_var('LAKEHOUSE_DUCKDB', '{defaults.warehouse}')" in profile
+    # the spark engine: the output lakehouse passes to --target, the variable that selects
+    # it, and its folder (warehouse, metastore, Derby's log) where the layout puts it
+    outputs = yaml.safe_load(profile)["lakehouse"]["outputs"]
+    assert outputs[SPARK_TARGET]["type"] == "spark"
+    assert outputs[SPARK_TARGET]["method"] == "session"
+    assert f"env_var('{ENV_TARGET}', 'dev')" in profile
+    assert profile.count(f"env_var('{ENV_SPARK_DIR}', '{defaults.spark}')") == 3
     for path in (REPO / "dbt_project.yml", REPO / "macros" / "bronze.sql"):
         assert f"env_var('LAKEHOUSE_LAKE', '{defaults.lake}')" in path.read_text(), path
 
@@ -94,6 +102,7 @@ def test_a_layout_derives_every_path_from_one_root_and_the_environment(tmp_path:
     assert layout.warehouse == tmp_path / "warehouse.duckdb"
     assert layout.quality == tmp_path / "quality"
     assert layout.shards == str(tmp_path / "shards")
+    assert layout.spark == tmp_path / "spark"
     assert (
         layout.bronze("events")
         == f"{tmp_path}/lake/bronze/events"
@@ -106,5 +115,6 @@ def test_a_layout_derives_every_path_from_one_root_and_the_environment(tmp_path:
     assert moved.warehouse == Path("/w/prod.duckdb") and moved.quality == Path("/w/quality")
     other = layout.override(warehouse=tmp_path / "elsewhere" / "w.duckdb")
     assert other.quality == tmp_path / "elsewhere" / "quality"  # the reports follow
+    assert other.spark == tmp_path / "elsewhere" / "spark"  # and the Spark engine's folder
     assert layout.override(quality=tmp_path / "q").quality == tmp_path / "q"
     assert Layout.from_root("rel", env={}).resolved().lake == str(Path("rel/lake").resolve())
