@@ -30,7 +30,7 @@
         {{ exceptions.raise_compiler_error(
             "LAKEHOUSE_PII_SALT is not set: personal data is hashed with it (HMAC-SHA256). "
             ~ "Export it from your secret store before building on Spark (`lakehouse build "
-            ~ "--engine spark` into the demo folder uses the demo's public key)."
+            ~ "--engine spark` with a warehouse under data/demo uses the demo's public key)."
         ) }}
     {%- endif -%}
     case when {{ column }} is null then null

@@ -24,7 +24,7 @@ from lakehouse.warehouse.duckdb_env import (
     ensure_extensions,
     ensure_writable,
 )
-from lakehouse.warehouse.pii import ENV_SALT
+from lakehouse.warehouse.pii import ENV_SALT, pii_key
 from lakehouse.warehouse.spark import (
     ENGINES,
     SPARK_TARGET,
@@ -152,6 +152,12 @@ def prepare_dbt(
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     ensure_writable(warehouse)
     salt = {} if os.environ.get(ENV_SALT) or not pii_salt else {ENV_SALT: pii_salt}
+    if engine == "spark" and not os.environ.get(ENV_SALT) and not pii_salt:
+        # DuckDB's plugin applies this rule itself; Spark reads the key from the profile
+        try:
+            salt = {ENV_SALT: pii_key(warehouse).decode()}
+        except RuntimeError as error:
+            raise WarehouseError(str(error)) from None
     return DbtInvocation(
         project=project,
         warehouse=warehouse,

@@ -94,17 +94,19 @@ def spark_dir_env(spark_dir: Path) -> dict[str, str]:
     return {ENV_SPARK_DIR: str(spark_dir.resolve())}
 
 
-def table_folder(spark_dir: Path, schema: str, table: str) -> Path:
-    """Where Spark keeps a managed table: ``<warehouse>/<schema>.db/<table>`` (Hive's layout,
-    ``spark.sql.warehouse.dir`` = ``<spark_dir>/warehouse`` in profiles.yml)."""
-    return spark_dir / "warehouse" / f"{schema}.db" / table
+def schema_folder(spark_dir: Path, schema: str) -> Path:
+    """Where Spark keeps the managed tables of a schema, one folder each:
+    ``<warehouse>/<schema>.db/`` (Hive's layout; ``spark.sql.warehouse.dir`` is
+    ``<spark_dir>/warehouse`` in profiles.yml)."""
+    return spark_dir / "warehouse" / f"{schema}.db"
 
 
 def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> list[str]:
     """Make every table of the Spark build a view in the DuckDB ``warehouse`` file over its
     Parquet files, each contracted column cast to the type its dbt contract states (Spark has
     no fixed-size arrays; DuckDB's loader-facing type is ``float[64]``). A DuckDB table of the
-    same name, from an earlier DuckDB build, is replaced. Returns the views' names."""
+    same name, from an earlier DuckDB build, is replaced. All in one transaction: a failure
+    leaves the file as it was. Returns the views' names."""
     nodes = json.loads(manifest.read_text())["nodes"].values()
     built = [n for n in nodes if n["resource_type"] in ("model", "seed")]
     if not built:
@@ -115,10 +117,11 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
         for n in built
         if n["config"].get("contract", {}).get("enforced")
     }
-    folder = spark_dir / "warehouse" / f"{schema}.db"
+    folder = schema_folder(spark_dir, schema)
     tables = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
     con = duckdb.connect(str(warehouse))
     try:
+        con.execute("begin")
         existing = dict(
             con.execute(
                 "select table_name, table_type from information_schema.tables "
@@ -142,8 +145,9 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
                 f"select {select} from read_parquet({files})"
             )
             con.execute(f"comment on view main.{identifier(table)} is {string(VIEW_COMMENT)}")
+        con.execute("commit")
     finally:
-        con.close()
+        con.close()  # without a commit, DuckDB rolls back
     return tables
 
 
