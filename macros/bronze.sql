@@ -121,6 +121,34 @@
 {% endmacro %}
 
 
+{% macro release_spark_tables() %}
+    {#- After `lakehouse build --engine spark` into this warehouse file, its tables are views
+        over Spark's Parquet, marked with a comment (lakehouse.warehouse.spark.VIEW_COMMENT).
+        A DuckDB build writes tables of those names, so those views give way first. -#}
+    {{ return(adapter.dispatch('release_spark_tables', 'lakehouse')()) }}
+{% endmacro %}
+
+{% macro duckdb__release_spark_tables() %}
+    {%- if execute and flags.WHICH in ['build', 'run', 'seed', 'retry', 'clone'] -%}
+        {%- set views = run_query(
+            "select view_name from duckdb_views() where schema_name = '" ~ target.schema
+            ~ "' and comment = 'lakehouse: a table of a Spark build'"
+        ).columns[0].values() -%}
+        {%- for view in views -%}
+            {#- through the adapter, so dbt's relation cache forgets them too -#}
+            {%- do adapter.drop_relation(api.Relation.create(
+                database=target.database, schema=target.schema, identifier=view, type='view'
+            )) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
+{% endmacro %}
+
+{% macro spark__release_spark_tables() %}
+    select 1
+{% endmacro %}
+
+
 {% macro run_statements(statements) %}
     {#- Run each statement on its own (Spark runs one per call), then nothing more -#}
     {%- for statement in statements -%}

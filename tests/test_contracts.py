@@ -16,7 +16,7 @@ import yaml
 from lakehouse.contracts import BRONZE_TABLES, DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
 from lakehouse.ingest import SOURCES
 from lakehouse.layout import Layout, bronze_uri
-from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_TARGET, SPARK_TARGET
+from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_TARGET, SPARK_TARGET, VIEW_COMMENT
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")
@@ -91,6 +91,8 @@ def test_dbt_defaults_match_the_layout_defaults() -> None:
     assert outputs[SPARK_TARGET]["method"] == "session"
     assert f"env_var('{ENV_TARGET}', 'dev')" in profile
     assert profile.count(f"env_var('{ENV_SPARK_DIR}', '{defaults.spark}')") == 3
+    # a DuckDB build drops the views a Spark build left, found by the mark attach gives them
+    assert f"comment = '{VIEW_COMMENT}'" in (REPO / "macros" / "bronze.sql").read_text()
     for path in (REPO / "dbt_project.yml", REPO / "macros" / "bronze.sql"):
         assert f"env_var('LAKEHOUSE_LAKE', '{defaults.lake}')" in path.read_text(), path
 

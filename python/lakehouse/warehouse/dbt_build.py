@@ -30,7 +30,6 @@ from lakehouse.warehouse.spark import (
     SPARK_TARGET,
     attach_spark_tables,
     bronze_files,
-    detach_spark_tables,
     spark_dir_env,
     spark_unavailable,
 )
@@ -221,9 +220,6 @@ def run_dbt(
         args.append("--full-refresh")
     if quiet:
         args += ["--quiet"]
-    if engine == "duckdb" and command != "test":
-        # after a Spark build into this file, its views give way to the tables dbt writes
-        detach_spark_tables(invocation.warehouse)
     with invocation.environment():
         try:
             outcome = dbtRunner().invoke(args)

@@ -36,7 +36,8 @@ SPARK_TARGET = "spark"
 ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
 ENV_TARGET = "LAKEHOUSE_DBT_TARGET"  # profiles.yml's target
 # marks the views attach_spark_tables makes, so a DuckDB build can take their names back
-VIEW_COMMENT = "lakehouse: a table of the spark engine's build"
+# (macros/bronze.sql, release_spark_tables, drops the views that carry it)
+VIEW_COMMENT = "lakehouse: a table of a Spark build"
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
 
@@ -118,7 +119,9 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
         if n["config"].get("contract", {}).get("enforced")
     }
     folder = schema_folder(spark_dir, schema)
-    tables = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+    if not folder.is_dir():
+        raise WarehouseError(f"no Spark tables at {folder}: {manifest} is not a Spark build's")
+    tables = sorted(p.name for p in folder.iterdir() if p.is_dir())
     con = duckdb.connect(str(warehouse))
     try:
         con.execute("begin")
@@ -149,24 +152,3 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
     finally:
         con.close()  # without a commit, DuckDB rolls back
     return tables
-
-
-def detach_spark_tables(warehouse: Path) -> list[str]:
-    """Drop the views :func:`attach_spark_tables` made in ``warehouse``: a DuckDB build is
-    next, and writes tables of those names. Returns the names dropped."""
-    if not warehouse.exists():
-        return []
-    con = duckdb.connect(str(warehouse))
-    try:
-        views = [
-            name
-            for (name,) in con.execute(
-                "select view_name from duckdb_views() where schema_name = 'main' and comment = ?",
-                [VIEW_COMMENT],
-            ).fetchall()
-        ]
-        for name in views:
-            con.execute(f"drop view main.{identifier(name)}")
-    finally:
-        con.close()
-    return views
