@@ -239,7 +239,7 @@ def build(
     written = rows_written_since(layout.warehouse, started) if result.success else {}
     marts = {m: w for m, w in written.items() if not m.startswith(("stg_", "int_"))}
     return StepReport(
-        "dbt build" if engine == "duckdb" else f"dbt build ({engine})",
+        "dbt build",
         result.success,
         rows=(
             f"{sum(n.resource_type == 'model' for n in done)} models, "
@@ -251,7 +251,9 @@ def build(
                 else ""
             )
         ),
-        detail="bronze " + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
+        detail=("on Spark; " if engine == "spark" else "")
+        + "bronze "
+        + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
         reason=(
             f"dbt could not run: {result.error}"
             if result.error
