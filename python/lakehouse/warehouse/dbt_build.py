@@ -95,7 +95,6 @@ class DbtInvocation:
     versions: dict[str, int]
     flags: tuple[str, ...]  # --vars with the lake and the pinned versions (--target spark)
     env: dict[str, str]
-    engine: str = "duckdb"
     spark_dir: Path | None = None  # the spark engine's warehouse and metastore
 
     @property
@@ -170,7 +169,6 @@ def prepare_dbt(
             "LAKEHOUSE_DUCKDB_EXTENSIONS": str(extensions.resolve()),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         },
-        engine=engine,
         spark_dir=spark_dir.resolve() if spark_dir is not None else None,
     )
 

@@ -27,7 +27,7 @@ import duckdb
 
 from lakehouse.layout import bronze_uri
 from lakehouse.sql import identifier, string
-from lakehouse.storage import open_delta
+from lakehouse.storage import is_remote, open_delta
 from lakehouse.warehouse.duckdb_env import WarehouseError
 
 ENGINES = ("duckdb", "spark")
@@ -66,7 +66,7 @@ def spark_unavailable() -> str | None:
 def bronze_files(lake: str, versions: dict[str, int]) -> dict[str, str]:
     """Per bronze table, a glob that matches exactly the data files of its pinned Delta
     version, for Spark's ``parquet.`<glob>``` (``bronze_files`` var)."""
-    if lake.startswith("s3://"):
+    if is_remote(lake):
         raise WarehouseError(
             "the spark engine reads a local lake here: Spark's S3 connector (hadoop-aws) "
             "comes from Maven, which this machine cannot reach (docs/decisions/0011-spark.md)"
