@@ -214,6 +214,21 @@ def test_the_jobs_gate_and_export_read_the_spark_build(builds: TwoBuilds) -> Non
     assert manifest["quality_gate"]["passed"] is True
 
 
+def test_the_pii_key_is_in_no_file_the_spark_build_writes(builds: TwoBuilds) -> None:
+    """The key reaches Spark as a conf the SQL only names: dbt's artifacts and logs, Spark's
+    tables, metastore and Derby log, and the warehouse file serving them never hold it."""
+    key = os.environ["LAKEHOUSE_PII_SALT"].encode()
+    folders = [builds.work / "spark-target", Path(os.environ["DBT_LOG_PATH"]), builds.spark.parent]
+    files = [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files) and any(p.suffix == ".log" for p in files)
+    assert any(p.suffix == ".parquet" for p in files) and builds.spark in files
+    # the model, compiled and run (a unit test's fixture of the same name hashes nothing)
+    compiled = [p for p in files if p.name == "stg_app__users.sql" and p.parent.name == "app"]
+    assert compiled and all(b"${spark.lakehouse.pii_key}" in p.read_bytes() for p in compiled)
+    for path in files:
+        assert key not in path.read_bytes(), f"the PII salt is in {path}"
+
+
 def test_plain_dbt_on_spark_without_bronze_files_says_what_to_run(
     builds: TwoBuilds, tmp_path: Path
 ) -> None:
