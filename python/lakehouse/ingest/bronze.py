@@ -30,6 +30,7 @@ QUARANTINE_TABLE = QUARANTINE
 INGEST_LOG_TABLE = INGEST_LOG
 _APP_ID = "lakehouse-ingest"
 _BATCH_KEY = "lakehouse.batch_id"
+_LOG_ATTEMPTS = 50
 
 
 class Bronze:
@@ -68,6 +69,17 @@ class Bronze:
                 + "; ".join(problems)
                 + ". Migrate or move that table aside before ingesting into it."
             )
+
+    def upgrade_log(self) -> None:
+        """A log written before ``log_version`` existed gets the column (Delta's add column;
+        its older rows have none, and only a ``--full-refresh`` of the models reads them)."""
+        log = self._table(INGEST_LOG_TABLE)
+        if log is None or "log_version" in log.schema().to_arrow().names:
+            return
+        from deltalake import Field
+
+        log.alter.add_columns([Field("log_version", "long", nullable=True)])
+        self._open.pop(INGEST_LOG_TABLE, None)
 
     def ingested_files(self) -> dict[str, str]:
         """content sha256 -> source file, for every file already ingested."""
@@ -165,7 +177,51 @@ class Bronze:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
 
     def append_log(self, rows: pa.Table, batch_id: str) -> int:
-        return self.append(INGEST_LOG_TABLE, rows.cast(INGEST_LOG_SCHEMA), batch_id)
+        """Log a batch; returns the log's Delta version that holds it. Each row carries that
+        very version (``log_version``): the commit is made on a snapshot at version N with no
+        commit retries, so it lands as N + 1 or not at all, and a lost race is tried again
+        on the newer snapshot (a log holds one commit per batch: the ``txn`` check finds a
+        batch another run logged). Staging follows these versions, so a batch logged late
+        (a rerun finishing a crashed ingest days later) is new to it whatever any clock says.
+        """
+        for _ in range(_LOG_ATTEMPTS):
+            snapshot = self._table(INGEST_LOG_TABLE) or self._create(
+                INGEST_LOG_TABLE, INGEST_LOG_SCHEMA
+            )
+            done = _batch_version(snapshot, batch_id)
+            if done is not None:
+                return done
+            version = snapshot.version() + 1
+            data = rows.drop_columns([c for c in ("log_version",) if c in rows.column_names])
+            data = data.append_column(
+                "log_version", pa.array([version] * data.num_rows, pa.int64())
+            )
+            try:
+                write_deltalake(
+                    snapshot,
+                    data.cast(INGEST_LOG_SCHEMA),
+                    mode="append",
+                    storage_options=storage_options() or None,
+                    commit_properties=CommitProperties(
+                        custom_metadata={_BATCH_KEY: batch_id},
+                        app_transactions=[Transaction(app_id=_app_id(batch_id), version=1)],
+                        max_commit_retries=0,
+                    ),
+                )
+            except CommitFailedError:
+                self._open.pop(INGEST_LOG_TABLE, None)  # another writer took N + 1: reread
+                continue
+            except (DeltaError, OSError) as error:
+                raise LakeWriteError(
+                    f"cannot write {self.uri(INGEST_LOG_TABLE)}: {describe_storage_error(error)}"
+                    "; the batch is not logged and counts as not ingested (free space or fix "
+                    "permissions, then ingest again)"
+                ) from error
+            return version
+        raise ConcurrentWriteError(
+            f"{self.uri(INGEST_LOG_TABLE)}: {_LOG_ATTEMPTS} other writers committed to the log "
+            "while this ingest tried to; nothing of this batch was logged, run the ingest again"
+        )
 
 
 def _app_id(batch_id: str) -> str:

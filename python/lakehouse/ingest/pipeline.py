@@ -163,6 +163,7 @@ def ingest(
     files, ignored = discover(landing)
     if tables:
         files = [f for f in files if f.spec.table in tables]
+    bronze.upgrade_log()
     done = bronze.ingested_files()
     results: list[FileResult] = []
     refused: dict[str, str] = {}

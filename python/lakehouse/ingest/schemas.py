@@ -173,5 +173,8 @@ INGEST_LOG_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("started_at", TIMESTAMP),
         pa.field("finished_at", TIMESTAMP),
+        # the _ingest_log's own Delta version that holds this row: the batch's place in the
+        # order the log committed, an identity staging's cursor follows (never a clock)
+        pa.field("log_version", pa.int64()),
     ]
 )
