@@ -254,15 +254,25 @@
 
 
 {% macro record_run_start() %}
-    {#- Every invocation says it started; record_bronze_reads says it finished. The exporter
-        refuses a warehouse whose latest invocation never finished (killed mid-build: some
-        models rebuilt, others not). -#}
+    {#- Every invocation says it started, with its build number: one more than any before it
+        in this warehouse (models stamp their rows with it, macros/incremental.sql);
+        record_bronze_reads says it finished. The exporter refuses a warehouse whose latest
+        invocation never finished (killed mid-build: some models rebuilt, others not). -#}
     {%- if execute -%}
-        {{ return(run_statements([
-            "create table if not exists " ~ target.schema ~ ".lakehouse_dbt_runs ("
-            ~ "invocation_id " ~ dbt.type_string() ~ ", started_at " ~ timestamp_tz() ~ ")",
-            "insert into " ~ target.schema ~ ".lakehouse_dbt_runs values ('"
-            ~ invocation_id ~ "', current_timestamp)",
-        ])) }}
+        {%- set runs = target.schema ~ ".lakehouse_dbt_runs" -%}
+        {%- set statements = [
+            "create table if not exists " ~ runs ~ " ("
+            ~ "invocation_id " ~ dbt.type_string() ~ ", started_at " ~ timestamp_tz()
+            ~ ", build_seq bigint)"
+        ] -%}
+        {%- if target.type == 'duckdb' -%}
+            {#- a warehouse from before build numbers -#}
+            {%- do statements.append("alter table " ~ runs ~ " add column if not exists build_seq bigint") -%}
+        {%- endif -%}
+        {%- do statements.append(
+            "insert into " ~ runs ~ " (invocation_id, started_at, build_seq) select '"
+            ~ invocation_id ~ "', current_timestamp, coalesce(max(build_seq), 0) + 1 from " ~ runs
+        ) -%}
+        {{ return(run_statements(statements)) }}
     {%- endif -%}
 {% endmacro %}

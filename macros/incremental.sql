@@ -1,15 +1,35 @@
 {#- Nightly increments (docs/decisions/0008-incremental-nights.md).
 
-    Every incremental model stamps the rows it writes with `_loaded_at`, the invocation's
-    `run_started_at`. A model's cursor is the newest `_loaded_at` in itself: the rows of its
-    inputs loaded after that are what it has not seen yet. The cursor lives in the model's own
-    table, so it moves only when the model's own write commits: a build killed half way leaves
-    each model at its last commit, and the rerun picks up exactly what each one missed.
-    Staging reads bronze the same way, with the Delta version that added each row. -#}
+    Every incremental model stamps the rows it writes with `_build_seq`, the number this
+    project gave the dbt invocation when it started (record_run_start: one more than any
+    before it in this warehouse, so monotonic by construction, whatever the machine's clock
+    says). A model's cursor is the highest `_build_seq` in itself: the rows of its inputs
+    written by a later invocation are what it has not seen yet. The cursor lives in the
+    model's own table, so it moves only when the model's own write commits: a build killed
+    half way leaves each model at its last commit, and the rerun picks up exactly what each
+    one missed. Staging follows the ingest log's own Delta versions the same way
+    (macros/staging.sql). Clocks decide nothing here. -#}
 
-{% macro loaded_at() -%}
-    {#- when this invocation loaded a row -#}
-    {{ timestamp_literal(run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") ~ "+00") }}
+{% macro build_seq() -%}
+    {#- This invocation's number (lakehouse_dbt_runs.build_seq), as a constant -#}
+    {%- if execute -%}
+        {%- set found = run_query(
+            "select max(build_seq) from " ~ target.schema ~ ".lakehouse_dbt_runs where invocation_id = '"
+            ~ invocation_id ~ "'"
+        ).columns[0].values() -%}
+        {%- if (found | length == 0 or found[0] is none) and flags.WHICH not in ['build', 'run', 'retry'] -%}
+            {#- compiling only (compile, docs generate, show): no on-run-start hook ran -#}
+            cast(null as bigint)
+        {%- elif found | length == 0 or found[0] is none -%}
+            {{ exceptions.raise_compiler_error(
+                "this dbt invocation has no build number: its on-run-start hook "
+                ~ "record_run_start did not run (dbt_project.yml)"
+            ) }}
+        {%- endif -%}
+        cast({{ found[0] | int }} as bigint)
+    {%- else -%}
+        cast(null as bigint)
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -19,17 +39,21 @@
 {%- endmacro %}
 
 
-{% macro last_loaded_at() -%}
-    {#- This model's cursor as a constant (DuckDB then skips older row groups of the inputs):
-        the newest _loaded_at it holds. -#}
-    {{ _incremental_timestamp("select cast(max(_loaded_at) as " ~ dbt.type_string() ~ ") from " ~ this, "-infinity") }}
+{% macro last_build_seq() -%}
+    {#- This model's cursor as a constant: the highest _build_seq it holds (-1: none) -#}
+    {%- if execute and is_incremental() -%}
+        {%- set value = _scalar("select coalesce(max(_build_seq), -1) from " ~ this) -%}
+        cast({{ value | int }} as bigint)
+    {%- else -%}
+        cast(-1 as bigint)
+    {%- endif -%}
 {%- endmacro %}
 
 
 {% macro loaded_since_last_run(relation) -%}
     {#- Rows of an upstream model that this model has not seen: all of them in a full build. -#}
     {%- if is_incremental() -%}
-        {{ relation }}._loaded_at > {{ last_loaded_at() }}
+        {{ relation }}._build_seq > {{ last_build_seq() }}
     {%- else -%}
         true
     {%- endif -%}

@@ -1,28 +1,30 @@
 {#- The two steps every staging model takes on a bronze table. -#}
 
 {% macro committed_rows(relation, table) -%}
-    {#- Rows of batches whose ingest is logged as complete (docs/decisions/0002), with when
-        that was (`_batch_committed_at`: the ingest log's finished_at, in the order the log
-        commits; a batch whose log commit a rerun finished days later counts from then). In
-        an incremental run only the batches committed after the newest one the model holds:
-        their ids are looked up first and written into the SQL as constants, so the Delta
-        scan skips every other file by its statistics. -#}
+    {#- Rows of batches whose ingest is logged as complete (docs/decisions/0002), with the
+        ingest log's Delta version that logged them (`_batch_log_version`: the log's own
+        identity, monotonic by construction; a batch whose log commit a rerun finished days
+        later has a later version, so it is new to staging). In an incremental run only the
+        batches logged after the newest one the model holds: their ids are looked up first
+        and written into the SQL as constants, so the Delta scan skips every other file by its
+        statistics. Logs written before log_version existed have it null: only a full build
+        reads those batches. -#}
     {%- set log = source('ingest', 'ingest_log') -%}
     {%- set committed -%}
-        select batch_id, min(finished_at) as committed_at
+        select batch_id, min(log_version) as log_version
         from {{ log }}
         where status = 'ingested' and {{ adapter.quote('table') }} = '{{ table }}'
         group by batch_id
         {%- if is_incremental() %}
-        having min(finished_at) > (
-            select coalesce(max(batch_committed_at), {{ timestamp_literal('-infinity') }}) from {{ this }}
+        having min(log_version) > (
+            select coalesce(max(batch_log_version), -1) from {{ this }}
         )
         {%- endif %}
     {%- endset -%}
     {%- if execute and is_incremental() -%}
         {%- set new_batches = run_query(committed).columns[0].values() | list -%}
     {%- endif %}
-    select source.*, batches.committed_at as _batch_committed_at
+    select source.*, batches.log_version as _batch_log_version
     from {{ relation }} as source
     inner join ({{ committed }}) as batches on batches.batch_id = source._batch_id
     {%- if execute and is_incremental() %}
@@ -34,12 +36,12 @@
 
 
 {% macro first_ingested(relation, key) -%}
-    {#- One row per key: the first one committed (app retries and re-sent files repeat rows);
+    {#- One row per key: the first one logged (app retries and re-sent files repeat rows);
         in the order incremental runs see batches, so both keep the same row. -#}
     select *
     from {{ relation }}
     qualify row_number() over (
-        partition by {{ key }} order by _batch_committed_at, _source_file, _source_line
+        partition by {{ key }} order by _batch_log_version nulls first, _source_file, _source_line
     ) = 1
 {%- endmacro %}
 

@@ -75,17 +75,16 @@ def _kill_build_half_way(lake: Path, warehouse: Path) -> None:
 
 
 def _models_built_since_start(warehouse: Path) -> int:
-    """Models whose newest _loaded_at is later than every other invocation's: this build's."""
+    """Models whose newest _build_seq is the latest invocation's: this build's."""
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
             newest = con.sql(
-                "select count(*) from (select max(_loaded_at) as t from main.stg_app__events "
-                "union all select max(_loaded_at) from main.stg_app__photos "
-                "union all select max(_loaded_at) from main.stg_app__users "
-                "union all select max(_loaded_at) from main.stg_ml__photo_embeddings "
-                "union all select max(_loaded_at) from main.int_user_activity_daily) "
-                "where t > (select max(started_at) from main.lakehouse_dbt_runs "
-                "where started_at < (select max(started_at) from main.lakehouse_dbt_runs))"
+                "select count(*) from (select max(_build_seq) as b from main.stg_app__events "
+                "union all select max(_build_seq) from main.stg_app__photos "
+                "union all select max(_build_seq) from main.stg_app__users "
+                "union all select max(_build_seq) from main.stg_ml__photo_embeddings "
+                "union all select max(_build_seq) from main.int_user_activity_daily) "
+                "where b = (select max(build_seq) from main.lakehouse_dbt_runs)"
             ).fetchone()
             return int(newest[0]) if newest else 0
     except duckdb.Error:  # the build holds the file: try again
@@ -106,7 +105,7 @@ def _differences(a: Path, b: Path, models: tuple[str, ...]) -> dict[str, tuple[i
                     "and table_name = ? order by column_index",
                     [model],
                 ).fetchall()
-                if c != "_loaded_at"
+                if c != "_build_seq"  # which invocation wrote the row
             ]
             select = ", ".join(f'"{c}"' for c in columns)
             only_one = con.sql(
@@ -150,7 +149,7 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
         report = ingest(str(landing), str(lake), now=NIGHT + timedelta(days=night))
         assert report.ok, [f.error for f in report.failed]
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            before = con.sql("select max(_loaded_at) from main.stg_app__events").fetchone()[0]
+            before = con.sql("select max(build_seq) from main.lakehouse_dbt_runs").fetchone()[0]
         if night == 2:
             _kill_build_half_way(lake, warehouse)
         _build(lake, warehouse)
@@ -158,7 +157,7 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
             changed.append(
                 {
                     model: con.execute(
-                        f"select count(*) from main.{model} where _loaded_at > ?", [before]
+                        f"select count(*) from main.{model} where _build_seq > ?", [before]
                     ).fetchone()[0]
                     for model in ("photo_popularity_training", "dim_photos", "fct_events")
                 }

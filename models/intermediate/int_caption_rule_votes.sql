@@ -70,4 +70,4 @@ votes as (
 )
 {%- endif %}
 
-select *, {{ loaded_at() }} as _loaded_at from votes
+select *, {{ build_seq() }} as _build_seq from votes

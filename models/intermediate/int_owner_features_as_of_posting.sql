@@ -138,7 +138,7 @@ final as (
         recent_activity.owner_events_30d,
         greatest(received_before_posting.received_as_of, recent_activity.activity_as_of)
             as features_as_of,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from photos
     left join users on users.user_id = photos.owner_user_id
     left join prior_photos on prior_photos.photo_id = photos.photo_id

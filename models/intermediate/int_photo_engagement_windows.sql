@@ -118,7 +118,7 @@ final as (
         coalesce(windowed.likes_7d, 0) >= {{ var('popular_likes_threshold') }} as is_popular,
         {{ dbt.dateadd('day', 7, 'photos.posted_at') }} <= data_horizon.observed_until
             as is_label_mature,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from photos
     cross join data_horizon
     left join windowed on windowed.photo_id = photos.photo_id

@@ -42,7 +42,7 @@ final as (
             when coalesce(tallied.votes_not_popular, 0) > coalesce(tallied.votes_popular, 0)
                 then 'not_popular'
         end as weak_label,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from photos
     left join tallied on tallied.photo_id = photos.photo_id
 )

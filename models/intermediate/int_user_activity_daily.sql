@@ -53,7 +53,7 @@ daily as (
         count(case when event_type = 'comment' then 1 end) as comments_given,
         count(case when event_type = 'follow' then 1 end) as follows_given,
         max(occurred_at) as last_event_at,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from events
     group by user_id, activity_date
 )

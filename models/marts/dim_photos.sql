@@ -55,7 +55,7 @@ final as (
         weak_labels.weak_label,
         weak_labels.votes_popular,
         weak_labels.votes_not_popular,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from photos
     left join embeddings on embeddings.photo_id = photos.photo_id
     left join weak_labels on weak_labels.photo_id = photos.photo_id

@@ -58,7 +58,7 @@ final as (
         cast(coalesce(activity.events_total, 0) as bigint) as events_total,
         activity.first_active_date,
         activity.last_active_date,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from users
     left join activity on activity.user_id = users.user_id
     left join photos on photos.owner_user_id = users.user_id

@@ -42,7 +42,7 @@ final as (
         event_types.engagement_weight,
         events.batch_id,
         events.ingested_at,
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from events
     inner join event_types on event_types.event_type = events.event_type
     left join photos on photos.photo_id = events.photo_id

@@ -88,7 +88,7 @@ final as (
         cast(labels.engagement_score_7d as integer) as engagement_score_7d,
         labels.is_popular,
         ---------- bookkeeping
-        {{ loaded_at() }} as _loaded_at
+        {{ build_seq() }} as _build_seq
     from labels
     inner join photos on photos.photo_id = labels.photo_id
     inner join split_buckets on split_buckets.photo_id = labels.photo_id

@@ -27,7 +27,7 @@ committed as (
 candidates as (
     select
         photo_id, owner_id, posted_at, caption, lang, camera, width, height, updated_at,
-        _batch_id, _ingested_at, _source_file, _source_line, _batch_committed_at
+        _batch_id, _ingested_at, _source_file, _source_line, _batch_log_version
     from committed
     {% if is_incremental() %}
     union all
@@ -35,7 +35,7 @@ candidates as (
     select
         held.photo_id, held.owner_user_id, held.posted_at, held.caption, held.caption_lang,
         held.camera, held.width, held.height, held.updated_at,
-        held.batch_id, held.ingested_at, '', 0, held.batch_committed_at
+        held.batch_id, held.ingested_at, '', 0, held.batch_log_version
     from {{ this }} as held
     where held.photo_id in (select photo_id from committed)
     {% endif %}
@@ -50,7 +50,7 @@ latest_edit as (
     from candidates
     qualify row_number() over (
         partition by photo_id
-        order by coalesce(updated_at, posted_at) desc, _batch_committed_at, _source_file, _source_line
+        order by coalesce(updated_at, posted_at) desc, _batch_log_version nulls first, _source_file, _source_line
     ) = 1
 ),
 
@@ -71,8 +71,8 @@ renamed as (
         ---------- lineage: the record the content came from
         latest_edit._batch_id as batch_id,
         latest_edit._ingested_at as ingested_at,
-        latest_edit._batch_committed_at as batch_committed_at,
-        {{ loaded_at() }} as _loaded_at
+        latest_edit._batch_log_version as batch_log_version,
+        {{ build_seq() }} as _build_seq
     from identity
     inner join latest_edit on latest_edit.photo_id = identity.photo_id
 )

@@ -42,8 +42,8 @@ renamed as (
         ---------- lineage
         _batch_id as batch_id,
         _ingested_at as ingested_at,
-        _batch_committed_at as batch_committed_at,
-        {{ loaded_at() }} as _loaded_at
+        _batch_log_version as batch_log_version,
+        {{ build_seq() }} as _build_seq
     from new_users
 )
 

@@ -11,7 +11,6 @@
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from dagster import (
@@ -175,7 +174,7 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
             pin_bronze_versions,
             prepare_dbt,
             record_dbt_manifest,
-            rows_written_since,
+            rows_written_by,
         )
 
         layout = lakehouse.layout()
@@ -188,7 +187,6 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
                 project=project.project_dir,
             ),
         )
-        started = datetime.now(UTC)
         with invocation.environment():
             cli = dbt.cli(
                 ["build", *invocation.flags],
@@ -207,7 +205,7 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
             ) from None
         invocation_id = run_results["metadata"]["invocation_id"]
         record_dbt_manifest(invocation.warehouse, cli.target_path / "manifest.json", invocation_id)
-        written = rows_written_since(layout.warehouse, started) if cli.is_successful() else {}
+        written = rows_written_by(layout.warehouse, invocation_id) if cli.is_successful() else {}
         pins = MetadataValue.json(dict(sorted(invocation.versions.items())))
         for event in events:
             if isinstance(event, Output):

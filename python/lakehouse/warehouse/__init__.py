@@ -29,11 +29,15 @@ from lakehouse.warehouse.duckdb_env import (
 )
 from lakehouse.warehouse.lineage import (
     BuildLineage,
+    FingerprintStep,
     Invocation,
+    fingerprint,
+    fingerprint_chain,
+    latest_build_seq,
     latest_finished_build,
     latest_started,
     model_build,
-    rows_written_since,
+    rows_written_by,
 )
 from lakehouse.warehouse.spark import ENGINES, attach_spark_tables, spark_unavailable
 
@@ -42,6 +46,7 @@ __all__ = [
     "BuildLineage",
     "BuildResult",
     "DbtInvocation",
+    "FingerprintStep",
     "Invocation",
     "WarehouseError",
     "attach_spark_tables",
@@ -49,6 +54,9 @@ __all__ = [
     "connect",
     "dbt_artifacts",
     "ensure_extensions",
+    "fingerprint",
+    "fingerprint_chain",
+    "latest_build_seq",
     "latest_finished_build",
     "latest_started",
     "model_build",
@@ -57,7 +65,7 @@ __all__ = [
     "prepare_dbt",
     "project_dir",
     "record_dbt_manifest",
-    "rows_written_since",
+    "rows_written_by",
     "run_dbt",
     "spark_unavailable",
 ]

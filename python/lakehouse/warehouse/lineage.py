@@ -1,7 +1,9 @@
 """Which dbt invocation built each model, and from which bronze versions: the one reader of
 the bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
 
-``lakehouse_dbt_runs``: one row per invocation when it starts (``record_run_start``).
+``lakehouse_dbt_runs``: one row per invocation when it starts (``record_run_start``), with
+its build number (``build_seq``: one more than any before it). Invocations are ordered by that
+number, never by their clocks: a build on a machine whose clock is behind is still the latest.
 ``lakehouse_bronze_reads``: one row per bronze table when it ends (``record_bronze_reads``),
 with the Delta version pinned for the run (null when a plain ``dbt build`` read the latest).
 ``lakehouse_model_builds``: one row per model an invocation ran, with dbt's status
@@ -25,6 +27,18 @@ RUNS_TABLE = "lakehouse_dbt_runs"
 READS_TABLE = "lakehouse_bronze_reads"
 MODELS_TABLE = "lakehouse_model_builds"
 MANIFESTS_TABLE = "lakehouse_dbt_manifests"
+FINGERPRINTS_TABLE = "lakehouse_model_fingerprints"
+
+
+def _seq(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL for an invocation's place in the order they started (``t.invocation_id``): its
+    build number; null for older warehouses, whose rows then come in their clock's order."""
+    if not _table_exists(con, RUNS_TABLE):
+        return "cast(null as bigint)"
+    return (
+        f"(select max(build_seq) from {RUNS_TABLE} as runs "
+        "where runs.invocation_id = t.invocation_id)"
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class BuildLineage:
 class Invocation:
     invocation_id: str
     started_at: datetime
+    build_seq: int | None = None
 
 
 def latest_finished_build(con: duckdb.DuckDBPyConnection) -> BuildLineage | None:
@@ -55,8 +70,8 @@ def latest_finished_build(con: duckdb.DuckDBPyConnection) -> BuildLineage | None
         con,
         READS_TABLE,
         f"select invocation_id, table_name, delta_version from {READS_TABLE} "
-        f"where invocation_id = (select invocation_id from {READS_TABLE} "
-        "order by recorded_at desc limit 1) order by table_name",
+        f"where invocation_id = (select invocation_id from {READS_TABLE} as t "
+        f"order by {_seq(con)} desc nulls last, recorded_at desc limit 1) order by table_name",
     )
     if not rows:
         return None
@@ -70,8 +85,8 @@ def model_build(con: duckdb.DuckDBPyConnection, model: str) -> BuildLineage | No
     rows = _rows_if_table(
         con,
         MODELS_TABLE,
-        f"select invocation_id from {MODELS_TABLE} where model = ? and status = 'success' "
-        "order by recorded_at desc limit 1",
+        f"select invocation_id from {MODELS_TABLE} as t where model = ? and status = 'success' "
+        f"order by {_seq(con)} desc nulls last, recorded_at desc limit 1",
         [model],
     )
     if not rows:
@@ -104,7 +119,8 @@ def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
     rows = _rows_if_table(
         con,
         RUNS_TABLE,
-        f"select invocation_id, started_at from {RUNS_TABLE} order by started_at desc limit 1",
+        f"select invocation_id, started_at, build_seq from {RUNS_TABLE} "
+        "order by build_seq desc nulls last, started_at desc limit 1",
     )
     return Invocation(*rows[0]) if rows else None
 
@@ -114,29 +130,76 @@ def _rows_if_table(
 ) -> list[tuple]:
     """The query's rows, or none when ``table`` does not exist (a warehouse dbt never built,
     or one whose first build was killed before its end hook)."""
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_name = ?", [table]
-    ).fetchone()[0]
-    return con.execute(sql, parameters or []).fetchall() if exists else []
+    return con.execute(sql, parameters or []).fetchall() if _table_exists(con, table) else []
 
 
-def rows_written_since(warehouse: str | Path, since: datetime) -> dict[str, tuple[int, int]]:
-    """Per incremental model: (rows written at or after ``since``, rows in all), from the
-    ``_loaded_at`` stamp every incremental model keeps (macros/incremental.sql)."""
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [table]
+        ).fetchone()[0]
+    )
+
+
+def rows_written_by(warehouse: str | Path, invocation_id: str) -> dict[str, tuple[int, int]]:
+    """Per incremental model: (rows the invocation wrote, rows in all), from the
+    ``_build_seq`` every incremental model keeps (macros/incremental.sql)."""
     written: dict[str, tuple[int, int]] = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
+        seq = con.execute(
+            f"select max(build_seq) from {RUNS_TABLE} where invocation_id = ?", [invocation_id]
+        ).fetchone()[0]
         tables = [
             t
             for (t,) in con.execute(
-                "select table_name from duckdb_columns() where column_name = '_loaded_at' "
+                "select table_name from duckdb_columns() where column_name = '_build_seq' "
                 "and schema_name = 'main' order by table_name"
             ).fetchall()
         ]
         for table in tables:
             new, total = con.execute(
-                f"select count(*) filter (where _loaded_at >= ?), count(*) "
+                f"select count(*) filter (where _build_seq = ?), count(*) "
                 f"from main.{identifier(table)}",
-                [since],
+                [seq],
             ).fetchone()
             written[table] = (int(new), int(total))
     return written
+
+
+def latest_build_seq(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The build number of the latest invocation that started (None: none recorded)."""
+    rows = _rows_if_table(con, RUNS_TABLE, f"select max(build_seq) from {RUNS_TABLE}")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+# a table's content as one value: row count and an order-free sum of DuckDB's row hashes; the
+# same SQL as macros/fingerprint.sql, which the builds record
+_FINGERPRINT = "select count(*), coalesce(sum(hash(fingerprinted)), 0) from {} as fingerprinted"
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection, relation: str) -> str:
+    """``rows:hash`` of a table (``relation`` is SQL: an identifier or a subquery)."""
+    rows, total = con.execute(_FINGERPRINT.format(relation)).fetchone()
+    return f"{int(rows)}:{int(total)}"
+
+
+@dataclass(frozen=True)
+class FingerprintStep:
+    build_seq: int
+    phase: str  # "before" or "after" the build wrote the table
+    fingerprint: str
+
+
+def fingerprint_chain(
+    con: duckdb.DuckDBPyConnection, model: str, after_seq: int
+) -> list[FingerprintStep]:
+    """The fingerprints builds recorded for ``model`` after build ``after_seq``, in order."""
+    rows = _rows_if_table(
+        con,
+        FINGERPRINTS_TABLE,
+        f"select build_seq, phase, row_count, row_hash from {FINGERPRINTS_TABLE} "
+        "where model = ? and build_seq > ? "
+        "order by build_seq, case phase when 'before' then 0 else 1 end",
+        [model, after_seq],
+    )
+    return [FingerprintStep(int(b), p, f"{int(n)}:{int(h)}") for b, p, n, h in rows]
