@@ -217,43 +217,70 @@ def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
     )
 
 
-def test_row_checks_read_the_rows_loaded_since_the_last_pass(good, tmp_path: Path) -> None:
-    """After a passing run, row-by-row checks read only rows with a newer _loaded_at; table
-    checks still read the whole table; --all-rows reads every row again."""
+def test_row_checks_read_the_rows_written_since_the_last_pass(good, tmp_path: Path) -> None:
+    """After a passing run, row-by-row checks of a model read only rows of a later build (a
+    higher _build_seq); table checks still read the whole table; --all-rows reads every row
+    again. dim_photos is never exported, so a change made outside dbt that keeps the build
+    number is not found by a nightly run (decision 0004)."""
+    lake, _ = good
+    warehouse = _faulty(good, tmp_path)
+    out = tmp_path / "quality"
+    table = ["dim_photos"]
+    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    assert first.passed and first.tables[0].new_rows is None  # no passing run before: all rows
+    con = duckdb.connect(str(warehouse))
+    con.execute(  # a later build's 3 bad rows ...
+        "update dim_photos set aspect_ratio = 50, _build_seq = _build_seq + 1 "
+        "where photo_id in (select photo_id from dim_photos order by 1 limit 3)"
+    )
+    con.execute(  # ... and 2 bad rows changed outside dbt, keeping their build number
+        "update dim_photos set aspect_ratio = 0.01 "
+        "where photo_id in (select photo_id from dim_photos order by 1 desc limit 2)"
+    )
+    con.close()
+    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    (photos,) = night.tables
+    assert photos.new_rows == 3 and photos.rows == first.tables[0].rows
+    results = {r.name: r for r in photos.results}
+    ratio = results["expect_column_values_to_be_between(aspect_ratio)"]
+    assert (ratio.rows, ratio.element_count, ratio.unexpected_count) == ("new", 3, 3)
+    assert results["expect_column_values_to_be_unique(photo_id)"].rows == "all"
+    assert results["expect_column_values_to_be_unique(photo_id)"].element_count == photos.rows
+    every, _ = validate(
+        warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table, all_rows=True
+    )
+    ratio = next(
+        r for r in every.tables[0].results
+        if r.name == "expect_column_values_to_be_between(aspect_ratio)"
+    )  # fmt: skip
+    assert every.tables[0].new_rows is None and ratio.unexpected_count == 5
+
+
+def test_an_exportable_mart_changed_outside_dbt_is_checked_whole(good, tmp_path: Path) -> None:
+    """The training mart can be exported, so the gate binds its verdict to the content: rows
+    changed outside dbt, whatever build number they carry, make every row new again."""
     lake, _ = good
     warehouse = _faulty(good, tmp_path)
     out = tmp_path / "quality"
     table = ["photo_popularity_training"]
     first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
-    assert first.passed and first.tables[0].new_rows is None  # no passing run before: all rows
-    con = duckdb.connect(str(warehouse))
-    con.execute(  # a later load with 3 bad rows ...
-        "update photo_popularity_training set likes_7d = -1, _loaded_at = now() "
-        "where photo_id in (select photo_id from photo_popularity_training order by 1 limit 3)"
-    )
-    con.execute(  # ... and 2 bad rows changed outside dbt, keeping their old _loaded_at
-        "update photo_popularity_training set owner_account_age_days = -5 "
-        "where photo_id in (select photo_id from photo_popularity_training order by 1 desc limit 2)"
-    )
-    con.close()
+    assert first.passed and first.tables[0].cursor["fingerprint"]
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(  # 2 bad rows changed outside dbt, keeping their build number
+            "update photo_popularity_training set owner_account_age_days = -5 where photo_id in "
+            "(select photo_id from photo_popularity_training order by 1 desc limit 2)"
+        )
     night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
     (training,) = night.tables
-    assert training.new_rows == 3 and training.rows == first.tables[0].rows
-    results = {r.name: r for r in training.results}
-    likes = results["expect_column_values_to_be_between(likes_7d)"]
-    assert (likes.rows, likes.element_count, likes.unexpected_count) == ("new", 3, 3)
-    assert likes.examples == [-1, -1, -1]
-    assert results["expect_column_values_to_be_between(owner_account_age_days)"].success
-    assert results["expect_column_values_to_be_unique(photo_id)"].rows == "all"
-    assert results["expect_column_values_to_be_unique(photo_id)"].element_count == training.rows
-    every, _ = validate(
-        warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table, all_rows=True
-    )
+    assert training.changed_outside_dbt and training.new_rows is None
     age = next(
-        r for r in every.tables[0].results
+        r for r in training.results
         if r.name == "expect_column_values_to_be_between(owner_account_age_days)"
     )  # fmt: skip
-    assert every.tables[0].new_rows is None and age.unexpected_count == 2 and not age.success
+    assert age.unexpected_count == 2 and not night.passed
+    # blocked: the cursor stays the last pass's, so the next run reads every row again too
+    again, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    assert again.tables[0].changed_outside_dbt and not again.passed
 
 
 def test_the_next_run_reports_what_changed(good, tmp_path: Path) -> None:
@@ -535,14 +562,18 @@ def test_the_report_renders_in_a_browser_with_verdict_and_trend_chart(good, tmp_
     )
 
 
-def test_a_tampered_high_water_mark_is_not_sql_and_means_every_row(good, tmp_path: Path) -> None:
+def test_a_tampered_cursor_is_not_sql_and_means_every_row(good, tmp_path: Path) -> None:
     lake, warehouse = good
     out = tmp_path / "quality"
     table = ["dim_photos"]
     validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
     result = json.loads((out / "result.json").read_text())
-    assert result["tables"][0]["checked_through"] is not None
-    result["tables"][0]["checked_through"] = "2026-01-01' or true --"
-    (out / "result.json").write_text(json.dumps(result))
-    again, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
-    assert again.passed and again.tables[0].new_rows is None  # unreadable record: all rows
+    assert result["tables"][0]["cursor"]["build_seq"] >= 1
+    for tampered in ("1 or true --", 1.5, -1, True, {"build_seq": 1}):
+        result["tables"][0]["cursor"]["build_seq"] = tampered
+        (out / "result.json").write_text(json.dumps(result))
+        again, _ = validate(
+            warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table
+        )
+        assert again.passed and again.tables[0].new_rows is None  # unreadable record: all rows
+        result = json.loads((out / "result.json").read_text())

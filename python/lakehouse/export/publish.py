@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
+from lakehouse import sql
 from lakehouse.export.writer import (
     ExportError,
     ExportSpec,
@@ -43,6 +44,9 @@ from lakehouse.warehouse import (
     model_meta,
     project_dir,
     run_dbt,
+)
+from lakehouse.warehouse import (
+    fingerprint as table_fingerprint,
 )
 from lakehouse.warehouse.pii import DEMO_SALT, in_demo
 
@@ -76,8 +80,10 @@ def export_model(
     con = connect(warehouse, project)
     try:
         lineage = _lineage(con, project, lake, model)
-        gate = _gate(model, lineage, quality_dir, force)
         select, vocabularies, splits = plan_columns(con, model, spec, columns)
+        # the table's content now, bound to the content the gate passed
+        content = table_fingerprint(con, sql.identifier(model))
+        gate = _gate(model, lineage, quality_dir, force, content)
         fingerprint = content_fingerprint(con, model, spec, select, shard_rows, compression)
         if if_changed:
             latest = latest_version(out, model)
@@ -156,8 +162,6 @@ def content_fingerprint(
     and the shard layout. Computed by the same DuckDB release that reads it back; another
     release may hash differently, which only costs one more version."""
     import duckdb
-
-    from lakehouse import sql
 
     split = sql.identifier(spec.split)
     rows, total = con.execute(
@@ -326,9 +330,10 @@ def _git_commit(project: Path) -> str | None:
 
 
 def _gate(
-    model: str, lineage: dict[str, Any], quality_dir: Path | None, force: bool
+    model: str, lineage: dict[str, Any], quality_dir: Path | None, force: bool, content: str
 ) -> dict[str, Any]:
-    """The latest gate result for ``model``; refuse a failed or stale one unless forced."""
+    """The latest gate result for ``model``; refuse a failed or stale one, or a table whose
+    content is not what the gate passed (``content``: its fingerprint now), unless forced."""
     problem, summary = None, {}
     try:
         record = GateRecord.read(quality_dir) if quality_dir else None
@@ -348,16 +353,28 @@ def _gate(
             "as_of": record.as_of,
             "passed": verdict.passed,
             "validated_invocation_id": verdict.dbt_invocation_id,
+            "validated_fingerprint": verdict.fingerprint,  # the table content the gate passed
         }
+        failed = {t.table: t.blocking_failures for t in record.tables.values() if not t.passed}
         if not verdict.passed:
             problem = f"{model} failed the data-quality gate (run {record.run_id}): " + ", ".join(
                 verdict.blocking_failures
+            )
+        elif failed:  # a rule on what the model is made of blocked the run
+            problem = f"the data-quality gate blocked (run {record.run_id}): " + ", ".join(
+                f"{table}: {', '.join(names)}" for table, names in sorted(failed.items())
             )
         elif verdict.dbt_invocation_id != lineage["dbt_invocation_id"]:
             problem = (
                 f"the gate validated {model} as built by dbt invocation "
                 f"{verdict.dbt_invocation_id}, but the warehouse now holds invocation "
                 f"{lineage['dbt_invocation_id']}; run `lakehouse validate` again"
+            )
+        elif verdict.fingerprint != content:
+            problem = (
+                f"{model} is not the content the data-quality gate passed (run "
+                f"{record.run_id}: {verdict.fingerprint or 'no fingerprint'}, now {content}): "
+                "it changed outside dbt, or the gate never passed it; run `lakehouse validate`"
             )
     return _verdict(problem, summary, force)
 

@@ -4,8 +4,8 @@ writer is :func:`lakehouse.quality.reports.write_reports`."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ class TableVerdict:
     table: str
     blocking_failures: list[str]  # names of the critical expectations that failed
     versions: dict[str, Any]  # what was validated: a Delta version or a dbt invocation
-    checked_through: str | None = None  # new-rows high-water mark the table passed at
+    # the last passing run's cursor: {"delta_version": N} for a bronze table, {"build_seq":
+    # N} for a model, with "fingerprint" ("rows:hash") for a model that can be exported
+    cursor: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -28,6 +30,11 @@ class TableVerdict:
     def dbt_invocation_id(self) -> str | None:
         return self.versions.get("dbt_invocation_id")
 
+    @property
+    def fingerprint(self) -> str | None:
+        """The content of the model the last passing run validated."""
+        return (self.cursor or {}).get("fingerprint")
+
 
 @dataclass(frozen=True)
 class GateRecord:
@@ -36,6 +43,11 @@ class GateRecord:
     run_id: str
     as_of: str
     tables: dict[str, TableVerdict]
+
+    @property
+    def passed(self) -> bool:
+        """No blocking failure in any table of the run."""
+        return all(t.passed for t in self.tables.values())
 
     @classmethod
     def read(cls, quality_dir: Path) -> GateRecord | None:
@@ -66,15 +78,33 @@ class GateRecord:
                         if not r["success"] and r["severity"] == BLOCKING
                     ],
                     t.get("versions") or {},
-                    _timestamp(t.get("checked_through")),
+                    _cursor(t.get("cursor")),
                 )
                 for t in data["tables"]
             },
         )
 
 
-def _timestamp(value: Any) -> str | None:
-    """The high-water mark as an ISO timestamp, checked here: the gate puts it in SQL."""
+_FINGERPRINT = re.compile(r"\d{1,20}:\d{1,45}")
+
+
+def _cursor(value: Any) -> dict[str, Any] | None:
+    """A cursor as the gate wrote it, checked here: the gate puts its numbers in SQL."""
     if value is None:
         return None
-    return datetime.fromisoformat(value).isoformat()  # ValueError/TypeError: unreadable
+    if not isinstance(value, dict) or set(value) - {"delta_version", "build_seq", "fingerprint"}:
+        raise TypeError(f"cursor {value!r} is not the gate's")
+    cursor: dict[str, Any] = {}
+    for key in ("delta_version", "build_seq"):
+        number = value.get(key)
+        if number is None:
+            continue
+        if type(number) is not int or not 0 <= number < 2**63:
+            raise TypeError(f"cursor {key} {number!r} is not a whole number")
+        cursor[key] = number
+    fingerprint = value.get("fingerprint")
+    if fingerprint is not None:
+        if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+            raise TypeError(f"cursor fingerprint {fingerprint!r} is not rows:hash")
+        cursor["fingerprint"] = fingerprint
+    return cursor

@@ -2,10 +2,13 @@
 DuckDB computes in the warehouse; Data Docs are built by the checkpoint's action.
 
 Per suite there are up to two validation definitions: ``<suite>`` (expectations on the whole
-table) and ``<suite>.new_rows`` (row-by-row expectations on the rows loaded since the last
-run that passed that table: ``_loaded_at`` of a model, ``_ingested_at`` of a bronze table,
-past the high-water mark kept in the previous result). Bronze tables are read at the Delta
-versions the build that made the validated models pinned.
+table) and ``<suite>.new_rows`` (row-by-row expectations on the rows not yet validated: a
+model's rows written by builds after the last passing run, by their ``_build_seq``; a bronze
+table's rows of the batches committed in Delta versions after the one the last passing run
+read). Cursors are identities (build numbers, Delta versions), never clocks, and move only
+when the whole run passes. Bronze tables are read at the Delta versions the build that made
+the validated models pinned. A model that can be exported is also bound by its content's
+fingerprint: a change made outside dbt since the last pass makes every row new again.
 """
 
 from __future__ import annotations
@@ -37,13 +40,21 @@ from lakehouse.quality.suites import BLOCKING, Expectation, Suite, gx_suite
 from lakehouse.sql import identifier
 from lakehouse.sql import string as sql_string
 from lakehouse.storage import open_delta
-from lakehouse.warehouse import BuildLineage, model_build
+from lakehouse.warehouse import (
+    BuildLineage,
+    fingerprint,
+    fingerprint_chain,
+    latest_build_seq,
+    model_build,
+    model_meta,
+)
 from lakehouse.warehouse.duckdb_env import connect, extension_dir, session_sql
 
 EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
 DATA_DOCS = "data_docs"
-NEW_ROWS_COLUMN = {"model": "_loaded_at", "bronze": "_ingested_at"}
+BUILD_SEQ = "_build_seq"  # the build number each model row carries (macros/incremental.sql)
+BATCH_KEY = "lakehouse.batch_id"  # the commit metadata naming a bronze commit's ingest batch
 
 
 @dataclass
@@ -74,7 +85,10 @@ class TableReport:
     new_rows: int | None  # rows the row-by-row checks read; None when they read all
     versions: dict[str, Any]
     results: list[ExpectationResult]
-    checked_through: str | None = None  # high-water mark of the new-rows column, when passed
+    # what this run validated (build_seq, delta_version, fingerprint), kept as the next run's
+    # cursor when the whole run passed; the previous cursor otherwise
+    cursor: dict[str, Any] | None = None
+    changed_outside_dbt: bool = False  # the content differs from what builds left: all rows
 
 
 @dataclass
@@ -121,7 +135,8 @@ class _Target:
     rows: int = 0
     new_rows: int | None = None
     new_rows_query: str | None = None
-    high_water: str | None = None
+    cursor: dict[str, Any] | None = None
+    changed_outside_dbt: bool = False
     error: str | None = None
 
     @property
@@ -156,7 +171,8 @@ def run_suites(
         builds = {s.name: _model_build(con, s) for s in suites if not s.reads_bronze}
         pins = _bronze_pins(builds.values())
         targets = [
-            _target(con, s, lake, builds.get(s.name), pins, previous, all_rows) for s in suites
+            _target(con, s, lake, project, builds.get(s.name), pins, previous, all_rows)
+            for s in suites
         ]
     finally:
         con.close()
@@ -164,10 +180,14 @@ def run_suites(
     with _gx_on_duckdb(warehouse, project, lake) as (context, source):
         outcomes = _validate(context, source, targets, parameters, as_of, data_docs, report.run_id)
     report.seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
+    passed = all(
+        r.success or r.severity != BLOCKING
+        for target in targets
+        for r in outcomes.get(target.suite.name, [])
+    )
     for target in targets:
-        results = outcomes.get(target.suite.name, [])
-        passed = all(r.success or r.severity != BLOCKING for r in results)
-        checked = target.high_water if passed else _previous_mark(previous, target.suite.name)
+        # a blocked run validates nothing: every table keeps the cursor of the last pass
+        cursor = target.cursor if passed else _previous_cursor(previous, target.suite.name)
         report.tables.append(
             TableReport(
                 target.suite.name,
@@ -175,8 +195,9 @@ def run_suites(
                 target.rows,
                 target.new_rows,
                 target.versions,
-                results,
-                checked,
+                outcomes.get(target.suite.name, []),
+                cursor,
+                target.changed_outside_dbt,
             )
         )
     if data_docs is not None:
@@ -210,12 +231,15 @@ def _target(
     con: duckdb.DuckDBPyConnection,
     suite: Suite,
     lake: str,
+    project: Path,
     build: BuildLineage | None,
     pins: dict[str, Any],
     previous: GateRecord | None,
     all_rows: bool,
 ) -> _Target:
     table = suite.reads_bronze
+    mark = None if all_rows else _previous_cursor(previous, suite.name)
+    newer: str | None = None  # SQL selecting the rows not validated yet; None: every row
     if table:
         uri = bronze_uri(lake, table)
         try:
@@ -223,13 +247,19 @@ def _target(
             pinned = version is not None
             if not pinned:
                 version = open_delta(uri).version()
+            version = int(version)
+            since = mark.get("delta_version") if mark else None
+            batches = _batches_committed(uri, since, version) if since is not None else None
         except Exception as exc:  # a missing table: deltalake raises its own errors
             return _Target(suite, "bronze", {}, error=f"cannot read {suite.relation}: {exc}")
-        versions: dict[str, Any] = {"delta_version": int(version), "pinned": pinned}
+        versions: dict[str, Any] = {"delta_version": version, "pinned": pinned}
         if pinned:
             versions["pinned_by"] = pins["dbt_invocation_id"]
-        query = f"select * from delta_scan({sql_string(uri)}, version => {int(version)})"
-        target = _Target(suite, "bronze", versions, query)
+        query = f"select * from delta_scan({sql_string(uri)}, version => {version})"
+        target = _Target(suite, "bronze", versions, query, cursor={"delta_version": version})
+        if batches is not None:
+            ids = ", ".join(sql_string(b) for b in sorted(batches))
+            newer = f"_batch_id in ({ids})" if batches else "false"
     else:
         versions = (
             {"dbt_invocation_id": build.invocation_id, "bronze_versions": build.bronze_versions}
@@ -237,33 +267,98 @@ def _target(
             else {}
         )
         target = _Target(suite, "model", versions)
-    column = NEW_ROWS_COLUMN[target.kind]
-    mark = None if all_rows else _previous_mark(previous, suite.name)
     relation = target.relation_sql
     try:
-        names = [d[0] for d in con.execute(f"select * from {relation} limit 0").description]
-        has_column = column in names
-        newer = f"{identifier(column)} > timestamptz {sql_string(mark)}" if mark else None
-        counts = ["count(*)"]
-        counts.append(f"max({identifier(column)})" if has_column else "null")
-        counts.append(f"count(*) filter (where {newer})" if has_column and newer else "null")
-        # one scan: the rows, the high-water mark, and the rows past the last pass's mark
-        rows, high, new = con.execute(f"select {', '.join(counts)} from {relation}").fetchone()
+        if target.kind == "model":
+            newer = _model_cursor(con, target, project, mark)
+        counts = ["count(*)", f"count(*) filter (where {newer})" if newer else "null"]
+        # one scan: the rows, and the rows the last passing run did not validate
+        rows, new = con.execute(f"select {', '.join(counts)} from {relation}").fetchone()
     except duckdb.Error as exc:
         target.error = f"cannot read {suite.relation}: {str(exc).splitlines()[0]}"
+        target.cursor = None
         return target
     target.rows = int(rows)
-    target.high_water = high.isoformat() if high is not None else None
     if new is not None:
         target.new_rows = int(new)
         target.new_rows_query = f"select * from {relation} where {newer}"
     return target
 
 
-def _previous_mark(previous: GateRecord | None, table: str) -> str | None:
+def _model_cursor(
+    con: duckdb.DuckDBPyConnection, target: _Target, project: Path, mark: dict[str, Any] | None
+) -> str | None:
+    """Set the model's cursor (the latest build number; the content's fingerprint for a model
+    that can be exported) and return the SQL for its rows not validated yet (None: all)."""
+    model = target.suite.relation
+    columns = [d[0] for d in con.execute(f"select * from {identifier(model)} limit 0").description]
+    target.cursor = {"build_seq": latest_build_seq(con)}
+    if _exportable(project, model):
+        now = fingerprint(con, identifier(model))
+        target.cursor["fingerprint"] = now
+        if mark is not None and not _unchanged_since(con, model, mark, now):
+            target.changed_outside_dbt = True
+            return None
+    since = mark.get("build_seq") if mark else None
+    if since is None or BUILD_SEQ not in columns:
+        return None
+    return f"{identifier(BUILD_SEQ)} > {int(since)}"
+
+
+def _exportable(project: Path, model: str) -> bool:
+    """A model that declares ``meta.export`` in its dbt YAML."""
+    return bool((model_meta(project, model) or {}).get("export"))
+
+
+def _unchanged_since(
+    con: duckdb.DuckDBPyConnection, model: str, mark: dict[str, Any], now: str
+) -> bool:
+    """Whether only dbt builds changed the model since the last pass: the fingerprints each
+    build recorded before and after writing it chain from the content that run passed to
+    the content now. A change outside dbt (an edit, a restore) breaks the chain."""
+    expected, since = mark.get("fingerprint"), mark.get("build_seq")
+    if expected is None or since is None:
+        return False
+    for step in fingerprint_chain(con, model, int(since)):
+        if step.phase == "before" and step.fingerprint != expected:
+            return False
+        if step.phase == "after":
+            expected = step.fingerprint
+    return expected == now
+
+
+def _batches_committed(uri: str, since: int, version: int) -> set[str] | None:
+    """The ingest batches a bronze table's commits after ``since`` up to ``version`` added,
+    from the Delta history (each ingest commit names its batch); None when a commit in that
+    range is not an ingest append (a rewrite, a delete, a table replaced, a version gone),
+    which makes every row new again."""
+    if version < since:
+        return None
+    if version == since:
+        return set()
+    table = open_delta(uri)
+    entries = {
+        int(e["version"]): e
+        for e in table.history(limit=max(table.version() - since, 1))
+        if "version" in e
+    }
+    batches: set[str] = set()
+    for v in range(since + 1, version + 1):
+        entry = entries.get(v)
+        if entry is None:
+            return None
+        batch = entry.get(BATCH_KEY)
+        if batch:
+            batches.add(str(batch))
+        elif str(entry.get("operation", "")).upper() != "CREATE TABLE":
+            return None
+    return batches
+
+
+def _previous_cursor(previous: GateRecord | None, table: str) -> dict[str, Any] | None:
     if previous is None or table not in previous.tables:
         return None
-    return previous.tables[table].checked_through
+    return previous.tables[table].cursor
 
 
 # ---------------------------------------------------------------- the checkpoint
