@@ -31,6 +31,10 @@ class LakehouseResource(ConfigurableResource):
         description="The job's clock (ISO 8601, UTC when no zone): the gate measures "
         "freshness against it and ingest quarantines later timestamps. Unset: now.",
     )
+    allow_future_as_of: bool = Field(
+        default=False,
+        description="Accept an as_of later than this machine's clock (refused by default).",
+    )
     gate_env: str | None = Field(
         default=None, description="Section of expectations/parameters.yml, e.g. prod."
     )
@@ -67,10 +71,14 @@ class LakehouseResource(ConfigurableResource):
         )
 
     def clock(self) -> datetime | None:
+        """The job's clock; one later than this machine's is refused unless allowed."""
+        from lakehouse.clock import check_as_of
+
         if not self.as_of:
             return None
         moment = datetime.fromisoformat(self.as_of)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return check_as_of(moment, allow_future=self.allow_future_as_of)
 
     def parameters_file(self) -> Path | None:
         return Path(self.gate_parameters) if self.gate_parameters else None
