@@ -64,7 +64,10 @@ def validate(
     project = project or project_dir()
     folder = project / "expectations"
     suites = load_suites(folder, tables)
-    values = parameters.load(folder, env, parameters_file)
+    every = suites if not tables else load_suites(folder, None)
+    values = parameters.load(
+        folder, env, parameters_file, known={n for s in every for n in s.parameter_names}
+    )
     missing = sorted({n for s in suites for n in s.parameter_names} - {*values.values, "as_of"})
     if missing:
         raise SuiteError(
@@ -106,16 +109,21 @@ def outline_suites(project: Path | None = None) -> list[SuiteOutline]:
 
 
 def suggest(
-    quality_dir: Path, *, project: Path | None = None, env: str | None = None
+    quality_dir: Path,
+    *,
+    project: Path | None = None,
+    env: str | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[list[Suggestion], str]:
     """Bounds proposed from the runs kept in ``quality_dir``, and the same as a YAML section
-    of expectations/parameters.yml for a person to review and paste."""
+    of expectations/parameters.yml for a person to review and paste. Kept runs that cannot
+    be read are left out and named in ``skipped`` (file: cause)."""
     from lakehouse.quality import parameters
     from lakehouse.warehouse import project_dir
 
     project = project or project_dir()
     values = parameters.load(project / "expectations", env)
-    found = parameters.suggest(Path(quality_dir), values)
+    found = parameters.suggest(Path(quality_dir), values, skipped=skipped)
     return found, parameters.as_yaml(found, values.env or "suggested")
 
 
