@@ -120,3 +120,37 @@ def test_a_layout_derives_every_path_from_one_root_and_the_environment(tmp_path:
     assert other.spark == tmp_path / "elsewhere" / "spark"  # and the Spark engine's folder
     assert layout.override(quality=tmp_path / "q").quality == tmp_path / "q"
     assert Layout.from_root("rel", env={}).resolved().lake == str(Path("rel/lake").resolve())
+
+
+def test_the_fingerprint_dbt_records_is_the_one_python_computes(built_warehouse) -> None:
+    """macros/fingerprint.sql (the builds' record) and lakehouse.warehouse.fingerprint (the
+    gate's and the exporter's reading) state one formula twice; they must agree, and only a
+    model that declares meta.export is fingerprinted."""
+    import duckdb
+
+    from lakehouse.warehouse import fingerprint
+
+    with duckdb.connect(str(built_warehouse.warehouse), read_only=True) as con:
+        recorded = con.execute(
+            "select model, phase, row_count, row_hash from lakehouse_model_fingerprints "
+            "order by build_seq desc, phase"
+        ).fetchall()
+        now = fingerprint(con, "photo_popularity_training")
+    assert {model for model, *_ in recorded} == {"photo_popularity_training"}
+    after = next(f"{rows}:{total}" for _, phase, rows, total in recorded if phase == "after")
+    assert after == now and not now.startswith("0:")
+
+
+def test_the_ingest_log_records_its_own_delta_version_per_batch(ingested) -> None:
+    """Staging's cursor is the ingest log's own Delta version, written into each log row:
+    every ingested batch's log_version is the version whose commit names that batch."""
+    from lakehouse.storage import open_delta
+
+    lake, _ = ingested
+    log = open_delta(bronze_uri(str(lake), "_ingest_log"))
+    rows = log.to_pyarrow_table(columns=["batch_id", "log_version"]).to_pylist()
+    committed = {
+        e["lakehouse.batch_id"]: e["version"] for e in log.history() if "lakehouse.batch_id" in e
+    }
+    assert rows and all(r["log_version"] == committed[r["batch_id"]] for r in rows)
+    assert len({r["log_version"] for r in rows}) == len(rows)  # one commit per batch
