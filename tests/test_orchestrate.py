@@ -284,6 +284,23 @@ def test_a_clock_that_is_not_a_timestamp_stops_the_run_before_any_step(defs) -> 
     assert not _steps(result, "STEP_START")
 
 
+def test_a_clock_in_the_future_stops_the_run_before_any_step(defs) -> None:
+    """A mistyped year in the run config is refused at resource init, as the CLI refuses it
+    (one line); allow_future_as_of lets it through."""
+    future = "2062-11-03T06:00:00+00:00"
+    result = defs.resolve_job_def("nightly").execute_in_process(
+        run_config={"resources": {"lakehouse": {"config": {"as_of": future}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
+    assert f"as_of {future} is" in str(failure.event_specific_data.error)
+    assert "--allow-future-as-of" in str(failure.event_specific_data.error)
+    assert not _steps(result, "STEP_START")
+    allowed = LakehouseResource(as_of=future, allow_future_as_of=True)
+    assert allowed.clock() is not None and allowed.clock().year == 2062
+
+
 def _tick(resource: LakehouseResource, cursor: str | None):
     context = build_sensor_context(cursor=cursor, resources={"lakehouse": resource})
     return landing_sensor(context), context.cursor

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lakehouse.layout import DEFAULT_ROOT, Layout
 
@@ -59,6 +59,13 @@ class LakehouseResource(ConfigurableResource):
                     f"not {value!r}"
                 ) from None
         return value
+
+    @model_validator(mode="after")
+    def _not_in_the_future(self) -> LakehouseResource:
+        """A clock ahead of this machine's (a typo: 2062 for 2026) is refused with the run
+        config, before any step, unless allow_future_as_of."""
+        self.clock()
+        return self
 
     def layout(self) -> Layout:
         """The deployment's paths, absolute."""
