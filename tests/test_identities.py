@@ -408,3 +408,30 @@ def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_va
                          "--lake", layout.lake]) == 2, where  # fmt: skip
         _assert_equals_full_refresh(root, tmp_path / f"step-{number}")
         _published_rows_were_validated(root)
+
+
+def test_a_log_from_before_log_version_gets_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A lake ingested before the log recorded its own versions: the next ingest adds the
+    column (Delta's add column), logs new batches with their version, and keeps the old rows
+    (null version: only a --full-refresh reads those batches)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lakehouse.ingest.bronze import Bronze
+    from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA
+
+    old = pa.schema([f for f in INGEST_LOG_SCHEMA if f.name != "log_version"])
+    row = pa.table({f.name: pa.array([None], f.type) for f in old})
+    row = row.set_column(old.get_field_index("batch_id"), "batch_id", pa.array(["b-old"]))
+    uri = str(tmp_path / "bronze" / "_ingest_log")
+    write_deltalake(uri, row.cast(old))
+    bronze = Bronze(str(tmp_path))
+    bronze.upgrade_log()
+    new = row.set_column(old.get_field_index("batch_id"), "batch_id", pa.array(["b-new"]))
+    version = bronze.append_log(new.cast(old), "b-new")
+    rows = open_delta(uri).to_pyarrow_table(columns=["batch_id", "log_version"]).to_pylist()
+    assert sorted(rows, key=lambda r: r["batch_id"]) == [
+        {"batch_id": "b-new", "log_version": version},
+        {"batch_id": "b-old", "log_version": None},
+    ]
+    assert version == open_delta(uri).version() == 2  # create, add column, this batch
