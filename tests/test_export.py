@@ -50,9 +50,8 @@ def built(built_warehouse: BuiltWarehouse, tmp_path_factory: pytest.TempPathFact
         str(built_warehouse.lake),
         out=quality,
         project=PROJECT,
-        tables=[MODEL],
         as_of=NIGHT,
-    )
+    )  # every suite: export refuses a run that left one out
     assert report.passed
     return {
         "landing": built_warehouse.landing,
@@ -410,8 +409,8 @@ def test_a_failed_or_partial_build_is_never_what_export_names(built, tmp_path: P
 
     def gate_and_export(out: str):
         report, _ = validate(warehouse, str(lake), out=quality, project=PROJECT,
-                             tables=[MODEL], as_of=NIGHT)  # fmt: skip
-        assert report.passed
+                             as_of=NIGHT)  # fmt: skip
+        assert report.passed, [(r.table, r.name) for r in report.blocking_failures]
         return export_model(warehouse, MODEL, tmp_path / out, quality_dir=quality,
                             project=PROJECT, lake=str(lake))  # fmt: skip
 
@@ -464,8 +463,7 @@ def test_read_only_dbt_commands_between_gate_and_export_change_nothing(
     shutil.copytree(built["lake"], lake)
     shutil.copy(built["warehouse"], warehouse)
     quality = tmp_path / "quality"
-    report, _ = validate(warehouse, str(lake), out=quality, project=PROJECT, tables=[MODEL],
-                         as_of=NIGHT)  # fmt: skip
+    report, _ = validate(warehouse, str(lake), out=quality, project=PROJECT, as_of=NIGHT)
     assert report.passed
     env = {**os.environ, "LAKEHOUSE_DUCKDB": str(warehouse), "LAKEHOUSE_LAKE": str(lake)}
     del env["LAKEHOUSE_PII_SALT"]  # they hash nothing, so they need no key

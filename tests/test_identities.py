@@ -435,3 +435,15 @@ def test_a_log_from_before_log_version_gets_the_column_and_keeps_its_rows(tmp_pa
         {"batch_id": "b-old", "log_version": None},
     ]
     assert version == open_delta(uri).version() == 2  # create, add column, this batch
+
+
+def test_export_refuses_a_gate_run_that_left_a_suite_out(root: Path) -> None:
+    """A rule on bronze is a rule on what the mart is made of: after a run of the mart's suite
+    alone, export names the suites that did not run."""
+    layout = _layout(root)
+    report, _ = validate(
+        layout.warehouse, layout.lake, out=layout.quality, as_of=NIGHT, tables=[MODEL]
+    )
+    assert report.passed
+    with pytest.raises(ExportError, match=r"did not validate bronze_events, .*lakehouse validate"):
+        export_model(layout.warehouse, MODEL, layout.shards, quality_dir=layout.quality)

@@ -26,7 +26,7 @@ from lakehouse.export.writer import (
     row_layout,
     write_split,
 )
-from lakehouse.quality import GateRecord
+from lakehouse.quality import GateRecord, outline_suites
 from lakehouse.shardformat import (
     DEFAULT_SHARD_ROWS,
     LATEST,
@@ -83,7 +83,8 @@ def export_model(
         select, vocabularies, splits = plan_columns(con, model, spec, columns)
         # the table's content now, bound to the content the gate passed
         content = table_fingerprint(con, sql.identifier(model))
-        gate = _gate(model, lineage, quality_dir, force, content)
+        suites = [suite.name for suite in outline_suites(project)]
+        gate = _gate(model, lineage, quality_dir, force, content, suites)
         fingerprint = content_fingerprint(con, model, spec, select, shard_rows, compression)
         if if_changed:
             latest = latest_version(out, model)
@@ -330,10 +331,17 @@ def _git_commit(project: Path) -> str | None:
 
 
 def _gate(
-    model: str, lineage: dict[str, Any], quality_dir: Path | None, force: bool, content: str
+    model: str,
+    lineage: dict[str, Any],
+    quality_dir: Path | None,
+    force: bool,
+    content: str,
+    suites: list[str],
 ) -> dict[str, Any]:
-    """The latest gate result for ``model``; refuse a failed or stale one, or a table whose
-    content is not what the gate passed (``content``: its fingerprint now), unless forced."""
+    """The latest gate result for ``model``; refuse a failed or stale one, one that did not
+    run every suite (``suites``: a rule on bronze or another mart is a rule on what the model
+    is made of), or a table whose content is not what the gate passed (``content``: its
+    fingerprint now), unless forced."""
     problem, summary = None, {}
     try:
         record = GateRecord.read(quality_dir) if quality_dir else None
@@ -356,6 +364,7 @@ def _gate(
             "validated_fingerprint": verdict.fingerprint,  # the table content the gate passed
         }
         failed = {t.table: t.blocking_failures for t in record.tables.values() if not t.passed}
+        unchecked = [name for name in suites if name not in record.tables]
         if not verdict.passed:
             problem = f"{model} failed the data-quality gate (run {record.run_id}): " + ", ".join(
                 verdict.blocking_failures
@@ -363,6 +372,12 @@ def _gate(
         elif failed:  # a rule on what the model is made of blocked the run
             problem = f"the data-quality gate blocked (run {record.run_id}): " + ", ".join(
                 f"{table}: {', '.join(names)}" for table, names in sorted(failed.items())
+            )
+        elif unchecked:
+            problem = (
+                f"the latest gate run ({record.run_id}) did not validate "
+                f"{', '.join(unchecked)}, which {model} is made of; run `lakehouse validate` "
+                "with every suite"
             )
         elif verdict.dbt_invocation_id != lineage["dbt_invocation_id"]:
             problem = (

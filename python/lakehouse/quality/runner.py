@@ -169,7 +169,10 @@ def run_suites(
     con = connect(warehouse, project, lake=lake)
     try:
         builds = {s.name: _model_build(con, s) for s in suites if not s.reads_bronze}
-        pins = _bronze_pins(builds.values())
+        # bronze is read as the build of the model that can be exported read it (after a
+        # failed or partial build, models of one warehouse may come from several builds)
+        exported = [n for n in builds if _exportable(project, _relation(suites, n))]
+        pins = _bronze_pins([*(builds[n] for n in exported), *builds.values()])
         targets = [
             _target(con, s, lake, project, builds.get(s.name), pins, previous, all_rows)
             for s in suites
@@ -303,6 +306,10 @@ def _model_cursor(
     if since is None or BUILD_SEQ not in columns:
         return None
     return f"{identifier(BUILD_SEQ)} > {int(since)}"
+
+
+def _relation(suites: list[Suite], name: str) -> str:
+    return next(s.relation for s in suites if s.name == name)
 
 
 def _exportable(project: Path, model: str) -> bool:
