@@ -162,17 +162,6 @@ def test_a_replay_of_the_same_night_checks_a_late_file(root: Path) -> None:
     assert _published(root) == 1
 
 
-def test_a_replay_at_an_earlier_clock_builds_what_arrived(root: Path, tmp_path: Path) -> None:
-    """A replay of an older night after a newer one ran (as_of two days earlier) still loads
-    the batches it has not seen and equals a full refresh."""
-    _next_night(root, 1)
-    report = run_job(_layout(root), as_of=NIGHT - timedelta(days=2), allow_future_as_of=False)
-    # the data is younger than that clock: freshness cannot fail, but ingest quarantines
-    # rows "from the future" of it; whatever landed is built exactly
-    assert report.steps[1].ok, report.failure
-    _assert_equals_full_refresh(root, tmp_path)
-
-
 # ----------------------------------------------------------------- a mistyped clock
 
 
@@ -261,22 +250,6 @@ def test_an_edit_followed_by_a_build_is_still_checked(root: Path) -> None:
     assert _published(root) == 1
 
 
-def test_nights_without_edits_read_only_their_rows(root: Path) -> None:
-    """The chain holds across builds: an honest night checks only the rows it wrote."""
-    _next_night(root, 1)
-    report = run_job(_layout(root), as_of=NIGHT + timedelta(days=1))
-    assert report.ok, report.failure
-    tables = {t.table: t for t in _gate(report).tables}
-    assert not tables[MODEL].changed_outside_dbt
-    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
-        written = con.sql(
-            f"select count(*) from main.{MODEL} where _build_seq = "
-            "(select max(build_seq) from lakehouse_dbt_runs)"
-        ).fetchone()[0]
-    assert tables[MODEL].new_rows == written > 0
-    assert _published(root) == 2
-
-
 # ----------------------------------------------------------------- all of it, in any order
 
 STEPS = ("night", "late", "replay", "replay_earlier", "clock_back", "kill_build", "kill_gate",
@@ -325,18 +298,18 @@ def _kill_gate_half_way(root: Path, as_of: datetime) -> None:
 def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_validated(
     root: Path, tmp_path: Path
 ) -> None:
-    """Nights, late files, replays at the same and an earlier clock, a clock two days behind,
-    a killed build and a killed gate, an edit outside dbt and a mistyped clock, in an order
-    drawn from a seed ($LAKEHOUSE_SEQUENCE_SEED, else fixed, printed on failure): after each
-    step every model equals a --full-refresh of the same lake, and every published version
-    was validated by a passing run, judged from the records."""
+    """Nights, a late file, replays at the same and an earlier clock, a clock two days
+    behind, a killed build and a killed gate, an edit outside dbt and a mistyped clock, each
+    once, in an order drawn from a seed ($LAKEHOUSE_SEQUENCE_SEED, else fixed, printed on
+    failure): after each step every model equals a --full-refresh of the same lake, and
+    every published version was validated by a passing run, judged from the records."""
     import random
 
     from tests.test_nights import _kill_build_half_way
 
     seed = int(os.environ.get("LAKEHOUSE_SEQUENCE_SEED", "2512"))
     draw = random.Random(seed)
-    steps = ["night", *draw.sample([s for s in STEPS if s != "night"], 5), "night"]
+    steps = ["night", *draw.sample([s for s in STEPS if s != "night"], len(STEPS) - 1), "night"]
     if FAKETIME is None and "clock_back" in steps:
         steps.remove("clock_back")
     layout = _layout(root)
