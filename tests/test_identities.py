@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -295,6 +296,28 @@ def _kill_gate_half_way(root: Path, as_of: datetime) -> None:
         process.wait()
 
 
+def _kill_build_after(lake: str, warehouse: Path, models: int = 4) -> None:
+    """Start a build in another process and kill -9 it once ``models`` models have committed,
+    as dbt's own log says (the warehouse file is locked while the build runs)."""
+    log = Path(os.environ["DBT_LOG_PATH"]) / "dbt.log"
+    start = log.stat().st_size if log.exists() else 0
+    code = (
+        "from lakehouse.warehouse import project_dir, run_dbt\n"
+        f"run_dbt({lake!r}, {str(warehouse)!r}, project=project_dir(), quiet=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        with log.open("rb") as handle:
+            handle.seek(start)
+            if handle.read().count(b" OK created ") >= models:
+                break
+        time.sleep(0.02)
+    assert process.poll() is None, "the build ended before it could be killed"
+    os.killpg(process.pid, 9)
+    process.wait()
+
+
 def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_validated(
     root: Path, tmp_path: Path
 ) -> None:
@@ -304,8 +327,6 @@ def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_va
     failure): after each step every model equals a --full-refresh of the same lake, and
     every published version was validated by a passing run, judged from the records."""
     import random
-
-    from tests.test_nights import _kill_build_half_way
 
     seed = int(os.environ.get("LAKEHOUSE_SEQUENCE_SEED", "2512"))
     draw = random.Random(seed)
@@ -362,7 +383,7 @@ def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_va
             night += 1
             _next_night(root, night)
             assert ingest(layout.landing, layout.lake, now=NIGHT + timedelta(days=night)).ok
-            _kill_build_half_way(Path(layout.lake), layout.warehouse)
+            _kill_build_after(layout.lake, layout.warehouse)
             assert run_job(layout, as_of=NIGHT + timedelta(days=night)).steps[1].ok, where
         elif step == "kill_gate":
             _kill_gate_half_way(root, clock)
