@@ -12,22 +12,25 @@
 
 {% macro build_seq() -%}
     {#- This invocation's number (lakehouse_dbt_runs.build_seq), as a constant -#}
-    {%- if execute -%}
-        {%- set found = run_query(
-            "select max(build_seq) from " ~ target.schema ~ ".lakehouse_dbt_runs where invocation_id = '"
-            ~ invocation_id ~ "'"
-        ).columns[0].values() -%}
-        {%- if (found | length == 0 or found[0] is none) and flags.WHICH not in ['build', 'run', 'retry'] -%}
-            {#- compiling only (compile, docs generate, show): no on-run-start hook ran -#}
-            cast(null as bigint)
-        {%- elif found | length == 0 or found[0] is none -%}
-            {{ exceptions.raise_compiler_error(
-                "this dbt invocation has no build number: its on-run-start hook "
-                ~ "record_run_start did not run (dbt_project.yml)"
-            ) }}
-        {%- endif -%}
-        cast({{ found[0] | int }} as bigint)
+    {#- the on-run-start hook made the table for these commands (dbt's relation cache does not
+        know it yet); for the others it may not exist -#}
+    {%- set runs = (api.Relation.create(schema=target.schema, identifier='lakehouse_dbt_runs')
+        if flags.WHICH in ['build', 'run', 'retry']
+        else adapter.get_relation(target.database, target.schema, 'lakehouse_dbt_runs'))
+        if execute else none -%}
+    {%- set found = run_query(
+        "select max(build_seq) from " ~ runs ~ " where invocation_id = '" ~ invocation_id ~ "'"
+    ).columns[0].values() if runs is not none else [] -%}
+    {%- set seq = found[0] if found | length > 0 else none -%}
+    {%- if seq is not none -%}
+        cast({{ seq | int }} as bigint)
+    {%- elif execute and flags.WHICH in ['build', 'run', 'retry'] -%}
+        {{ exceptions.raise_compiler_error(
+            "this dbt invocation has no build number: its on-run-start hook "
+            ~ "record_run_start did not run (dbt_project.yml)"
+        ) }}
     {%- else -%}
+        {#- parsing, or compiling only (compile, docs generate, show): no hook ran -#}
         cast(null as bigint)
     {%- endif -%}
 {%- endmacro %}
