@@ -32,8 +32,14 @@ FINGERPRINTS_TABLE = "lakehouse_model_fingerprints"
 
 def _seq(con: duckdb.DuckDBPyConnection) -> str:
     """SQL for an invocation's place in the order they started (``t.invocation_id``): its
-    build number; null for older warehouses, whose rows then come in their clock's order."""
-    if not _table_exists(con, RUNS_TABLE):
+    build number; null for warehouses from before build numbers, whose rows then come in
+    their clock's order."""
+    numbered = con.execute(
+        "select count(*) from information_schema.columns where table_name = ? "
+        "and column_name = 'build_seq'",
+        [RUNS_TABLE],
+    ).fetchone()[0]
+    if not numbered:
         return "cast(null as bigint)"
     return (
         f"(select max(build_seq) from {RUNS_TABLE} as runs "
@@ -119,8 +125,8 @@ def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
     rows = _rows_if_table(
         con,
         RUNS_TABLE,
-        f"select invocation_id, started_at, build_seq from {RUNS_TABLE} "
-        "order by build_seq desc nulls last, started_at desc limit 1",
+        f"select invocation_id, started_at, {_seq(con)} as build_seq "
+        f"from {RUNS_TABLE} as t order by build_seq desc nulls last, started_at desc limit 1",
     )
     return Invocation(*rows[0]) if rows else None
 
