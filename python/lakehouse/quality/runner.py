@@ -169,12 +169,15 @@ def run_suites(
     con = connect(warehouse, project, lake=lake)
     try:
         builds = {s.name: _model_build(con, s) for s in suites if not s.reads_bronze}
-        # bronze is read as the build of the model that can be exported read it (after a
-        # failed or partial build, models of one warehouse may come from several builds)
-        exported = [n for n in builds if _exportable(project, _relation(suites, n))]
+        # models that declare meta.export in their dbt YAML: their verdict is bound to a
+        # fingerprint, and bronze is read as the build that made them read it (after a failed
+        # or partial build, models of one warehouse may come from several builds)
+        exported = {
+            s.name for s in suites if not s.reads_bronze and _exportable(project, s.relation)
+        }
         pins = _bronze_pins([*(builds[n] for n in exported), *builds.values()])
         targets = [
-            _target(con, s, lake, project, builds.get(s.name), pins, previous, all_rows)
+            _target(con, s, lake, s.name in exported, builds.get(s.name), pins, previous, all_rows)
             for s in suites
         ]
     finally:
@@ -234,7 +237,7 @@ def _target(
     con: duckdb.DuckDBPyConnection,
     suite: Suite,
     lake: str,
-    project: Path,
+    exported: bool,
     build: BuildLineage | None,
     pins: dict[str, Any],
     previous: GateRecord | None,
@@ -273,7 +276,7 @@ def _target(
     relation = target.relation_sql
     try:
         if target.kind == "model":
-            newer = _model_cursor(con, target, project, mark)
+            newer = _model_cursor(con, target, exported, mark)
         counts = ["count(*)", f"count(*) filter (where {newer})" if newer else "null"]
         # one scan: the rows, and the rows the last passing run did not validate
         rows, new = con.execute(f"select {', '.join(counts)} from {relation}").fetchone()
@@ -289,14 +292,14 @@ def _target(
 
 
 def _model_cursor(
-    con: duckdb.DuckDBPyConnection, target: _Target, project: Path, mark: dict[str, Any] | None
+    con: duckdb.DuckDBPyConnection, target: _Target, exported: bool, mark: dict[str, Any] | None
 ) -> str | None:
     """Set the model's cursor (the latest build number; the content's fingerprint for a model
     that can be exported) and return the SQL for its rows not validated yet (None: all)."""
     model = target.suite.relation
     columns = [d[0] for d in con.execute(f"select * from {identifier(model)} limit 0").description]
     target.cursor = {"build_seq": latest_build_seq(con)}
-    if _exportable(project, model):
+    if exported:
         now = fingerprint(con, identifier(model))
         target.cursor["fingerprint"] = now
         if mark is not None and not _unchanged_since(con, model, mark, now):
@@ -306,10 +309,6 @@ def _model_cursor(
     if since is None or BUILD_SEQ not in columns:
         return None
     return f"{identifier(BUILD_SEQ)} > {int(since)}"
-
-
-def _relation(suites: list[Suite], name: str) -> str:
-    return next(s.relation for s in suites if s.name == name)
 
 
 def _exportable(project: Path, model: str) -> bool:
