@@ -30,7 +30,7 @@ QUARANTINE_TABLE = QUARANTINE
 INGEST_LOG_TABLE = INGEST_LOG
 _APP_ID = "lakehouse-ingest"
 _BATCH_KEY = "lakehouse.batch_id"
-_LOG_ATTEMPTS = 50
+_VERSIONED_ATTEMPTS = 50  # lost races before a versioned append gives up
 
 
 class Bronze:
@@ -110,7 +110,14 @@ class Bronze:
         existing = self._table(table)
         return None if existing is None else _batch_version(existing, batch_id)
 
-    def append(self, table: str, data: pa.Table | pa.RecordBatchReader, batch_id: str) -> int:
+    def append(
+        self,
+        table: str,
+        data: pa.Table | pa.RecordBatchReader,
+        batch_id: str,
+        *,
+        version_column: str | None = None,
+    ) -> int:
         """Append once per batch id; returns the Delta version holding the batch.
 
         Safe against a second ingest of the same files running at the same time: the append
@@ -118,39 +125,62 @@ class Bronze:
         run commits the batch first, Delta's conflict check on the ``txn`` refuses this
         commit; the batch is then found where the other run put it. A missing table is first
         created empty, so that even the first append commits on a snapshot.
+
+        With ``version_column`` (a table, not a stream), every row carries the very version
+        that holds it: the commit is made on a snapshot at version N with no commit retries,
+        so it lands as N + 1 or not at all, and a lost race is tried again on the newer
+        snapshot instead of failing.
         """
-        snapshot = self._table(table) or self._create(table, data.schema)
-        done = _batch_version(snapshot, batch_id)
-        if done is not None:
-            return done
-        try:
-            write_deltalake(
-                snapshot,
-                data,
-                mode="append",
-                storage_options=storage_options() or None,
-                commit_properties=CommitProperties(
-                    custom_metadata={_BATCH_KEY: batch_id},
-                    app_transactions=[Transaction(app_id=_app_id(batch_id), version=1)],
-                ),
-            )
-        except CommitFailedError as error:
-            self._open.pop(table, None)
-            done = self.committed_version(table, batch_id)
-            if done is not None:  # a concurrent ingest landed this very file
+        for _ in range(_VERSIONED_ATTEMPTS if version_column else 1):
+            snapshot = self._table(table) or self._create(table, data.schema)
+            done = _batch_version(snapshot, batch_id)
+            if done is not None:
                 return done
-            raise ConcurrentWriteError(
-                f"{self.uri(table)}: another writer committed to the table at the same time "
-                f"({error}); nothing of this file was committed, run the ingest again"
-            ) from error
-        except (DeltaError, OSError) as error:
-            raise LakeWriteError(
-                f"cannot write {self.uri(table)}: {describe_storage_error(error)}; nothing of "
-                "this batch was committed (free space or fix permissions, then ingest again)"
-            ) from error
-        written = self._table(table)
-        assert written is not None
-        return written.version()
+            rows, version = data, snapshot.version() + 1  # the version this commit takes
+            if version_column is not None:
+                assert isinstance(data, pa.Table), "a versioned append is of a table"
+                stamp = pa.array([version] * data.num_rows, pa.int64())
+                rows = data.set_column(
+                    data.schema.get_field_index(version_column), version_column, stamp
+                )
+            try:
+                write_deltalake(
+                    snapshot,
+                    rows,
+                    mode="append",
+                    storage_options=storage_options() or None,
+                    commit_properties=CommitProperties(
+                        custom_metadata={_BATCH_KEY: batch_id},
+                        app_transactions=[Transaction(app_id=_app_id(batch_id), version=1)],
+                        max_commit_retries=0 if version_column else None,
+                    ),
+                )
+            except CommitFailedError as error:
+                self._open.pop(table, None)
+                done = self.committed_version(table, batch_id)
+                if done is not None:  # a concurrent ingest landed this very file
+                    return done
+                if version_column is not None:  # another writer took N + 1: try on N + 1
+                    continue
+                raise ConcurrentWriteError(
+                    f"{self.uri(table)}: another writer committed to the table at the same "
+                    f"time ({error}); nothing of this file was committed, run the ingest again"
+                ) from error
+            except (DeltaError, OSError) as error:
+                raise LakeWriteError(
+                    f"cannot write {self.uri(table)}: {describe_storage_error(error)}; nothing "
+                    "of this batch was committed (free space or fix permissions, then ingest "
+                    "again)"
+                ) from error
+            if version_column is not None:
+                return version  # no retries: it committed as exactly that version
+            written = self._table(table)
+            assert written is not None
+            return written.version()
+        raise ConcurrentWriteError(
+            f"{self.uri(table)}: {_VERSIONED_ATTEMPTS} other writers committed to the table "
+            "while this ingest tried to; nothing of this batch was committed, run it again"
+        )
 
     def _create(self, table: str, schema: pa.Schema) -> DeltaTable:
         """An empty table with the batch's schema (a schema-only commit, no rows). Of two runs
@@ -177,50 +207,17 @@ class Bronze:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
 
     def append_log(self, rows: pa.Table, batch_id: str) -> int:
-        """Log a batch; returns the log's Delta version that holds it. Each row carries that
-        very version (``log_version``): the commit is made on a snapshot at version N with no
-        commit retries, so it lands as N + 1 or not at all, and a lost race is tried again
-        on the newer snapshot (a log holds one commit per batch: the ``txn`` check finds a
-        batch another run logged). Staging follows these versions, so a batch logged late
-        (a rerun finishing a crashed ingest days later) is new to it whatever any clock says.
-        """
-        for _ in range(_LOG_ATTEMPTS):
-            snapshot = self._table(INGEST_LOG_TABLE) or self._create(
-                INGEST_LOG_TABLE, INGEST_LOG_SCHEMA
-            )
-            done = _batch_version(snapshot, batch_id)
-            if done is not None:
-                return done
-            version = snapshot.version() + 1
-            data = rows.drop_columns([c for c in ("log_version",) if c in rows.column_names])
-            data = data.append_column(
-                "log_version", pa.array([version] * data.num_rows, pa.int64())
-            )
-            try:
-                write_deltalake(
-                    snapshot,
-                    data.cast(INGEST_LOG_SCHEMA),
-                    mode="append",
-                    storage_options=storage_options() or None,
-                    commit_properties=CommitProperties(
-                        custom_metadata={_BATCH_KEY: batch_id},
-                        app_transactions=[Transaction(app_id=_app_id(batch_id), version=1)],
-                        max_commit_retries=0,
-                    ),
-                )
-            except CommitFailedError:
-                self._open.pop(INGEST_LOG_TABLE, None)  # another writer took N + 1: reread
-                continue
-            except (DeltaError, OSError) as error:
-                raise LakeWriteError(
-                    f"cannot write {self.uri(INGEST_LOG_TABLE)}: {describe_storage_error(error)}"
-                    "; the batch is not logged and counts as not ingested (free space or fix "
-                    "permissions, then ingest again)"
-                ) from error
-            return version
-        raise ConcurrentWriteError(
-            f"{self.uri(INGEST_LOG_TABLE)}: {_LOG_ATTEMPTS} other writers committed to the log "
-            "while this ingest tried to; nothing of this batch was logged, run the ingest again"
+        """Log a batch; returns the log's Delta version that holds it, which each row also
+        carries (``log_version``, see :meth:`append`). Staging follows these versions, so a
+        batch logged late (a rerun finishing a crashed ingest days later) is new to it
+        whatever any clock says."""
+        if "log_version" not in rows.column_names:  # filled by the append as it commits
+            rows = rows.append_column("log_version", pa.nulls(rows.num_rows, pa.int64()))
+        return self.append(
+            INGEST_LOG_TABLE,
+            rows.cast(INGEST_LOG_SCHEMA),
+            batch_id,
+            version_column="log_version",
         )
 
 
