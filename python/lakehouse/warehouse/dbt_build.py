@@ -288,10 +288,17 @@ def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
 
 def _release_duckdb() -> None:
     """dbt-duckdb keeps its database open in this process after a run; close it so the
-    warehouse file can be opened again (read-only, or by the next run) without a conflict."""
+    warehouse file can be opened again (read-only, or by the next run) without a conflict.
+    Cursors of the run's threads and of its `run_query` results can keep DuckDB's instance
+    alive until they are collected, and another configuration cannot open the file until
+    then ("Can't open a connection to same database file with a different configuration"):
+    collect them here rather than whenever the garbage collector gets to it."""
+    import gc
+
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     DuckDBConnectionManager.close_all_connections()
+    gc.collect()
 
 
 def _stop_spark() -> None:
