@@ -7,12 +7,17 @@ is quarantined or refused instead of silently changing a table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
 from lakehouse.contracts import DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# the instants a landing timestamp may name, [from, until): the app did not exist before
+# the Unix epoch, and the upper bound keeps every value a date any tool can hold (the
+# ingest clock's own future check refuses later values long before it)
+VALID_TIMESTAMPS = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from lakehouse.ingest import rejects as r
 from lakehouse.ingest.readers import RawBlock
 from lakehouse.ingest.rejects import Reject
-from lakehouse.ingest.schemas import TIMESTAMP, Column, SourceSpec
+from lakehouse.ingest.schemas import TIMESTAMP, VALID_TIMESTAMPS, Column, SourceSpec
 
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$"
 _INTEGER = r"^[+-]?\d{1,18}$"
@@ -158,21 +158,31 @@ def _cast_each(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndar
 
 
 def _parse_utc(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """ISO-8601 strings with a zone (Z or +hh:mm) -> UTC timestamps; others fail."""
+    """The one timestamp parser of ingest: ISO-8601 strings with a zone (Z or +hh:mm) ->
+    UTC timestamps within ``VALID_TIMESTAMPS``; anything else (no zone, month 13, a leap
+    second, 24:00, year 0000) is null with its row marked failed, never an error for the
+    block. Arrow casts a whole block at once; a block it refuses is cast value by value,
+    kept as integers so that no value ever becomes a Python ``datetime``."""
     ok = pc.fill_null(pc.match_substring_regex(values, _ISO_UTC), False)
     candidate = pc.if_else(ok, values, pa.scalar(None, pa.string()))
     try:
         parsed = pc.cast(candidate, TIMESTAMP)
-    except pa.ArrowInvalid:  # shape is right but the value is not (e.g. month 13)
-        parsed = pa.array([_cast_one(v) for v in candidate.to_pylist()], TIMESTAMP)
+    except pa.ArrowInvalid:  # shape is right but some value is not (e.g. month 13)
+        micros = [_micros_or_none(v) for v in candidate.to_pylist()]
+        parsed = pa.array(micros, pa.int64()).cast(TIMESTAMP)
+    earliest, latest = (pa.scalar(t, TIMESTAMP) for t in VALID_TIMESTAMPS)
+    in_range = pc.and_(
+        pc.greater_equal(parsed, earliest), pc.less(parsed, latest)
+    )  # null where unparsed
+    parsed = pc.if_else(in_range, parsed, pa.scalar(None, TIMESTAMP))
     return parsed, _np(pc.and_(values.is_valid(), parsed.is_null()))
 
 
-def _cast_one(value: str | None) -> pa.Scalar | None:
+def _micros_or_none(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return pc.cast(pa.array([value]), TIMESTAMP)[0].as_py()
+        return pc.cast(pc.cast(pa.array([value]), TIMESTAMP), pa.int64())[0].as_py()
     except pa.ArrowInvalid:
         return None
 
@@ -269,9 +279,10 @@ def _embedding_message(column: Column, value: object) -> str:
 
 def _conversion_message(column: Column) -> Callable[[object], str]:
     if column.is_timestamp:
+        earliest, latest = (t.date().isoformat() for t in VALID_TIMESTAMPS)
         return lambda v: (
             f"column {column.name}: cannot parse {v!r} as an ISO-8601 timestamp with a time "
-            "zone (e.g. 2026-01-31T18:04:05Z or +02:00)"
+            f"zone (e.g. 2026-01-31T18:04:05Z or +02:00) from {earliest} up to {latest}"
         )
     return lambda v: f"column {column.name}: cannot convert {v!r} to {column.type}"
 
