@@ -262,8 +262,10 @@ def test_impossible_timestamps_quarantine_their_row_never_the_file(tmp_path: Pat
     _assert_nothing_lost(events.encode(), result, table, quarantined, header=False)
     assert sorted(table.column("event_id").to_pylist()) == ["e0", "e7"]
     assert result.reasons == {"bad_timestamp": 6}
-    users = USERS_HEADER + "\n" + "".join(
-        f"{i},{ts},ES,u{i}@example.com,U,1980,true\n" for i, ts in enumerate(stamps)
+    users = (
+        USERS_HEADER
+        + "\n"
+        + "".join(f"{i},{ts},ES,u{i}@example.com,U,1980,true\n" for i, ts in enumerate(stamps))
     )
     result, table, quarantined = _ingest_one("users", "u.csv", users.encode())
     assert sorted(table.column("user_id").to_pylist()) == [0, 7]

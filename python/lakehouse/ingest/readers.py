@@ -143,17 +143,19 @@ def _refuse_wide_text(path: str, head: bytes) -> None:
     """A file of UTF-16 or UTF-32 text is refused whole: split at byte 0x0A its lines are
     not its records (every other byte is NUL), so no count or quarantine of it could be
     true. Known by its byte-order mark, or by ASCII text with a NUL after each letter."""
-    for mark, encoding in _WIDE_MARKS:
-        if head.startswith(mark):
-            break
-    else:
-        pairs = head[:8]
-        if len(pairs) < 8 or not (
+    encoding = next((name for mark, name in _WIDE_MARKS if head.startswith(mark)), None)
+    pairs = head[:8]
+    if (
+        encoding is None
+        and len(pairs) == 8
+        and (
             all(pairs[i] == 0 and pairs[i + 1] for i in range(0, 8, 2))
             or all(pairs[i] and pairs[i + 1] == 0 for i in range(0, 8, 2))
-        ):
-            return
+        )
+    ):
         encoding = "UTF-16"
+    if encoding is None:
+        return
     raise UnreadableFileError(path, f"file is {encoding} text, not UTF-8; re-export it as UTF-8")
 
 
