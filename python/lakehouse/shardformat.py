@@ -28,6 +28,12 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # the name `latest` holds on object storage
 VERSION_NAME = re.compile(r"v[1-9][0-9]{0,8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# a shard's path in its version folder: up to 4 plain names joined by "/", none starting
+# with a dot (so never "." or ".."), never absolute; judged by its text, with no lookup
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.=-]{0,127}"
+SHARD_PATH = re.compile(rf"{_NAME}(?:/{_NAME}){{0,3}}")
+# the largest manifest read: a million shards take about 160 MB
+MAX_MANIFEST_BYTES = 512 << 20
 _CHUNK = 8 << 20
 # every shard also holds its rows row-major in this fixed_size_binary column: all tensor
 # columns of a row in one run of bytes (the manifest's row_layout says where each one is),
@@ -127,7 +133,8 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
-        return cls.parse(Path(path).read_text())
+        with open(path, "rb") as handle:
+            return cls.parse(read_bounded(handle, str(path)).decode())
 
     @classmethod
     def parse(cls, text: str) -> Manifest:
@@ -155,6 +162,11 @@ class Manifest:
             content_fingerprint=_typed(data, "content_fingerprint", str, default=""),
             row_layout=_row_layout(data.get("row_layout")),
         )
+        paths = {shard.path for shard in manifest.shards}
+        if len(paths) != len(manifest.shards):
+            seen: set[str] = set()
+            twice = next(s.path for s in manifest.shards if s.path in seen or seen.add(s.path))
+            _check(False, "shards[].path", "a different file for each shard", twice)
         if manifest.row_layout is not None:  # the loader views each column through it
             fields = sorted(manifest.row_layout.fields)
             _check(
@@ -174,9 +186,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_bounded(stream: Any, name: str) -> bytes:
+    """A manifest's bytes, refused past ``MAX_MANIFEST_BYTES`` before they are all read."""
+    limit = MAX_MANIFEST_BYTES
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ManifestError(f"{name} is over {limit:,} bytes: not a manifest this reads")
+    return data
+
+
 def safe_shard_path(root: Path, relative: str) -> Path:
     """The one way to turn a manifest's shard path into a file: refused if it would leave
-    the version folder (``..``, an absolute path, a link out), locally or in a cache."""
+    the version folder (``..``, an absolute path, a link out), locally or in a cache. A
+    manifest's paths are already plain names (``SHARD_PATH``, checked as it is parsed);
+    this also resolves links, at the moment a shard is opened or fetched."""
+    if not SHARD_PATH.fullmatch(relative):
+        raise ManifestError(f"shard path {relative!r} in {root / MANIFEST} leaves the shard folder")
     resolved = (root / relative).resolve()
     if root.resolve() not in resolved.parents:
         raise ManifestError(f"shard path {relative!r} in {root / MANIFEST} leaves the shard folder")
@@ -239,16 +264,43 @@ def _column(column: Any) -> dict[str, str]:
 
 
 def _shard(entry: Any) -> ShardEntry:
+    """One shard entry. The common case (every field present with its type) is checked in
+    one pass; anything else goes through the field-by-field checks that name the field."""
+    if type(entry) is dict and entry.keys() >= _SHARD_KEYS:
+        split, path, rows, size, sha = (entry[k] for k in _SHARD_KEYS_ORDERED)
+        if (
+            type(split) is str
+            and type(path) is str
+            and type(rows) is int
+            and type(size) is int
+            and type(sha) is str
+            and rows >= 0
+            and size >= 0
+            and IDENTIFIER.fullmatch(split)
+            and SHARD_PATH.fullmatch(path)
+            and _SHA256.fullmatch(sha)
+        ):
+            return ShardEntry(split, path, rows, size, sha)
     _check(isinstance(entry, dict), "shards[]", "an object", entry)
     sha = _typed(entry, "sha256", str)
     _check(_SHA256.fullmatch(sha) is not None, "shards[].sha256", "64 hex digits", sha)
+    path = _typed(entry, "path", str)
+    if not SHARD_PATH.fullmatch(path):
+        raise ManifestError(
+            f"{MANIFEST}: shard path {path[:80]!r} leaves the shard folder (a shard path is "
+            "up to 4 plain names joined by '/', none starting with a dot)"
+        )
     return ShardEntry(
         split=_identifier(entry, "split"),
-        path=_typed(entry, "path", str),
+        path=path,
         rows=_integer(entry, "rows"),
         bytes=_integer(entry, "bytes"),
         sha256=sha,
     )
+
+
+_SHARD_KEYS_ORDERED = ("split", "path", "rows", "bytes", "sha256")
+_SHARD_KEYS = frozenset(_SHARD_KEYS_ORDERED)
 
 
 def _row_layout(layout: Any) -> RowLayout | None:

@@ -27,6 +27,7 @@ from lakehouse.shardformat import (
     Manifest,
     ManifestError,
     ShardEntry,
+    read_bounded,
     safe_shard_path,
 )
 from lakehouse.storage import filesystem_for, join_uri, write_atomic
@@ -75,7 +76,8 @@ def resolve_latest(uri: str) -> str:
     return uri.rstrip("/")
 
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*", re.IGNORECASE)
+# a number, then a unit: B, or a prefix K/M/G/T with an optional i (binary) and B
+_SIZE = re.compile(r"\s*(\d{1,15}(?:\.\d{1,6})?)\s*(?:([KMGT])(i)?)?(B)?\s*", re.IGNORECASE)
 # the local cache's size unless LAKEHOUSE_CACHE_LIMIT or cache_limit= says otherwise
 DEFAULT_CACHE_LIMIT = "50GB"
 # how far in the future a shard being downloaded is marked as used (so it is not evicted)
@@ -91,13 +93,20 @@ def parse_size(text: str | int) -> int:
     match = _SIZE.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a size such as 20GB, 512MiB or 1000000")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    power = "BKMGT".index(unit[0]) if unit and unit[0] != "B" else 0  # B, KB, KiB, ...
-    return int(number * (1024 if "I" in unit else 1000) ** power)
+    number, prefix, binary = float(match.group(1)), (match.group(2) or "").upper(), match.group(3)
+    power = " KMGT".index(prefix) if prefix else 0  # B, KB, KiB, ...
+    return int(number * (1024 if binary else 1000) ** power)
 
 
 def cache_limit(limit: str | int | None = None) -> int:
-    return parse_size(limit or os.environ.get("LAKEHOUSE_CACHE_LIMIT") or DEFAULT_CACHE_LIMIT)
+    """The cache's limit in bytes: ``limit``, else $LAKEHOUSE_CACHE_LIMIT, else the default;
+    a value that is not a size is a ValueError naming where it came from."""
+    environ = os.environ.get("LAKEHOUSE_CACHE_LIMIT")
+    source = "cache_limit=" if limit else "LAKEHOUSE_CACHE_LIMIT" if environ else "the default"
+    try:
+        return parse_size(limit or environ or DEFAULT_CACHE_LIMIT)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 class CacheIndex:
@@ -166,6 +175,7 @@ class CacheIndex:
                 now = time.time()
                 # pins left by processes that died between a fetch and an open
                 con.execute("delete from pins where at <= ?", (now - _PIN_EXPIRES,))
+                self._drop_foreign(con)
                 rows = con.execute(
                     "select path, bytes, used from shards where path != ? and path not in "
                     "(select path from pins) order by used",
@@ -190,6 +200,19 @@ class CacheIndex:
             except BaseException:
                 con.execute("rollback")
                 raise
+
+    def _drop_foreign(self, con: sqlite3.Connection) -> None:
+        """Rows naming a file outside this cache are dropped from the index, their files
+        untouched: the index is input (anyone who can write the cache can write it), and
+        eviction unlinks only what lies in a folder under the cache's root."""
+        root, folders = self.root.resolve(), {}  # shards share a few folders: resolve each once
+        foreign = [
+            (row,)
+            for (row,) in con.execute("select path from shards")
+            if not _inside(root, row, folders)
+        ]
+        if foreign:
+            con.executemany("delete from shards where path = ?", foreign)
 
     def forget(self, path: Path) -> None:
         with closing(self._connect()) as con:
@@ -229,15 +252,14 @@ class RemoteVersion:
         fs, base = filesystem_for(self.uri)
         try:
             with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
-                text = stream.read().decode()
+                text = read_bounded(stream, f"{self.uri}/{MANIFEST}").decode()
+            # every shard path is a plain relative name (checked as it parses, in linear
+            # time): none can leave self.local, which is a folder of this cache
+            manifest = Manifest.parse(text)
         except (FileNotFoundError, OSError) as error:
             raise FetchError(
                 f"no {MANIFEST} at {self.uri}: not a complete shard version ({error})"
             ) from error
-        try:
-            manifest = Manifest.parse(text)
-            for shard in manifest.shards:
-                safe_shard_path(self.local, shard.path)
         except ManifestError as error:  # nothing is written for a manifest that is not sound
             raise FetchError(f"{self.uri}/{MANIFEST}: {error}") from error
         self.local.mkdir(parents=True, exist_ok=True)
@@ -305,6 +327,21 @@ class RemoteVersion:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_pool": None, "_pending": []}
+
+
+def _inside(root: Path, path: object, folders: dict[str, bool]) -> bool:
+    """Whether ``path`` names a file in a folder below ``root`` (already resolved): its
+    folder resolves there, and its own name is a plain one (an unlink removes a link
+    itself, never what it points to). ``folders`` remembers each folder's answer."""
+    if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
+        return False
+    candidate = Path(path)
+    if candidate.name in ("", ".", "..") or ".." in candidate.parts:
+        return False
+    parent = str(candidate.parent)
+    if parent not in folders:
+        folders[parent] = root in candidate.parent.resolve().parents
+    return folders[parent]
 
 
 def _present(path: Path, size: int) -> bool:

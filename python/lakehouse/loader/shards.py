@@ -55,7 +55,7 @@ def open_version(path: str | Path, *, cache_limit: str | int | None = None) -> V
             remote = RemoteVersion(str(path), limit=cache_limit)
         except (FetchError, OSError, ValueError) as error:
             raise LoaderError(f"cannot fetch shards from {path}: {error}") from error
-        path = remote.local
+        return Version(remote.local.resolve(), remote.manifest, remote)  # parsed once
     folder = Path(path).resolve()
     if not (folder / MANIFEST).exists():
         raise LoaderError(
