@@ -386,6 +386,24 @@ def test_one_files_content_never_stops_the_run_or_the_report(
         assert "header has: [/]user_id, [bold]root:x:0:" in err.replace("\n", "")  # as it is
 
 
+def test_a_file_name_never_reaches_the_terminal_as_a_control_sequence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name holding ESC sequences and a newline used to retitle the terminal and forge a
+    log line; each is printed as its escape, so the name can be typed back."""
+    landing = tmp_path / "landing"
+    (landing / "events").mkdir(parents=True)
+    name = "events-\x1b]0;PWNED\x07\nerror: forged [bold]line\u202e.jsonl.gz"
+    (landing / "events" / name).write_bytes(b"not gzip at all\n")
+    assert main(["ingest", str(landing), "--lake", str(tmp_path / "lake")]) == 1
+    out, err = capsys.readouterr()
+    for control in ("\x1b", "\x07", "\u202e"):
+        assert control not in out + err
+    (line,) = [x for x in err.splitlines() if "PWNED" in x]  # one line, not two
+    assert "events-\\x1b]0;PWNED\\x07\\nerror: forged [bold]line\\u202e.jsonl.gz" in line
+    assert "cannot decompress as gzip" in err.replace("\n", "")
+
+
 def _event(i: int, **extra) -> dict:
     return {"event_id": f"e{i}", "event_type": "view", "ts": "2026-10-01T10:00:00Z",
             "user_id": 1, "photo_id": 1, **extra}  # fmt: skip

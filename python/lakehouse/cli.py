@@ -16,12 +16,11 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.markup import escape
-
 from lakehouse import __version__
 from lakehouse.contracts import DATA_TABLES
 from lakehouse.job import DEFAULT_MODEL as MODEL  # light: the job imports layers when it runs
 from lakehouse.layout import DEFAULT_ROOT, Layout
+from lakehouse.printable import shown
 from lakehouse.progress import make_console
 from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST, MANIFEST
 
@@ -76,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_as_of(getattr(args, "as_of", None), allow_future=getattr(args, "allow_future", False))
     except ClockError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(str(exc))}", highlight=False)
         return EXIT_USAGE
 
     try:
         return args.handler(args, console, err)
     except user_errors() as exc:
-        err.print(f"[bold red]error:[/] {escape(failure_reason(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(failure_reason(exc))}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
@@ -382,7 +381,7 @@ def validate(args: argparse.Namespace, console, err) -> int:
             skipped: list[str] = []
             found, text = suggest(layout.quality, env=args.env, skipped=skipped)
             for line in skipped:  # a kept run that is not the gate's: named, not used
-                err.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
+                err.print(f"[yellow]skipped[/] {shown(line)}", highlight=False)
             if args.json:
                 print(json.dumps([vars(s) for s in found], indent=2))
             else:
@@ -400,7 +399,7 @@ def validate(args: argparse.Namespace, console, err) -> int:
         reason = job.failure_reason(exc)
         if args.json:
             print(json.dumps({"passed": None, "error": reason}))
-        err.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(reason)}", highlight=False)
         return EXIT_USAGE
     report, data = step.result
     if args.json:
@@ -465,12 +464,12 @@ def export(args: argparse.Namespace, console, err) -> int:
         if differ:
             console.print(
                 f"[red]not reproduced[/]: {len(differ)} shard(s) differ: "
-                + escape(", ".join(differ[:10])),
+                + shown(", ".join(differ[:10])),
                 highlight=False,
             )
             return EXIT_FAILED
         console.print(
-            escape(f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches"),
+            shown(f"reproduced {args.reproduce} in {folder}: every shard's sha256 matches"),
             highlight=False,
         )
         return EXIT_OK
@@ -521,9 +520,9 @@ def shards(args: argparse.Namespace, console, err) -> int:
         return EXIT_OK
     problems = verify(folder)
     for problem in problems:
-        err.print(f"[bold red]corrupt:[/] {escape(f'{folder}/{problem}')}", highlight=False)
+        err.print(f"[bold red]corrupt:[/] {shown(f'{folder}/{problem}')}", highlight=False)
     if not problems:
-        console.print(escape(f"{folder}: every shard matches its size and sha256"), highlight=False)
+        console.print(shown(f"{folder}: every shard matches its size and sha256"), highlight=False)
     return EXIT_FAILED if problems else EXIT_OK
 
 
@@ -607,7 +606,7 @@ def train(args: argparse.Namespace, console, err) -> int:
                 on_step=progress,
             )
     except LoaderError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(str(exc))}", highlight=False)
         return EXIT_FAILED
     if report.rank == 0:
         print_training(report, console)

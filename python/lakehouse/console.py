@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from lakehouse.job import JobObserver, JobReport, StepReport
 from lakehouse.layout import Layout
+from lakehouse.printable import shown
 from lakehouse.progress import RichIngestProgress, RichRowProgress, RichStepProgress
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 def print_generated(report: GenerateReport, out: Path, console: Console) -> None:
     nights = report.config.get("nights") or 0
     through = f", history + {nights} night(s)" if nights else ""
-    table = Table(title=f"landing data in {out}{through}")
+    table = Table(title=f"landing data in {shown(out)}{through}")
     for column in ("source", "files", "clean rows", "rows written", "dirty rows injected"):
         table.add_column(column, justify="right" if column != "source" else "left")
     for name, stats in report.tables.items():
@@ -50,13 +50,13 @@ def print_generated(report: GenerateReport, out: Path, console: Console) -> None
 
 
 def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
-    table = Table(title=f"ingest run {report.run_id} into {report.lake}/bronze")
+    table = Table(title=f"ingest run {report.run_id} into {shown(report.lake)}/bronze")
     for column in ("table", "files", "skipped", "failed", "read", "landed", "quarantined", "dupes"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for name in dict.fromkeys(f.table for f in report.files):
         files = [f for f in report.files if f.table == name]
         table.add_row(
-            name,
+            shown(name),
             str(sum(f.status == "ingested" for f in files)),
             str(sum(f.status == "skipped" for f in files)),
             str(sum(f.status == "failed" for f in files)),
@@ -78,26 +78,26 @@ def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
             top = ", ".join(f"{code} {n:,}" for code, n in f.reasons.most_common(2))
             console.print(
                 f"[yellow]warning[/]: {f.rows_quarantined:,} of {f.rows_read:,} rows of "
-                f"{escape(f.source_file)} were quarantined ({top}); does its header or layout "
+                f"{shown(f.source_file)} were quarantined ({top}); does its header or layout "
                 f"match the {f.table} contract?",
                 highlight=False,
             )
     if report.ignored:
         console.print(
             "[yellow]ignored[/] (hidden, or no bronze table for their folder): "
-            + escape(", ".join(report.ignored)),
+            + shown(", ".join(report.ignored)),
             highlight=False,
         )
     console.print(
-        escape(f"lake written to {report.lake}; quarantine at {report.lake}/bronze/_quarantine"),
+        shown(f"lake written to {report.lake}; quarantine at {report.lake}/bronze/_quarantine"),
         highlight=False,
     )
     for failed in report.failed:
-        err.print(f"[bold red]error:[/] {escape(str(failed.error))}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(str(failed.error))}", highlight=False)
 
 
 def print_build(result: BuildResult, warehouse: Path, console: Console, err: Console) -> None:
-    table = Table(title=f"dbt build into {warehouse} (invocation {result.invocation_id})")
+    table = Table(title=f"dbt build into {shown(warehouse)} (invocation {result.invocation_id})")
     for column in ("resource", "ok", "failed", "skipped", "seconds"):
         table.add_column(column, justify="left" if column == "resource" else "right")
     for kind in ("seed", "model", "test", "unit_test"):
@@ -116,11 +116,14 @@ def print_build(result: BuildResult, warehouse: Path, console: Console, err: Con
     for failure in result.failures:
         console.print(
             f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: "
-            + escape(str(failure.message)),
+            + shown(failure.message, lines=True),
             highlight=False,
         )
     if result.error:
-        err.print(f"[bold red]error:[/] dbt could not run: {escape(result.error)}", highlight=False)
+        err.print(
+            f"[bold red]error:[/] dbt could not run: {shown(result.error, lines=True)}",
+            highlight=False,
+        )
 
 
 def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Console) -> None:
@@ -145,7 +148,7 @@ def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Cons
         label = "[red]BLOCKING[/]" if r.severity == BLOCKING else "[yellow]warning[/]"
         examples = f", e.g. {r.examples[:3]}" if r.examples else ""
         detail = describe(asdict(r)) + examples
-        console.print(f"{label} {r.table}: {escape(r.name)}: {escape(detail)}", highlight=False)
+        console.print(f"{label} {r.table}: {shown(r.name)}: {shown(detail)}", highlight=False)
     for change in data.get("changes", [])[:20]:
         relative = change["relative_change"]
         moved = f" ({relative:+.1%})" if relative is not None else ""
@@ -156,21 +159,23 @@ def print_gate(report: RunReport, data: dict[str, Any], out: Path, console: Cons
         )
     verdict = "[green]passed[/]" if report.passed else "[bold red]blocked[/]"
     console.print(
-        f"gate {verdict}; reports in {out}/ (result.json, junit.xml, report.html, "
+        f"gate {verdict}; reports in {shown(out)}/ (result.json, junit.xml, report.html, "
         "data_docs/index.html)"
     )
 
 
 def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Console) -> None:
     if not found:
-        console.print(f"no kept runs with observed values in {out}/runs/: run the gate first")
+        console.print(
+            f"no kept runs with observed values in {shown(out)}/runs/: run the gate first"
+        )
         return
-    table = Table(title=f"bounds observed over the runs kept in {out}/runs/")
+    table = Table(title=f"bounds observed over the runs kept in {shown(out)}/runs/")
     for column in ("parameter", "now", "observed min", "observed max", "runs", "proposed"):
         table.add_column(column, justify="left" if column == "parameter" else "right")
     for s in found:
         table.add_row(
-            escape(s.name),  # read back from kept runs on disk: text, not markup
+            shown(s.name),  # read back from kept runs on disk: text, not markup
             str(s.current),
             f"{s.observed_min:,.6g}",
             f"{s.observed_max:,.6g}",
@@ -179,11 +184,11 @@ def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Co
         )
     console.print(table)
     console.print("review, then paste into expectations/parameters.yml:", highlight=False)
-    console.print(escape(text), highlight=False, markup=False)
+    console.print(shown(text, lines=True, markup=False), highlight=False, markup=False)
 
 
 def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> None:
-    table = Table(title=f"{manifest.model} v{manifest.version} in {folder}")
+    table = Table(title=f"{manifest.model} v{manifest.version} in {shown(folder)}")
     for column in ("split", "shards", "rows", "MB"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split, rows in manifest.totals.items():
@@ -205,28 +210,30 @@ def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> 
         highlight=False,
     )
     if gate.get("forced"):
-        console.print(f"[yellow]forced[/]: {escape(str(gate['reason']))}", highlight=False)
+        console.print(f"[yellow]forced[/]: {shown(str(gate['reason']))}", highlight=False)
 
 
 def print_job(report: JobReport, console: Console, err: Console) -> None:
     layout = report.layout
     clock = f" of {report.as_of:%Y-%m-%d %H:%M} UTC" if report.as_of else ""
     summary = Table(
-        title=f"nightly job{clock}: {layout.landing} -> {layout.lake} -> {layout.warehouse} "
-        f"-> {layout.shards}"
+        title=f"nightly job{clock}: "
+        + " -> ".join(
+            shown(p) for p in (layout.landing, layout.lake, layout.warehouse, layout.shards)
+        )
     )
     for column in ("step", "status", "rows", "versions / result", "seconds"):
         summary.add_column(column, justify="right" if column == "seconds" else "left")
     for step in report.steps:
         status = "[green]ok[/]" if step.ok else "[bold red]failed[/]"
         summary.add_row(
-            step.name, status, escape(step.rows), escape(step.detail), f"{step.seconds:.1f}"
+            step.name, status, shown(step.rows), shown(step.detail), f"{step.seconds:.1f}"
         )
     for name in report.not_run:
         summary.add_row(name, "[dim]not run[/]", "", "", "")
     console.print(summary)
     if report.failure:
-        err.print(f"[bold red]nightly job failed[/] at {escape(report.failure)}", highlight=False)
+        err.print(f"[bold red]nightly job failed[/] at {shown(report.failure)}", highlight=False)
     else:
         console.print("[green]nightly job done[/]", highlight=False)
 
@@ -261,7 +268,7 @@ class ConsoleObserver(JobObserver):
         self.console.rule(f"{number}/{total} {name}")
 
     def note(self, text: str) -> None:
-        self.console.print(escape(text), highlight=False)
+        self.console.print(shown(text), highlight=False)
 
     def step_finished(self, step: StepReport) -> None:
         result = step.result

@@ -16,6 +16,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from lakehouse.printable import shown
+
 if TYPE_CHECKING:
     from lakehouse.ingest import FileResult
 
@@ -50,7 +52,8 @@ class RichIngestProgress:
         self._progress.start()
 
     def file_started(self, name: str, size: int) -> None:
-        self._progress.update(self._task, description=name.rsplit("/", 2)[-2:][-1])
+        # the file's name is text from outside: never markup, never a control sequence
+        self._progress.update(self._task, description=shown(name.rsplit("/", 1)[-1]))
 
     def advance(self, nbytes: int) -> None:
         self._progress.advance(self._task, nbytes)

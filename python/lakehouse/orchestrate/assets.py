@@ -40,6 +40,7 @@ from lakehouse.job import export as export_step
 from lakehouse.job import gate as gate_step
 from lakehouse.job import ingest as ingest_step
 from lakehouse.orchestrate.resources import LakehouseResource
+from lakehouse.printable import shown
 from lakehouse.quality import BLOCKING, outline_suites
 from lakehouse.quality.outline import SuiteOutline
 from lakehouse.storage import delta_exists, is_transient, open_delta
@@ -110,7 +111,7 @@ def bronze_tables(
     if not step.ok:
         raise _failed(step)
     report = step.result
-    context.log.info(f"ingest: {step.rows}; {step.detail}")
+    context.log.info(shown(f"ingest: {step.rows}; {step.detail}", markup=False))
     for table in LANDED_TABLES:
         uri = layout.bronze(table)
         if not delta_exists(uri):
@@ -296,7 +297,7 @@ def gate_asset_check(model_key: Callable[[str], AssetKey]):
             ),
         )
         report, _ = step.result
-        context.log.info(f"quality gate: {step.rows}; {step.detail}")
+        context.log.info(shown(f"quality gate: {step.rows}; {step.detail}", markup=False))
         tables = {t.table: t for t in report.tables}
         for suite, specs in checks:
             table = tables.get(suite.name)
@@ -365,7 +366,7 @@ def export_asset(model_key: Callable[[str], AssetKey], model: str = DEFAULT_MODE
         layout = lakehouse.layout()
         step = guarded(lakehouse, lambda: export_step(layout, model, if_changed=True))
         exported: ExportResult = step.result
-        context.log.info(f"export: {step.detail}")
+        context.log.info(shown(f"export: {step.detail}", markup=False))
         if not exported.published:
             return
         manifest = exported.manifest
