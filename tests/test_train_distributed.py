@@ -77,3 +77,24 @@ def test_a_run_stopped_mid_epoch_continues_exactly(shards: Path, tmp_path: Path)
         assert _trace(tmp_path / "resumed", rank) == _trace(tmp_path / "whole", rank)
     mse = re.compile(r"model (\d+\.\d+)")
     assert mse.search(rest).group(1) == mse.search(whole).group(1)  # same weights at the end
+
+
+def test_a_checkpoint_never_resumes_on_another_shard_version(
+    shards: Path, built_warehouse: BuiltWarehouse, tmp_path: Path
+) -> None:
+    """Saved at an epoch's end on v1, a checkpoint used to resume "at epoch 2" on v2
+    silently (only a mid-epoch state was refused): the version is checked at any position."""
+    from lakehouse.loader import LoaderError
+    from lakehouse.loader.training import train_popularity_model
+
+    out = tmp_path / "versions"
+    first, _ = export_model(built_warehouse.warehouse, MODEL, out, force=True)
+    checkpoint = tmp_path / "train.pt"
+    options = {"batch_size": 256, "workers": 0, "device": "cpu", "checkpoint": checkpoint}
+    train_popularity_model(first, epochs=1, **options)  # saved at the end of epoch 1
+    second, _ = export_model(built_warehouse.warehouse, MODEL, out, shard_rows=500, force=True)
+    assert Path(second).name == "v2"
+    with pytest.raises(LoaderError, match=r"other shards \(version: saved 1, now 2; "):
+        train_popularity_model(second, epochs=2, **options)
+    resumed = train_popularity_model(first, epochs=2, **options)  # its own version: fine
+    assert resumed.resumed_at == "epoch 2, step " + resumed.resumed_at.rsplit(" ", 1)[-1]

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -80,6 +81,18 @@ class _Progress:
     steps: int = 0  # optimiser steps over the whole run
     target_sum: float = 0.0  # of epoch 0's targets on this rank, for the baseline
     loader: dict | None = None  # the train loader's place inside ``epoch``
+    # the shard version trained on (model, version, content fingerprint): a checkpoint
+    # resumes on that version only, at an epoch's end as much as in its middle
+    data: dict | None = None
+
+
+def _data_identity(train: ShardDataset) -> dict[str, Any]:
+    manifest = train.manifest
+    return {
+        "model": manifest.model,
+        "version": manifest.version,
+        "content_fingerprint": manifest.content_fingerprint,
+    }
 
 
 def train_popularity_model(
@@ -127,7 +140,7 @@ def train_popularity_model(
             ids = [batches.device.index] if batches.device.type == "cuda" else None
             model = DistributedDataParallel(net, device_ids=ids)
         optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-        progress, resumed_at = _Progress(), None
+        progress, resumed_at = _Progress(data=_data_identity(train)), None
         if checkpoint is not None and Path(checkpoint).exists():
             progress = _load(Path(checkpoint), net, optimiser, train)
             resumed_at = f"epoch {progress.epoch + 1}, step {progress.steps}"
@@ -240,6 +253,24 @@ def _load(path: Path, net: nn.Module, optimiser, train: ShardDataset) -> _Progre
         progress = _Progress(**state["progress"])
     except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
         raise LoaderError(f"cannot resume from checkpoint {path}: {error}") from error
+    now = _data_identity(train)
+    if progress.data is None and progress.loader is None:
+        raise LoaderError(
+            f"cannot resume from checkpoint {path}: it does not say which shard version it "
+            f"was trained on (saved before checkpoints recorded it); now {now['model']} "
+            f"v{now['version']}. Start without it, or resume on the version it was saved on"
+        )
+    if progress.data is not None and progress.data != now:
+        differ = "; ".join(
+            f"{key}: saved {progress.data.get(key)!r}, now {value!r}"
+            for key, value in now.items()
+            if progress.data.get(key) != value
+        )
+        raise LoaderError(
+            f"cannot resume from checkpoint {path}: it was trained on other shards "
+            f"({differ}); resume on the version it was saved on, or start without it"
+        )
+    progress.data = now
     if progress.loader is not None:
         train.load_state_dict(progress.loader)
     return progress
