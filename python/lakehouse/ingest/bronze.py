@@ -9,6 +9,8 @@ and is what marks a file as ingested. See docs/decisions/0002-bronze-ingest-comm
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -118,7 +120,20 @@ class Bronze:
         *,
         version_column: str | None = None,
     ) -> int:
-        """Append once per batch id; returns the Delta version holding the batch.
+        """Append once per batch id; returns the Delta version holding the batch (see
+        :meth:`commit`, which also says whether this call committed it)."""
+        return self.commit(table, data, batch_id, version_column=version_column).version
+
+    def commit(
+        self,
+        table: str,
+        data: pa.Table | pa.RecordBatchReader,
+        batch_id: str,
+        *,
+        version_column: str | None = None,
+    ) -> Committed:
+        """Append once per batch id: the Delta version holding the batch, and whether this
+        call committed it (False: it was there already, or another run committed it first).
 
         Safe against a second ingest of the same files running at the same time: the append
         is committed on the very snapshot in which the batch was looked for, so if the other
@@ -135,7 +150,7 @@ class Bronze:
             snapshot = self._table(table) or self._create(table, data.schema)
             done = _batch_version(snapshot, batch_id)
             if done is not None:
-                return done
+                return Committed(done, ours=False)
             rows, version = data, snapshot.version() + 1  # the version this commit takes
             if version_column is not None:
                 assert isinstance(data, pa.Table), "a versioned append is of a table"
@@ -159,7 +174,7 @@ class Bronze:
                 self._open.pop(table, None)
                 done = self.committed_version(table, batch_id)
                 if done is not None:  # a concurrent ingest landed this very file
-                    return done
+                    return Committed(done, ours=False)
                 if version_column is not None:  # another writer took N + 1: try on N + 1
                     continue
                 raise ConcurrentWriteError(
@@ -172,11 +187,11 @@ class Bronze:
                     "of this batch was committed (free space or fix permissions, then ingest "
                     "again)"
                 ) from error
-            if version_column is not None:
-                return version  # no retries: it committed as exactly that version
+            if version_column is not None:  # no retries: it committed as exactly that version
+                return Committed(version, ours=True)
             written = self._table(table)
             assert written is not None
-            return written.version()
+            return Committed(written.version(), ours=True)
         raise ConcurrentWriteError(
             f"{self.uri(table)}: {_VERSIONED_ATTEMPTS} other writers committed to the table "
             "while this ingest tried to; nothing of this batch was committed, run it again"
@@ -207,18 +222,29 @@ class Bronze:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
 
     def append_log(self, rows: pa.Table, batch_id: str) -> int:
+        """Log a batch; returns the log's Delta version that holds it (see :meth:`log`)."""
+        return self.log(rows, batch_id).version
+
+    def log(self, rows: pa.Table, batch_id: str) -> Committed:
         """Log a batch; returns the log's Delta version that holds it, which each row also
         carries (``log_version``, see :meth:`append`). Staging follows these versions, so a
         batch logged late (a rerun finishing a crashed ingest days later) is new to it
         whatever any clock says."""
         if "log_version" not in rows.column_names:  # filled by the append as it commits
             rows = rows.append_column("log_version", pa.nulls(rows.num_rows, pa.int64()))
-        return self.append(
+        return self.commit(
             INGEST_LOG_TABLE,
             rows.cast(INGEST_LOG_SCHEMA),
             batch_id,
             version_column="log_version",
         )
+
+
+class Committed(NamedTuple):
+    """Where a batch is (its Delta version), and whether this call put it there."""
+
+    version: int
+    ours: bool
 
 
 def _app_id(batch_id: str) -> str:

@@ -213,8 +213,8 @@ def ingest(
                 f"{landing_file.uri}: could not be read ({type(exc).__name__}: "
                 f"{str(exc)[:300]}); the rest of the landing folder was ingested"
             )
-        if result.status != "skipped":
-            _log(bronze, run_id, result, started)
+        if result.status != "skipped" and not _log(bronze, run_id, result, started):
+            _landed_by_another_run(result)
         progress.file_done(result)
         results.append(result)
     return IngestReport(run_id, lake, results, ignored)
@@ -319,7 +319,18 @@ def _quarantine_rows(
     )
 
 
-def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> None:
+def _landed_by_another_run(result: FileResult) -> None:
+    """The file's log row was committed by another ingest running at the same time: that
+    run reports the file's rows, and this one counts it as already in bronze (so two runs
+    together never claim a row twice)."""
+    result.status = "skipped"
+    result.error = "ingested at the same time by another run"
+    result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
+    result.reasons = Counter()
+
+
+def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> bool:
+    """Log the file's outcome; False when another run logged this very batch first."""
     batch_id = batch_id_for(result.content_sha256 or uuid.uuid4().hex)
     if result.status == "failed":
         batch_id = f"{batch_id}-failed-{run_id}"
@@ -340,7 +351,7 @@ def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> 
         "started_at": pa.array([started], TIMESTAMP),
         "finished_at": pa.array([datetime.now(UTC)], TIMESTAMP),
     }
-    bronze.append_log(pa.table(row), batch_id)
+    return bronze.log(pa.table(row), batch_id).ours
 
 
 def batch_id_for(content_sha256: str) -> str:
