@@ -225,7 +225,12 @@ def test_sql_in_the_model_name_is_refused_before_it_reaches_duckdb(
     )
     args = ["--warehouse", str(built["warehouse"]), "--out", str(tmp_path / "s"), "--force"]
     assert main(["export", crafted, *args]) == 1
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "Traceback" not in err  # said for what it is: no such model, and which there are
+    assert "no dbt model named" in err and f"models that can be exported: {MODEL}" in err
+    assert main(["export", "stg_app__users", *args]) == 1  # a model, with no export key
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "stg_app__users declares no export key" in err and f"exported: {MODEL}" in err
     with pytest.raises(ExportError, match="the warehouse has no table"):
         export_model(
             built["warehouse"],

@@ -38,6 +38,7 @@ from lakehouse.shardformat import (
 from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
 from lakehouse.warehouse import (
     connect,
+    exportable_models,
     latest_finished_build,
     latest_started,
     model_build,
@@ -75,7 +76,9 @@ def export_model(
     publish nothing: that version's folder and manifest are returned (the nightly job on a
     night that changed nothing the model exports)."""
     project = project or project_dir()
-    spec = spec or ExportSpec.from_meta(model, model_meta(project, model))
+    spec = spec or ExportSpec.from_meta(
+        model, model_meta(project, model), exportable_models(project)
+    )
     remote = is_remote(str(out))
     con = connect(warehouse, project)
     try:

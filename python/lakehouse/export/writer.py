@@ -38,13 +38,24 @@ class ExportSpec:
     exclude: tuple[str, ...] = ()
 
     @classmethod
-    def from_meta(cls, model: str, meta: dict[str, Any] | None) -> ExportSpec:
-        declared = (meta or {}).get("export")
+    def from_meta(
+        cls, model: str, meta: dict[str, Any] | None, exportable: list[str] | None = None
+    ) -> ExportSpec:
+        """The spec ``meta`` declares; ``meta`` None: dbt knows no model named ``model``
+        (``exportable``, the models that can be exported, are named in the error)."""
+        choices = ", ".join(exportable or []) or "none yet"
+        if meta is None:
+            raise ExportError(
+                f"no dbt model named {model!r} in the project (as dbt last parsed it); "
+                f"models that can be exported: {choices}"
+            )
+        declared = meta.get("export")
         if not isinstance(declared, dict) or not isinstance(declared.get("key"), str):
             raise ExportError(
                 f"{model} declares no export key: add `config: {{meta: {{export: {{key: <id "
                 f"column>, split: <split column>}}}}}}` to its entry in models/marts/ (dbt "
-                "YAML), then `dbt parse` or `lakehouse build`"
+                "YAML), then `dbt parse` or `lakehouse build`; models that can be exported: "
+                f"{choices}"
             )
         return cls(
             key=declared["key"],

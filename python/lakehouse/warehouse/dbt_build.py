@@ -335,14 +335,21 @@ def dbt_artifacts(project: Path) -> Path:
 def model_meta(project: Path, model: str) -> dict | None:
     """The ``meta`` a dbt model declares (in its folder's YAML), read from dbt's
     ``manifest.json``; None when dbt has not parsed a model of that name."""
+    return _models_meta(project).get(model)
+
+
+def exportable_models(project: Path) -> list[str]:
+    """The models whose dbt YAML declares ``meta.export`` (what ``lakehouse export`` takes)."""
+    return sorted(name for name, meta in _models_meta(project).items() if meta.get("export"))
+
+
+def _models_meta(project: Path) -> dict[str, dict]:
     path = dbt_artifacts(project) / "manifest.json"
     if not path.exists():
-        return None
+        return {}
     nodes = json.loads(path.read_text()).get("nodes", {})
-    node = next(
-        (n for n in nodes.values() if n.get("resource_type") == "model" and n.get("name") == model),
-        None,
-    )
-    if node is None:
-        return None
-    return {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
+    return {
+        n["name"]: {**n.get("meta", {}), **n.get("config", {}).get("meta", {})}
+        for n in nodes.values()
+        if n.get("resource_type") == "model" and isinstance(n.get("name"), str)
+    }
