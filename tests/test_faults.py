@@ -248,3 +248,115 @@ def test_only_unreachable_or_throttled_storage_is_transient(message: str, transi
     assert is_transient(OSError(message)) is transient
     assert is_transient(ConnectionRefusedError(111, "Connection refused"))
     assert not is_transient(PermissionError(13, "Permission denied"))
+
+
+def _export_process(warehouse: Path, out: str, shard_rows: int) -> subprocess.Popen[str]:
+    options = ["--warehouse", str(warehouse), "--out", out, "--shard-rows", str(shard_rows)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "lakehouse.cli", "export", MODEL, *options, "--force"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _published(client, bucket: str, root: str) -> dict[int, dict]:
+    """Every version on the store that has a manifest, checked whole: each shard it lists
+    is there with its size and sha256."""
+    import hashlib
+    import json
+
+    names = {
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
+        for o in page.get("Contents", [])
+    }
+    versions = {}
+    for key in sorted(k for k in names if k.endswith("/manifest.json")):
+        folder = key.rsplit("/", 1)[0]
+        manifest = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert folder.endswith(f"/v{manifest['version']}"), (folder, manifest["version"])
+        for shard in manifest["shards"]:
+            body = client.get_object(Bucket=bucket, Key=f"{folder}/{shard['path']}")["Body"].read()
+            assert len(body) == shard["bytes"], f"{folder}/{shard['path']} truncated"
+            assert hashlib.sha256(body).hexdigest() == shard["sha256"], f"{folder}/{shard['path']}"
+        versions[manifest["version"]] = manifest
+    return versions
+
+
+def test_killed_and_concurrent_remote_exports_keep_versions_whole_and_latest_forward(
+    reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Remote publish used to pick v<N+1> from a listing and overwrite `latest` blindly: two
+    exports at once could take one version (one's shards overwriting the other's) and move
+    `latest` backwards. Now a version is claimed by a conditional create and `latest` moves
+    by compare-and-swap, forward only; kill -9 at any moment leaves no half version."""
+    import random
+    import threading
+    import time
+
+    from tests.object_store import client_for, s3_server
+
+    warehouse = reference["warehouse"]
+    with s3_server(["shards"]) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        client = client_for(env)
+        out, root = "s3://shards/race", f"race/{MODEL}"
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:  # every value `latest` takes, as a reader polling it sees them
+            while not stop.is_set():
+                try:
+                    body = client.get_object(Bucket="shards", Key=f"{root}/latest")["Body"].read()
+                    seen.append(int(body.decode().strip()[1:]))
+                except client.exceptions.NoSuchKey:
+                    pass
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            # four exports at once, each of other rows per shard (so each is a new version)
+            runs = [_export_process(warehouse, out, rows) for rows in (700, 900, 1100, 1300)]
+            for run in runs:
+                _, err = run.communicate(timeout=300)
+                assert run.returncode == 0, err
+            assert sorted(_published(client, "shards", root)) == [1, 2, 3, 4]
+            # kill -9 at random moments of more exports, then one that finishes
+            chance = random.Random(26)
+            for attempt in range(6):
+                run = _export_process(warehouse, out, 500 + attempt)
+                time.sleep(chance.uniform(0.5, 6.0))
+                run.kill()
+                run.wait()
+            final = _export_process(warehouse, out, 5000)
+            _, err = final.communicate(timeout=300)
+            assert final.returncode == 0, err
+        finally:
+            stop.set()
+            watcher.join()
+        published = _published(client, "shards", root)
+        assert len(published) >= 5 and all(v > 4 for v in sorted(published)[4:])
+        latest = client.get_object(Bucket="shards", Key=f"{root}/latest")["Body"].read()
+        assert latest == f"v{max(published)}\n".encode()
+        assert seen == sorted(seen), seen  # never backwards, as any reader saw it
+        from lakehouse.loader import ShardDataset
+
+        monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path / "cache"))
+        rows = sum(b["photo_id"].numel() for b in ShardDataset(f"{out}/{MODEL}/latest", "train"))
+        assert rows == sum(
+            s["rows"] for s in published[max(published)]["shards"] if s["split"] == "train"
+        )
+
+
+def test_concurrent_local_exports_leave_latest_on_the_newest(reference, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    runs = [_export_process(reference["warehouse"], str(out), r) for r in (700, 900, 1100)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    assert sorted(p.name for p in (out / MODEL).glob("v*")) == ["v1", "v2", "v3"]
+    assert os.readlink(out / MODEL / "latest") == "v3"

@@ -187,3 +187,62 @@ def _delta_error() -> type[BaseException]:
     except ImportError:  # the loader alone does not install deltalake
         return OSError
     return DeltaError
+
+
+# ---------------------------------------------------------------- conditional writes
+
+
+class Precondition(Exception):
+    """A conditional write refused: the object exists (create), or changed (replace)."""
+
+
+def _s3_client():
+    """boto3's S3 client, configured from the same AWS_* environment as every other read
+    and write here (boto3 reads AWS_ENDPOINT_URL, AWS_REGION and the keys itself)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        config=Config(retries={"mode": "standard", "max_attempts": 5}),
+    )
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri}: conditional writes need an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def read_tagged(uri: str) -> tuple[bytes, str] | None:
+    """An object's bytes and its ETag (to replace it only if unchanged); None if absent."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_key(uri)
+    try:
+        found = _s3_client().get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise OSError(f"cannot read {uri}: {error}") from error
+    return found["Body"].read(), found["ETag"]
+
+
+def put_if(uri: str, data: bytes, *, absent: bool = False, etag: str | None = None) -> None:
+    """Write an object only if it does not exist yet (``absent``: S3's If-None-Match: *)
+    or only if it is still the version read as ``etag`` (If-Match); :class:`Precondition`
+    when another writer got there first. S3, MinIO, R2 and moto honour both headers (as
+    Delta's own commits on S3 require)."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_key(uri)
+    condition = {"IfNoneMatch": "*"} if absent else {"IfMatch": etag} if etag else {}
+    try:
+        _s3_client().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            raise Precondition(f"{uri}: another writer changed it first") from error
+        raise OSError(f"cannot write {uri}: {error}") from error

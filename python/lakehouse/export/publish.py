@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -35,7 +38,15 @@ from lakehouse.shardformat import (
     VERSION_NAME,
     Manifest,
 )
-from lakehouse.storage import describe_storage_error, filesystem_for, is_remote, join_uri
+from lakehouse.storage import (
+    Precondition,
+    describe_storage_error,
+    filesystem_for,
+    is_remote,
+    join_uri,
+    put_if,
+    read_tagged,
+)
 from lakehouse.warehouse import (
     connect,
     exportable_models,
@@ -245,10 +256,25 @@ def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
             f"{_PUBLISH_ATTEMPTS} other exports of {manifest.model} published while this one "
             f"did, each taking the version number it chose; export again"
         )
-    link = root / f".latest-{uuid.uuid4().hex[:8]}"
-    link.symlink_to(final.name)
-    os.replace(link, root / LATEST)
+    _advance_local_latest(root, manifest.version)
     return final
+
+
+def _advance_local_latest(root: Path, version: int) -> None:
+    """Swap the ``latest`` link to ``v<version>`` in one rename, unless it already names a
+    newer version: exports finishing at once take turns on a lock, so ``latest`` only
+    ever moves forward."""
+    with open(root / ".latest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = os.readlink(root / LATEST)
+        except OSError:
+            current = ""
+        if VERSION_NAME.fullmatch(current) and int(current[1:]) >= version:
+            return
+        link = root / f".latest-{uuid.uuid4().hex[:8]}"
+        link.symlink_to(f"v{version}")
+        os.replace(link, root / LATEST)
 
 
 def _next_version(names: Iterable[str]) -> int:
@@ -257,15 +283,20 @@ def _next_version(names: Iterable[str]) -> int:
     return max(taken, default=0) + 1
 
 
+# written first into a version's folder on object storage with a conditional create: the
+# export that creates it owns the version number (readers look for manifest.json only)
+CLAIM = "_claim.json"
+
+
 def _publish_remote(root: str, staging: Path, manifest: Manifest) -> str:
-    """Object storage has no rename: shards are uploaded first, ``manifest.json`` last (a
-    version without one is not a version to any reader), then the ``latest`` object is
-    overwritten with the version's name in one PUT."""
+    """Object storage has no rename. A version number is claimed with a conditional create
+    of ``v<N>/_claim.json`` (of two exports at once, one gets ``v<N>``, the other takes the
+    next); shards are uploaded next and ``manifest.json`` last (a version without one is
+    not a version to any reader); ``latest`` then moves forward only: it is replaced only
+    if unchanged since read (If-Match), and never with an older version than it names."""
     fs, base = filesystem_for(root)
     fs.create_dir(base, recursive=True)
-    listing = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-    manifest.version = _next_version(info.base_name for info in listing)
-    name = f"v{manifest.version}"
+    name = _claim_version(root, fs, base, manifest)
     for shard in manifest.shards:
         pafs.copy_files(
             str(staging / shard.path),
@@ -273,11 +304,45 @@ def _publish_remote(root: str, staging: Path, manifest: Manifest) -> str:
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=fs,
         )
-    with fs.open_output_stream(f"{base}/{name}/{MANIFEST}") as sink:
-        sink.write(manifest.to_json().encode())
-    with fs.open_output_stream(f"{base}/{LATEST}") as sink:
-        sink.write(f"{name}\n".encode())
+    put_if(join_uri(root, name, MANIFEST), manifest.to_json().encode(), absent=True)
+    _advance_latest(join_uri(root, LATEST), manifest.version)
     return join_uri(root, name)
+
+
+def _claim_version(root: str, fs: pafs.FileSystem, base: str, manifest: Manifest) -> str:
+    claim = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "id": uuid.uuid4().hex})
+    for _ in range(_PUBLISH_ATTEMPTS):
+        listing = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        manifest.version = _next_version(info.base_name for info in listing)
+        name = f"v{manifest.version}"
+        try:
+            put_if(join_uri(root, name, CLAIM), claim.encode(), absent=True)
+            return name
+        except Precondition:  # another export claimed v<N> since we listed: list again
+            continue
+    raise ExportError(
+        f"{_PUBLISH_ATTEMPTS} other exports of {manifest.model} claimed a version while this "
+        "one did, each taking the number it chose; export again"
+    )
+
+
+def _advance_latest(uri: str, version: int) -> None:
+    """Point ``latest`` at ``v<version>`` unless it already names a newer one; a
+    compare-and-swap on the object's ETag, so two exports finishing at once never leave it
+    on the older of their versions."""
+    for _ in range(_PUBLISH_ATTEMPTS * 4):
+        found = read_tagged(uri)
+        if found is not None:
+            text = found[0].decode(errors="replace").strip()
+            if VERSION_NAME.fullmatch(text) and int(text[1:]) >= version:
+                return  # a newer version is published already: latest stays on it
+        try:
+            etag = None if found is None else found[1]
+            put_if(uri, f"v{version}\n".encode(), absent=found is None, etag=etag)
+            return
+        except Precondition:
+            continue  # another export moved latest meanwhile: read it again
+    raise ExportError(f"{uri}: other exports kept moving it; v{version} is published, not latest")
 
 
 def _schema_of(shard: Path) -> list[dict[str, str]]:
