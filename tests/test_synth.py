@@ -200,3 +200,31 @@ def test_a_night_brings_late_events_resent_ids_and_edited_photos(tmp_path: Path)
         before = originals[edit["photo_id"]]
         assert edit["caption"] != before["caption"] and edit["updated_at"][:10] == "2026-11-02"
         assert (edit["owner_id"], edit["posted_at"]) == (before["owner_id"], before["posted_at"])
+
+
+def test_appending_nights_reuses_the_folders_world_and_refuses_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`generate --nights 1` on a folder of a smaller world used to rewrite its history with
+    a default-sized world (61 event files) instead of appending one night."""
+    from lakehouse.cli import main
+
+    out = tmp_path / "landing"
+    world = ["--users", "200", "--photos", "1500", "--days", "15"]
+    assert main(["generate", "--out", str(out), *world]) == 0
+    before = {p: _sha(p) for p in out.rglob("*.*") if p.name != "_generator.json"}
+    assert len(list((out / "events").iterdir())) == 15
+    assert main(["generate", "--out", str(out), "--nights", "1"]) == 0  # the folder's world
+    events = sorted((out / "events").iterdir())
+    assert len(events) == 16 and all(_sha(p) == sha for p, sha in before.items())
+    capsys.readouterr()
+    contradicting = ["--seed", "5", "--users", "5000", "--nights", "2"]
+    assert main(["generate", "--out", str(out), *contradicting]) == 1
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "holds a world generated with --users 200 (not 5000), --seed 7 (not 5)" in err
+    assert sorted((out / "events").iterdir()) == events  # nothing written
+    assert all(_sha(p) == sha for p, sha in before.items())
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

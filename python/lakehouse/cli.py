@@ -129,29 +129,28 @@ def _generate(commands) -> None:
             "counted in <out>/_generator.json. With --nights N the world goes on for N "
             "nights after --end, one dump per night with late events, a retried upload and "
             "corrected photos; rerun with a larger N on the same folder to append the next "
-            "nights (earlier files never change)."
+            "nights (earlier files never change); options left out are those the folder's world "
+            "was made with, and options that contradict them are refused."
         ),
     )
     cmd.add_argument(
         "--out", type=Path, default=Path("data/landing"), help="folder (default: data/landing)"
     )
-    cmd.add_argument("--users", type=_positive, default=5_000, help="number of users")
-    cmd.add_argument("--photos", type=_positive, default=50_000, help="number of photos")
-    cmd.add_argument("--days", type=_positive, default=60, help="days of activity")
+    cmd.add_argument("--users", type=_positive, help="number of users (default: 5000)")
+    cmd.add_argument("--photos", type=_positive, help="number of photos (default: 50000)")
+    cmd.add_argument("--days", type=_positive, help="days of activity (default: 60)")
     cmd.add_argument(
         "--events", type=_positive, help="total events, approximately (default: 40 per photo)"
     )
-    cmd.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    cmd.add_argument("--seed", type=int, help="random seed (default: 7)")
     cmd.add_argument(
         "--dirty-rate",
         type=_rate,
-        default=0.0,
-        help="fraction of rows that get a broken sibling row (e.g. 0.01)",
+        help="fraction of rows that get a broken sibling row (e.g. 0.01; default 0)",
     )
     cmd.add_argument(
         "--end",
         type=_date,
-        default=datetime(2026, 11, 1, tzinfo=UTC),
         help="last day of the history, exclusive, YYYY-MM-DD (default: 2026-11-01)",
     )
     cmd.add_argument(
@@ -170,7 +169,9 @@ def generate(args: argparse.Namespace, console, err) -> int:
     from lakehouse.synth import generate as write_sample
 
     fields = ("users", "photos", "days", "events", "seed", "dirty_rate", "end", "nights")
-    config = GenerateConfig(out=args.out, **{name: getattr(args, name) for name in fields})
+    # options left out come from the world the folder already holds, so a rerun with a
+    # larger --nights appends to it; options that contradict it are refused (GenerateError)
+    config = GenerateConfig.for_folder(args.out, **{name: getattr(args, name) for name in fields})
     with RichStepProgress(err, "generate") as progress:
         report = write_sample(config, progress)
     print_generated(report, args.out, console)

@@ -77,9 +77,18 @@ def _layer_errors() -> tuple[type[BaseException], ...]:
     from lakehouse.ingest import IngestError
     from lakehouse.quality import SuiteError
     from lakehouse.shardformat import ManifestError
+    from lakehouse.synth import GenerateError
     from lakehouse.warehouse import WarehouseError
 
-    return (IngestError, WarehouseError, SuiteError, ExportError, ManifestError, ClockError)
+    return (
+        IngestError,
+        WarehouseError,
+        SuiteError,
+        ExportError,
+        ManifestError,
+        ClockError,
+        GenerateError,
+    )
 
 
 def failure_reason(exc: BaseException) -> str:

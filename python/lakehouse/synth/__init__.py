@@ -1,5 +1,11 @@
 """Sample data: a landing folder as a photo-sharing app would dump it, dirt included."""
 
-from lakehouse.synth.history import MANIFEST, GenerateConfig, GenerateReport, generate
+from lakehouse.synth.history import (
+    MANIFEST,
+    GenerateConfig,
+    GenerateError,
+    GenerateReport,
+    generate,
+)
 
-__all__ = ["MANIFEST", "GenerateConfig", "GenerateReport", "generate"]
+__all__ = ["MANIFEST", "GenerateConfig", "GenerateError", "GenerateReport", "generate"]

@@ -42,6 +42,14 @@ MANIFEST = "_generator.json"
 MODEL_VERSION = "clf-v3"
 
 
+class GenerateError(ValueError):
+    """Options that contradict the world a landing folder already holds."""
+
+
+# the options that make a world: the same ones append its nights, others would mix worlds
+WORLD_OPTIONS = ("users", "photos", "days", "events", "seed", "dirty_rate", "end", "rows_per_file")
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     out: Path
@@ -60,6 +68,28 @@ class GenerateConfig:
     @property
     def total_events(self) -> int:
         return self.events if self.events is not None else self.photos * 40
+
+    @classmethod
+    def for_folder(cls, out: Path, **given: object) -> GenerateConfig:
+        """The config for ``out``: the options ``given`` (None: not given), the rest from
+        the world the folder holds (its ``_generator.json``), else the defaults; so
+        ``--nights 3`` on a folder appends to the world that is there."""
+        saved = world_of(out) or {}
+        chosen = {k: v for k, v in given.items() if v is not None}
+        kept = {k: saved[k] for k in WORLD_OPTIONS if k in saved and k not in chosen}
+        return cls(out=out, **{**kept, **chosen})  # type: ignore[arg-type]
+
+
+def world_of(out: Path) -> dict[str, object] | None:
+    """The world options of the folder's ``_generator.json`` (None when it has none)."""
+    try:
+        config = json.loads((Path(out) / MANIFEST).read_text())["config"]
+        world = {k: config[k] for k in WORLD_OPTIONS if k in config}
+        if isinstance(world.get("end"), str):
+            world["end"] = datetime.fromisoformat(world["end"])
+        return world
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -104,6 +134,7 @@ def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> Gene
     out = Path(config.out)
     stats, have = _existing_world(out, config)
     if stats is None:
+        _refuse_another_world(out, config)
         stats, have = _write_history(out, config, report), 0
     want = max(have, config.nights)
     if want > have:
@@ -120,6 +151,28 @@ def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> Gene
     staged.write_text(result.to_json())
     staged.replace(out / MANIFEST)
     return result
+
+
+def _refuse_another_world(out: Path, config: GenerateConfig) -> None:
+    """A folder holding another world's files is never written into: its history would be
+    rewritten with this world's (mixing two in one folder, ids and all)."""
+    saved = world_of(out)
+    if saved is None:
+        return
+    differ = [
+        f"--{k.replace('_', '-')} {_shown(saved.get(k))} (not {_shown(getattr(config, k))})"
+        for k in WORLD_OPTIONS
+        if saved.get(k) != getattr(config, k)
+    ]
+    if differ:
+        raise GenerateError(
+            f"{out} holds a world generated with {', '.join(differ)}; to append nights to it "
+            "give the same options (or leave them out), or generate into another --out"
+        )
+
+
+def _shown(value: object) -> str:
+    return f"{value:%Y-%m-%d}" if isinstance(value, datetime) else str(value)
 
 
 def day_bounds(config: GenerateConfig) -> tuple[int, int]:
