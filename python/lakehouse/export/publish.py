@@ -262,10 +262,11 @@ def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
 
 def _advance_local_latest(root: Path, version: int) -> None:
     """Swap the ``latest`` link to ``v<version>`` in one rename, unless it already names a
-    newer version: exports finishing at once take turns on a lock, so ``latest`` only
-    ever moves forward."""
-    with open(root / ".latest.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    newer version: exports finishing at once take turns on a lock of the model's folder,
+    so ``latest`` only ever moves forward."""
+    folder = os.open(root, os.O_RDONLY)  # the lock is the model folder's own (no file)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         try:
             current = os.readlink(root / LATEST)
         except OSError:
@@ -275,6 +276,8 @@ def _advance_local_latest(root: Path, version: int) -> None:
         link = root / f".latest-{uuid.uuid4().hex[:8]}"
         link.symlink_to(f"v{version}")
         os.replace(link, root / LATEST)
+    finally:
+        os.close(folder)  # closing releases the lock
 
 
 def _next_version(names: Iterable[str]) -> int:
