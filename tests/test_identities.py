@@ -422,7 +422,7 @@ def test_a_log_from_before_log_version_gets_the_column_and_keeps_its_rows(tmp_pa
     bronze = Bronze(str(tmp_path))
     bronze.upgrade_log()
     new = row.set_column(old.get_field_index("batch_id"), "batch_id", pa.array(["b-new"]))
-    version = bronze.append_log(new.cast(old), "b-new")
+    version = bronze.append_log(new.cast(old), "b-new").version
     rows = open_delta(uri).to_pyarrow_table(columns=["batch_id", "log_version"]).to_pylist()
     assert sorted(rows, key=lambda r: r["batch_id"]) == [
         {"batch_id": "b-new", "log_version": version},

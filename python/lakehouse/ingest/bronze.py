@@ -221,15 +221,11 @@ class Bronze:
     def append_quarantine(self, rows: pa.Table, batch_id: str) -> int:
         return self.append(QUARANTINE_TABLE, rows.cast(QUARANTINE_SCHEMA), batch_id)
 
-    def append_log(self, rows: pa.Table, batch_id: str) -> int:
-        """Log a batch; returns the log's Delta version that holds it (see :meth:`log`)."""
-        return self.log(rows, batch_id).version
-
-    def log(self, rows: pa.Table, batch_id: str) -> Committed:
-        """Log a batch; returns the log's Delta version that holds it, which each row also
-        carries (``log_version``, see :meth:`append`). Staging follows these versions, so a
-        batch logged late (a rerun finishing a crashed ingest days later) is new to it
-        whatever any clock says."""
+    def append_log(self, rows: pa.Table, batch_id: str) -> Committed:
+        """Log a batch: the log's Delta version that holds it, which each row also carries
+        (``log_version``, see :meth:`commit`), and whether this call logged it. Staging
+        follows these versions, so a batch logged late (a rerun finishing a crashed ingest
+        days later) is new to it whatever any clock says."""
         if "log_version" not in rows.column_names:  # filled by the append as it commits
             rows = rows.append_column("log_version", pa.nulls(rows.num_rows, pa.int64()))
         return self.commit(

@@ -351,7 +351,7 @@ def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> 
         "started_at": pa.array([started], TIMESTAMP),
         "finished_at": pa.array([datetime.now(UTC)], TIMESTAMP),
     }
-    return bronze.log(pa.table(row), batch_id).ours
+    return bronze.append_log(pa.table(row), batch_id).ours
 
 
 def batch_id_for(content_sha256: str) -> str:
