@@ -8,6 +8,8 @@ first, must hold the same rows: keys, labels, features, split, weak labels.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
+from lakehouse.storage import read_delta
 from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import project_dir, run_dbt
 from tests.conftest import NIGHT, small_config
@@ -44,6 +47,18 @@ INTERMEDIATE_AND_STAGING = (
     "stg_app__users",
     "stg_ml__photo_embeddings",
 )
+
+
+# on this night the app's event logs gain a field: bronze gains the column (schema
+# evolution); staging, the marts and the gate go on as before
+NEW_FIELD_NIGHT, NEW_FIELD = 3, "app_version"
+
+
+def _add_field(path: Path, name: str, value: str) -> None:
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    events = [{**json.loads(line), name: value} for line in lines if line.strip()]
+    body = "".join(json.dumps(e) + "\n" for e in events)
+    path.write_bytes(gzip.compress(body.encode(), mtime=0))
 
 
 def _config(out: Path, nights: int) -> GenerateConfig:
@@ -145,7 +160,11 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
     assert set(_gate(lake, warehouse, quality, 0).values()) == {None}  # first run: every row
     changed = []
     for night in range(1, NIGHTS + 1):
+        before_night = set(landing.rglob("*.jsonl.gz"))
         generate(_config(landing, night))
+        if night == NEW_FIELD_NIGHT:  # the app starts logging a field no contract declares
+            for path in sorted(set((landing / "events").glob("*.jsonl.gz")) - before_night):
+                _add_field(path, NEW_FIELD, "7.1")
         report = ingest(str(landing), str(lake), now=NIGHT + timedelta(days=night))
         assert report.ok, [f.error for f in report.failed]
         with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -172,6 +191,38 @@ def test_nights_built_incrementally_equal_a_full_refresh(nightly, tmp_path: Path
     rebuilt = tmp_path / "rebuilt.duckdb"
     _build(lake, rebuilt, full_refresh=True)
     assert _differences(warehouse, rebuilt, MARTS + INTERMEDIATE_AND_STAGING) == {}
+
+
+def test_a_field_the_logs_gain_on_night_3_reaches_bronze_and_nothing_downstream(
+    nightly,
+) -> None:
+    """Bronze gains the column, holding the value for exactly night 3's events; staging and
+    the marts keep their columns until an analyst adds it (and the nights still equal a full
+    refresh, above; the gate passed every night, in the fixture)."""
+    lake, warehouse, _ = nightly
+    events = read_delta(str(lake / "bronze" / "events"), columns=[NEW_FIELD, "_source_file"])
+    valued = [
+        (value, source)
+        for value, source in zip(
+            events.column(NEW_FIELD).to_pylist(),
+            events.column("_source_file").to_pylist(),
+            strict=True,
+        )
+    ]
+    assert {v for v, _ in valued} == {None, "7.1"}
+    gained = {  # the landing files the app wrote with the field
+        p.name
+        for p in (lake.parent / "landing" / "events").glob("*.jsonl.gz")
+        if NEW_FIELD.encode() in gzip.decompress(p.read_bytes())
+    }
+    assert "events-2026-11-03.jsonl.gz" in gained  # night 3's own dump
+    assert {s.rsplit("/", 1)[-1] for v, s in valued if v} == gained
+    log = read_delta(str(lake / "bronze" / "_ingest_log"), columns=["new_columns"])
+    assert [c for c in log.column("new_columns").to_pylist() if c] == [NEW_FIELD]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for model in ("stg_app__events", "fct_events"):
+            columns = [r[0] for r in con.sql(f"describe main.{model}").fetchall()]
+            assert NEW_FIELD not in columns, model
 
 
 def test_a_night_touches_only_what_it_brought(nightly) -> None:

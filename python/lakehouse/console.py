@@ -82,6 +82,19 @@ def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
                 f"match the {f.table} contract?",
                 highlight=False,
             )
+    for f in report.files:  # schema evolution: what a file added, or could not
+        if f.new_columns:
+            console.print(
+                f"[cyan]new column(s)[/] in bronze {f.table}: {shown(', '.join(f.new_columns))} "
+                f"(fields of {shown(f.source_file)} its contract does not declare; text)",
+                highlight=False,
+            )
+        for name, why in f.ignored_fields.items():
+            console.print(
+                f"[yellow]not landed[/]: field {shown(repr(name))} of {shown(f.source_file)}: "
+                f"{shown(why)}",
+                highlight=False,
+            )
     if report.ignored:
         console.print(
             "[yellow]ignored[/] (hidden, or no bronze table for their folder): "

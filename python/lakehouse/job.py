@@ -211,11 +211,17 @@ def ingest(
         ),
         detail=(
             f"{sum(f.status == 'ingested' for f in files)} files ingested, "
-            f"{sum(f.status == 'skipped' for f in files)} already in bronze"
+            f"{sum(f.status == 'skipped' for f in files)} already in bronze" + _new_columns(files)
         ),
         reason="; ".join(str(f.error) for f in report.failed),
         result=report,
     )
+
+
+def _new_columns(files: list) -> str:
+    """Schema evolution in the step's summary: the bronze columns the files added."""
+    added = {f"{f.table}.{name}" for f in files for name in f.new_columns}
+    return f", new bronze column(s) {', '.join(sorted(added))}" if added else ""
 
 
 def build(

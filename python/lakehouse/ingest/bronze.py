@@ -59,28 +59,53 @@ class Bronze:
     # ------------------------------------------------------------ reads
 
     def check_schema(self, spec: SourceSpec) -> None:
-        """Refuse to append to a bronze table whose schema is not the contract's."""
+        """Refuse to append to a bronze table whose schema contradicts the contract (a
+        required column missing, a column of another type). A table from before an optional
+        column was declared gets it (Delta's add column; its older rows have none); columns
+        the contract does not declare are the ones schema evolution added, and stay."""
         uri = self.uri(spec.table)
         if not delta_exists(uri):
             return
         actual = pa.schema(open_delta(uri).schema().to_arrow())
-        problems = _schema_differences(spec.bronze_schema, actual)
+        problems = _schema_differences(spec, actual)
         if problems:
             raise SchemaMismatchError(
                 f"bronze table {uri} does not match the {spec.table} contract: "
                 + "; ".join(problems)
                 + ". Migrate or move that table aside before ingesting into it."
             )
+        missing = [c for c in spec.columns if c.name not in actual.names]
+        if missing:
+            from deltalake import Field
+
+            table = self._table(spec.table)
+            assert table is not None
+            table.alter.add_columns(
+                [Field(c.name, _DELTA_TYPES[_logical(c.type)], nullable=True) for c in missing]
+            )
+            self._open.pop(spec.table, None)
+
+    def columns(self, table: str) -> list[str]:
+        """The columns of a bronze table now (none when it does not exist yet)."""
+        found = self._table(table)
+        return [] if found is None else list(found.schema().to_arrow().names)
 
     def upgrade_log(self) -> None:
-        """A log written before ``log_version`` existed gets the column (Delta's add column;
-        its older rows have none, and only a ``--full-refresh`` of the models reads them)."""
+        """A log written before a column of its schema existed (``log_version``,
+        ``new_columns``) gets it (Delta's add column; its older rows have none, and only a
+        ``--full-refresh`` of the models reads them)."""
         log = self._table(INGEST_LOG_TABLE)
-        if log is None or "log_version" in log.schema().to_arrow().names:
+        if log is None:
+            return
+        names = log.schema().to_arrow().names
+        missing = [f for f in INGEST_LOG_SCHEMA if f.name not in names]
+        if not missing:
             return
         from deltalake import Field
 
-        log.alter.add_columns([Field("log_version", "long", nullable=True)])
+        log.alter.add_columns(
+            [Field(f.name, _DELTA_TYPES[_logical(f.type)], nullable=True) for f in missing]
+        )
         self._open.pop(INGEST_LOG_TABLE, None)
 
     def ingested_files(self) -> dict[str, str]:
@@ -119,10 +144,13 @@ class Bronze:
         batch_id: str,
         *,
         version_column: str | None = None,
+        evolve: bool = False,
     ) -> int:
         """Append once per batch id; returns the Delta version holding the batch (see
         :meth:`commit`, which also says whether this call committed it)."""
-        return self.commit(table, data, batch_id, version_column=version_column).version
+        return self.commit(
+            table, data, batch_id, version_column=version_column, evolve=evolve
+        ).version
 
     def commit(
         self,
@@ -131,6 +159,7 @@ class Bronze:
         batch_id: str,
         *,
         version_column: str | None = None,
+        evolve: bool = False,
     ) -> Committed:
         """Append once per batch id: the Delta version holding the batch, and whether this
         call committed it (False: it was there already, or another run committed it first).
@@ -163,6 +192,9 @@ class Bronze:
                     snapshot,
                     rows,
                     mode="append",
+                    # evolve: columns the rows add join the table in this same commit, and
+                    # columns they lack are null (Delta's schema merge)
+                    schema_mode="merge" if evolve else None,
                     storage_options=storage_options() or None,
                     commit_properties=CommitProperties(
                         custom_metadata={_BATCH_KEY: batch_id},
@@ -230,7 +262,7 @@ class Bronze:
             rows = rows.append_column("log_version", pa.nulls(rows.num_rows, pa.int64()))
         return self.commit(
             INGEST_LOG_TABLE,
-            rows.cast(INGEST_LOG_SCHEMA),
+            rows.select(INGEST_LOG_SCHEMA.names).cast(INGEST_LOG_SCHEMA),
             batch_id,
             version_column="log_version",
         )
@@ -261,20 +293,32 @@ def _version_of_batch(table: DeltaTable, batch_id: str) -> int:
     return table.version()
 
 
-def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+# Delta's names of the contract's types, for a column added to an existing table
+_DELTA_TYPES = {
+    "string": "string",
+    "int64": "long",
+    "bool": "boolean",
+    "double": "double",
+    "float": "float",
+    "timestamp[us, tz=UTC]": "timestamp",
+}
+
+
+def _schema_differences(spec: SourceSpec, actual: pa.Schema) -> list[str]:
+    """What contradicts the contract: a required column missing, a column of another type
+    (a missing optional column is added, an undeclared one is evolution's)."""
     problems = []
     actual_types = {f.name: _logical(f.type) for f in actual}
-    for field in expected:
+    optional = {c.name for c in spec.columns if not c.required}
+    for field in spec.bronze_schema:
         if field.name not in actual_types:
-            problems.append(f"column {field.name} is missing")
+            if field.name not in optional:
+                problems.append(f"column {field.name} is missing")
         elif actual_types[field.name] != _logical(field.type):
             expected_type = _logical(field.type)
             problems.append(
                 f"column {field.name} is {actual_types[field.name]}, not {expected_type}"
             )
-    extra = sorted(set(actual_types) - set(expected.names))
-    if extra:
-        problems.append(f"unexpected column(s) {', '.join(extra)}")
     return problems
 
 

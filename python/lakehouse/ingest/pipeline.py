@@ -24,7 +24,7 @@ from lakehouse.ingest.bronze import Bronze
 from lakehouse.ingest.errors import IngestError, LakeWriteError
 from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
-from lakehouse.ingest.schemas import SOURCES_BY_DIR, TIMESTAMP, SourceSpec
+from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, SOURCES_BY_DIR, TIMESTAMP, SourceSpec
 from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
 from lakehouse.storage import filesystem_for, is_remote, join_uri, normalize_uri
 
@@ -57,6 +57,11 @@ class FileResult:
     delta_version: int | None = None
     error: str | None = None
     reasons: Counter[str] = field(default_factory=Counter)
+    # columns this file added to its bronze table (fields its contract does not declare)
+    new_columns: list[str] = field(default_factory=list)
+    # fields that hold values but cannot become columns: name -> why (never silent)
+    ignored_fields: dict[str, str] = field(default_factory=dict)
+    bytes_seen: int = 0  # of the file, read so far (progress)
 
     @property
     def reconciles(self) -> bool:
@@ -220,6 +225,10 @@ def ingest(
     return IngestReport(run_id, lake, results, ignored)
 
 
+class _NewColumns(Exception):
+    """A block past the first brought fields the file's reader schema lacks: read again."""
+
+
 def _land_file(
     bronze: Bronze,
     fs: pafs.FileSystem,
@@ -228,26 +237,81 @@ def _land_file(
     result: FileResult,
     progress: IngestProgress,
 ) -> None:
-    """Stream one file into its bronze table as a single commit, then its quarantine rows."""
+    """Stream one file into its bronze table as a single commit, then its quarantine rows.
+    Fields the contract does not declare become new columns in that same commit (schema
+    evolution); one first seen past the first block makes the file be read once more, with
+    the schema that holds it (the commit was not made)."""
+    spec = landing_file.spec
+    existing = bronze.columns(spec.table)
+    new: list[str] = []
+    for _ in range(MAX_NEW_COLUMNS + 1):
+        try:
+            _land_once(bronze, fs, landing_file, ctx, result, progress, new)
+            break
+        except _NewColumns:
+            progress.advance(-result.bytes_seen)
+            _reset(result)
+    else:  # each reading adds a column, and a file adds MAX_NEW_COLUMNS at most
+        raise AssertionError(f"{landing_file.uri} read {MAX_NEW_COLUMNS + 1} times")
+    result.new_columns = [n for n in new if n not in existing]
+    if not result.reconciles:  # a bug, never bad input: refuse to log a count that lies
+        raise AssertionError(f"counts do not reconcile for {landing_file.uri}: {result}")
+
+
+def _reset(result: FileResult) -> None:
+    result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
+    result.bytes_seen = 0
+    result.ignored_fields = {}
+
+
+def _land_once(
+    bronze: Bronze,
+    fs: pafs.FileSystem,
+    landing_file: LandingFile,
+    ctx: ValidationContext,
+    result: FileResult,
+    progress: IngestProgress,
+    new: list[str],
+) -> None:
     spec = landing_file.spec
     batch_id = batch_id_for(result.content_sha256)
     ingested_at = ctx.now
     rejects: list[Reject] = []
     seen_keys: set[object] = set()
     failure: list[BaseException] = []
+    schema = spec.landed_schema(new)
+
+    def advance(nbytes: int) -> None:
+        result.bytes_seen += nbytes
+        progress.advance(nbytes)
 
     def good_batches() -> Iterator[pa.RecordBatch]:
+        nonlocal schema
         try:
-            blocks = read_blocks(fs, landing_file.path, spec, progress.advance)
-            for block in blocks:
+            blocks = read_blocks(fs, landing_file.path, spec, advance)
+            for index, block in enumerate(blocks):
                 result.rows_read += block.table.num_rows + len(block.rejects)
+                result.ignored_fields.update(block.ignored)
                 checked = validate_block(block, spec, ctx, seen_keys)
                 rejects.extend(checked.rejects)
                 result.rows_duplicate += checked.duplicates
+                fresh = [n for n in checked.table.column_names if n not in schema.names]
+                if fresh:
+                    if len(new) + len(fresh) > MAX_NEW_COLUMNS:
+                        raise IngestError(
+                            f"{landing_file.uri}: its fields not in the {spec.table} contract "
+                            f"would add {len(new) + len(fresh)} columns to bronze, more than "
+                            f"the {MAX_NEW_COLUMNS} a file may add ({', '.join(fresh[:5])}, "
+                            "…); declare them in the contract (ingest/schemas.py) first"
+                        )
+                    new.extend(fresh)
+                    if index:  # the writer's schema is fixed: read the file again
+                        raise _NewColumns()
+                    schema = spec.landed_schema(new)
                 if checked.table.num_rows:
                     result.rows_landed += checked.table.num_rows
                     table = _with_ingestion_columns(
-                        checked.table, landing_file.uri, batch_id, ingested_at, spec
+                        checked.table, landing_file.uri, batch_id, ingested_at, schema
                     )
                     yield from table.to_batches()
         except BaseException as exc:  # deltalake wraps errors raised while it pulls batches;
@@ -263,9 +327,9 @@ def _land_file(
     else:
         first = next(batches, None)  # a reading error raises right here
         if first is not None:
-            reader = pa.RecordBatchReader.from_batches(spec.bronze_schema, _chain(first, batches))
+            reader = pa.RecordBatchReader.from_batches(schema, _chain(first, batches))
             try:
-                result.delta_version = bronze.append(spec.table, reader, batch_id)
+                result.delta_version = bronze.append(spec.table, reader, batch_id, evolve=True)
             except Exception:
                 if failure:
                     raise failure[0] from None
@@ -279,8 +343,6 @@ def _land_file(
     result.rows_quarantined = len(rejects)
     result.reasons = Counter(r.code for r in rejects)
     result.status = "ingested"
-    if not result.reconciles:  # a bug, never bad input: refuse to log a count that lies
-        raise AssertionError(f"counts do not reconcile for {landing_file.uri}: {result}")
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -289,15 +351,21 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
 
 
 def _with_ingestion_columns(
-    table: pa.Table, source: str, batch_id: str, ingested_at: datetime, spec: SourceSpec
+    table: pa.Table, source: str, batch_id: str, ingested_at: datetime, schema: pa.Schema
 ) -> pa.Table:
     n = table.num_rows
-    columns = {name: table.column(name) for name in spec.column_names}
+    contract = [name for name in schema.names if not name.startswith("_")]
+    columns = {
+        name: table.column(name)
+        if name in table.column_names
+        else pa.nulls(n, schema.field(name).type)
+        for name in contract
+    }
     columns["_source_file"] = pa.repeat(pa.scalar(source, pa.string()), n)
     columns["_source_line"] = table.column("_source_line")
     columns["_batch_id"] = pa.repeat(pa.scalar(batch_id, pa.string()), n)
     columns["_ingested_at"] = pa.repeat(pa.scalar(ingested_at, TIMESTAMP), n)
-    return pa.table(columns).cast(spec.bronze_schema)
+    return pa.table(columns).cast(schema)
 
 
 def _quarantine_rows(
@@ -348,6 +416,7 @@ def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> 
         "rows_duplicate": [result.rows_duplicate],
         "delta_version": [result.delta_version],
         "error": [result.error],
+        "new_columns": [", ".join(result.new_columns) or None],
         "started_at": pa.array([started], TIMESTAMP),
         "finished_at": pa.array([datetime.now(UTC)], TIMESTAMP),
     }

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from lakehouse.ingest import rejects as r
 from lakehouse.ingest.errors import SchemaMismatchError, UnreadableFileError
 from lakehouse.ingest.rejects import Reject, raw_text
-from lakehouse.ingest.schemas import Column, SourceSpec
+from lakehouse.ingest.schemas import NEW_COLUMN_TYPE, Column, SourceSpec
 
 BLOCK_LINES = 8192
 RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
@@ -50,6 +50,8 @@ class RawBlock:
     lines: Sequence[int] | np.ndarray
     raw: Callable[[int], str]
     rejects: list[Reject] = field(default_factory=list)
+    # fields the contract does not declare that cannot become columns: name -> why
+    ignored: dict[str, str] = field(default_factory=dict)
 
 
 def format_of(name: str) -> str:
@@ -238,22 +240,27 @@ def _json_chunks(
     """Fast path: Arrow parses a whole chunk. It is taken when the chunk is valid UTF-8,
     Arrow accepts it, and no blank line was skipped (so row i is line first + i); any other
     chunk goes through the line-by-line path that can name each broken line."""
+    # fields the contract does not declare are read too (Arrow infers them), then turned
+    # into text columns by _undeclared: schema evolution, nothing dropped silently
     options = pjson.ParseOptions(
-        explicit_schema=_json_read_schema(spec), unexpected_field_behavior="ignore"
+        explicit_schema=_json_read_schema(spec), unexpected_field_behavior="infer"
     )
     lines_seen = False
     for chunk, first_line in chunks:
         lines_seen = lines_seen or bool(chunk.strip())
         table = _fast_json_chunk(chunk, options)
         if table is not None:
-            yield RawBlock(table, range(first_line, first_line + table.num_rows), _LazyLines(chunk))
+            table, ignored = _undeclared(table, spec)
+            lines = range(first_line, first_line + table.num_rows)
+            yield RawBlock(table, lines, _LazyLines(chunk), ignored=ignored)
             continue
         parts: list[RawBlock] = []
         for piece, piece_line in _split_at_newlines(chunk, first_line, RETRY_CHUNK_BYTES):
             table = _fast_json_chunk(piece, options)
             if table is not None:
+                table, ignored = _undeclared(table, spec)
                 lines = range(piece_line, piece_line + table.num_rows)
-                parts.append(RawBlock(table, lines, _LazyLines(piece)))
+                parts.append(RawBlock(table, lines, _LazyLines(piece), ignored=ignored))
             else:
                 parts.extend(_json_blocks(_chunk_lines(piece, piece_line), spec, options))
         if parts:  # a chunk of blank lines has none
@@ -272,10 +279,11 @@ def _merge_blocks(parts: list[RawBlock]) -> RawBlock:
         return parts[part].raw(index - int(offsets[part]))
 
     return RawBlock(
-        pa.concat_tables([p.table for p in parts]),
+        pa.concat_tables([p.table for p in parts], promote_options="default"),
         np.concatenate([np.asarray(p.lines, dtype=np.int64) for p in parts]),
         raw,
         [reject for p in parts for reject in p.rejects],
+        {name: why for p in parts for name, why in p.ignored.items()},
     )
 
 
@@ -386,13 +394,16 @@ def _json_blocks(
                             sub_lines, sub_numbers, options
                         )
                         rejected += more
-                parts.append(sub)
+                parts.append(_text_undeclared(sub, set(spec.column_names)))
                 kept_lines += sub_lines
                 kept_numbers += sub_numbers
-            table = pa.concat_tables(parts)
+            table = pa.concat_tables(parts, promote_options="default")
             lines, numbers = kept_lines, kept_numbers
+        table, ignored = _undeclared(table, spec)
         kept = lines
-        yield RawBlock(table, numbers, lambda i, kept=kept: raw_text(kept[i]), rejected)
+        yield RawBlock(
+            table, numbers, lambda i, kept=kept: raw_text(kept[i]), rejected, ignored=ignored
+        )
 
 
 def _try_read_json(lines: list[bytes], options: pjson.ParseOptions) -> pa.Table | None:
@@ -502,10 +513,14 @@ def _read_json_line_by_line(
                 )
             )
             continue
-        tables.append(table)
+        tables.append(_text_undeclared(table, set(options.explicit_schema.names)))
         good.append(line)
         good_numbers.append(number)
-    table = pa.concat_tables(tables) if tables else options.explicit_schema.empty_table()
+    table = (
+        pa.concat_tables(tables, promote_options="default")
+        if tables
+        else options.explicit_schema.empty_table()
+    )
     return good, good_numbers, table, bad
 
 
@@ -623,8 +638,10 @@ def _csv_blocks(
         lines, numbers, rejected = _split_invalid_utf8(lines, numbers)
         table, kept, kept_numbers, more = _read_csv_block(lines, numbers, header)
         rejected += more
-        table = table.select([c for c in spec.column_names if c in table.column_names])
-        yield RawBlock(table, kept_numbers, lambda i, kept=kept: raw_text(kept[i]), rejected)
+        table, ignored = _undeclared(table, spec)
+        yield RawBlock(
+            table, kept_numbers, lambda i, kept=kept: raw_text(kept[i]), rejected, ignored=ignored
+        )
     if header is None:
         raise UnreadableFileError(path, "file is empty")
 
@@ -728,16 +745,63 @@ def _parquet_blocks(
             f"{path}: lacks required column(s) {', '.join(missing)} for bronze table "
             f"{spec.table}; file has: {', '.join(names)}"
         )
-    present = [c for c in spec.column_names if c in names]
     size = handle.size()
     first = 1
     with handle:
-        for batch in parquet.iter_batches(batch_size=BLOCK_LINES, columns=present):
-            table = pa.Table.from_batches([batch])
+        for batch in parquet.iter_batches(batch_size=BLOCK_LINES):
+            whole = pa.Table.from_batches([batch])
+            table, ignored = _undeclared(whole, spec)
             numbers = list(range(first, first + table.num_rows))
             first += table.num_rows
             on_bytes(size * table.num_rows // max(parquet.metadata.num_rows, 1))
-            yield RawBlock(table, numbers, lambda i, t=table: _row_as_json(t, i))
+            yield RawBlock(table, numbers, lambda i, t=whole: _row_as_json(t, i), ignored=ignored)
+
+
+def _undeclared(table: pa.Table, spec: SourceSpec) -> tuple[pa.Table, dict[str, str]]:
+    """The contract's columns as read, in its order, then each undeclared field that can
+    become a column (``SourceSpec.new_column_problem``) as text: strings as they are,
+    numbers and booleans as their text, lists and objects as their JSON. A field that holds
+    no value in the block is left out (nothing is lost with it). Also returns the fields
+    that cannot become columns but hold a value, each with why."""
+    table = _text_undeclared(table, set(spec.column_names))
+    names, ignored = [n for n in spec.column_names if n in table.column_names], {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in spec.column_names or column.null_count == len(column):
+            continue
+        problem = spec.new_column_problem(name)
+        if problem is None:
+            names.append(name)
+        else:
+            ignored[name] = problem
+    return table.select(names), ignored
+
+
+def _text_undeclared(table: pa.Table, declared: set[str]) -> pa.Table:
+    """Every column outside ``declared`` as text, so parts of a block always concatenate."""
+    if all(
+        n in declared or t == NEW_COLUMN_TYPE
+        for n, t in zip(table.column_names, table.schema.types, strict=True)
+    ):
+        return table
+    columns = [
+        c if n in declared else _as_text(c)
+        for n, c in zip(table.column_names, table.columns, strict=True)
+    ]
+    return pa.table(columns, names=table.column_names)
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if column.type == NEW_COLUMN_TYPE:
+        return column
+    kind = column.type
+    if pa.types.is_null(kind):
+        return pa.chunked_array([pa.nulls(len(column), NEW_COLUMN_TYPE)])
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return column.cast(NEW_COLUMN_TYPE)
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return column.cast(NEW_COLUMN_TYPE)
+    values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
+    return pa.chunked_array([pa.array(values, NEW_COLUMN_TYPE)])
 
 
 def _row_as_json(table: pa.Table, index: int) -> str:

@@ -6,6 +6,7 @@ is quarantined or refused instead of silently changing a table.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,6 +19,17 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 # the Unix epoch, and the upper bound keeps every value a date any tool can hold (the
 # ingest clock's own future check refuses later values long before it)
 VALID_TIMESTAMPS = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+
+
+# Schema evolution (decision 0001): a field of a landing file that its contract does not
+# declare is added to the bronze table as a nullable string column (its JSON text; a CSV or
+# Parquet value as text), in the same commit as the file's rows: nothing is dropped
+# silently, and no later type guess can clash. A field lands so only with a plain name;
+# other names are listed as not landed. A file that would add more than MAX_NEW_COLUMNS is
+# refused (that is a new contract, not drift).
+NEW_COLUMN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+NEW_COLUMN_TYPE = pa.string()
+MAX_NEW_COLUMNS = 32
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,20 @@ class SourceSpec:
     @property
     def bronze_schema(self) -> pa.Schema:
         return pa.schema(list(self.source_schema) + list(INGESTION_COLUMNS))
+
+    def landed_schema(self, new_columns: list[str]) -> pa.Schema:
+        """The bronze schema with a file's new columns (strings) after the contract's."""
+        added = [pa.field(name, NEW_COLUMN_TYPE) for name in new_columns]
+        return pa.schema(list(self.source_schema) + added + list(INGESTION_COLUMNS))
+
+    def new_column_problem(self, name: str) -> str | None:
+        """Why a field the contract does not declare cannot become a column (None: it can)."""
+        if not NEW_COLUMN.fullmatch(name):
+            return "not a plain name (a letter, then letters, digits or _; 64 at most)"
+        taken = {n.lower() for n in self.bronze_schema.names}
+        if name.lower() in taken:
+            return "differs from a contract column only in case"
+        return None
 
 
 INGESTION_COLUMNS = (
@@ -181,5 +207,7 @@ INGEST_LOG_SCHEMA = pa.schema(
         # the _ingest_log's own Delta version that holds this row: the batch's place in the
         # order the log committed, an identity staging's cursor follows (never a clock)
         pa.field("log_version", pa.int64()),
+        # columns this file added to its bronze table (schema evolution), comma-separated
+        pa.field("new_columns", pa.string()),
     ]
 )

@@ -6,7 +6,7 @@ only those rows get a per-row message (so the fast path costs no Python per row)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -53,7 +53,8 @@ class ValidationContext:
 
 @dataclass
 class ValidatedBlock:
-    table: pa.Table  # bronze source columns + _source_line, good rows only
+    # bronze source columns, the file's new columns (text), _source_line; good rows only
+    table: pa.Table
     rejects: list[Reject]
     duplicates: int
 
@@ -95,20 +96,14 @@ def validate_block(
         _reject(block, i, checks[reason[i]], source) for i in np.flatnonzero(reason >= 0).tolist()
     ]
     good = reason < 0
-    table = pa.table({**typed, "_source_line": pa.array(block.lines, pa.int64())}).filter(
-        pa.array(good)
-    )
+    new = {n: source.column(n) for n in source.column_names if n not in typed}  # evolution
+    lines = pa.array(block.lines, pa.int64())
+    table = pa.table({**typed, **new, "_source_line": lines}).filter(pa.array(good))
     table, duplicates = _drop_duplicate_keys(table, spec, seen_keys)
     return ValidatedBlock(table, block.rejects + rejects, duplicates)
 
 
 # ---------------------------------------------------------------- coercion
-
-
-def _line_numbers(lines: Sequence[int] | np.ndarray) -> pa.Array:
-    if isinstance(lines, range):
-        return pa.array(np.arange(lines.start, lines.stop, dtype=np.int64))
-    return pa.array(np.asarray(lines, dtype=np.int64))
 
 
 def _column_or_nulls(table: pa.Table, name: str, n: int) -> pa.Array:

@@ -62,7 +62,58 @@ def read_suite_file(path: Path) -> tuple[dict[str, Any], str]:
     relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
     if not relation:
         raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
+    derived = contract_expectations(_project_of(Path(path)), str(relation))
+    data["expectations"] = derived + list(data.get("expectations") or [])
     return data, str(relation)
+
+
+def contract_expectations(project: Path | None, relation: str) -> list[dict[str, Any]]:
+    """The schema checks of a model whose dbt YAML enforces a contract, derived from dbt's
+    manifest (its columns in order, each with its data type), never restated in a suite:
+    a column an analyst adds to the model and its YAML is checked with no other edit. dbt
+    enforces the contract when it builds the table; the gate checks the table it
+    fingerprints and the export ships (which also catches a change made outside dbt)."""
+    if project is None or relation.startswith(BRONZE_PREFIX):
+        return []
+    from lakehouse.warehouse.dbt_build import model_contract
+
+    columns = model_contract(project, relation)
+    if not columns:
+        return []
+    listed = ", ".join(f"'{name} {kind.upper()}'" for name, kind in columns)
+    query = (
+        "with actual as (select column_name || ' ' || column_type as column_type from "
+        "(describe select * from {batch})), expected as (select unnest(["
+        + listed
+        + "]) as column_type) select 'unexpected' as problem, column_type from (select "
+        "column_type from actual except select column_type from expected) union all select "
+        "'missing', column_type from (select column_type from expected except select "
+        "column_type from actual)"
+    )
+    source = f"the dbt contract of {relation} (its YAML, via dbt's manifest)"
+    return [
+        {
+            "type": "expect_table_columns_to_match_ordered_list",
+            "kwargs": {"column_list": [name for name, _ in columns]},
+            "severity": BLOCKING,
+            "meta": {"notes": f"columns, in order, of {source}"},
+        },
+        {
+            "type": "unexpected_rows_expectation",
+            "kwargs": {
+                "unexpected_rows_query": query,
+                "description": "columns whose name or type differs from the contract",
+            },
+            "severity": BLOCKING,
+            "meta": {"notes": f"column types of {source}", "name": "column_types"},
+        },
+    ]
+
+
+def _project_of(suite: Path) -> Path | None:
+    """The dbt project a suite file belongs to: suites live in ``<project>/expectations``."""
+    project = suite.resolve().parent.parent
+    return project if (project / "dbt_project.yml").exists() else None
 
 
 def outline_suite(path: Path) -> SuiteOutline:

@@ -335,21 +335,36 @@ def dbt_artifacts(project: Path) -> Path:
 def model_meta(project: Path, model: str) -> dict | None:
     """The ``meta`` a dbt model declares (in its folder's YAML), read from dbt's
     ``manifest.json``; None when dbt has not parsed a model of that name."""
-    return _models_meta(project).get(model)
+    node = _model_nodes(project).get(model)
+    return None if node is None else _meta(node)
 
 
 def exportable_models(project: Path) -> list[str]:
     """The models whose dbt YAML declares ``meta.export`` (what ``lakehouse export`` takes)."""
-    return sorted(name for name, meta in _models_meta(project).items() if meta.get("export"))
+    nodes = _model_nodes(project)
+    return sorted(name for name, node in nodes.items() if _meta(node).get("export"))
 
 
-def _models_meta(project: Path) -> dict[str, dict]:
+def model_contract(project: Path, model: str) -> list[tuple[str, str]] | None:
+    """The columns and data types of a model whose dbt YAML enforces a contract, in order,
+    as dbt's manifest holds them; None when it enforces none (or dbt has not parsed it)."""
+    node = _model_nodes(project).get(model)
+    if node is None or not (node.get("config", {}).get("contract") or {}).get("enforced"):
+        return None
+    return [(c["name"], str(c.get("data_type"))) for c in node.get("columns", {}).values()]
+
+
+def _meta(node: dict) -> dict:
+    return {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}
+
+
+def _model_nodes(project: Path) -> dict[str, dict]:
     path = dbt_artifacts(project) / "manifest.json"
     if not path.exists():
         return {}
     nodes = json.loads(path.read_text()).get("nodes", {})
     return {
-        n["name"]: {**n.get("meta", {}), **n.get("config", {}).get("meta", {})}
+        n["name"]: n
         for n in nodes.values()
         if n.get("resource_type") == "model" and isinstance(n.get("name"), str)
     }
