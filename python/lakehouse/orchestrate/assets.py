@@ -11,6 +11,7 @@
 
 import re
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dagster import (
@@ -272,11 +273,12 @@ def gate_checks(
     return out
 
 
-def gate_asset_check(model_key: Callable[[str], AssetKey]):
+def gate_asset_check(model_key: Callable[[str], AssetKey], manifest: Path):
     """The gate: one GX Checkpoint over every suite (``lakehouse.job.gate``), reported as
     one check result per expectation. A failed critical expectation fails the step (with
-    the job's reason) after every result is reported, so nothing downstream runs."""
-    checks = gate_checks(outline_suites(), model_key)
+    the job's reason) after every result is reported, so nothing downstream runs. The
+    checks derived from dbt contracts come from ``manifest``, the one the assets use."""
+    checks = gate_checks(outline_suites(manifest=manifest), model_key)
 
     @multi_asset_check(
         name="quality_gate",

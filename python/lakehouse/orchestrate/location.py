@@ -72,7 +72,7 @@ def build_definitions(lakehouse: LakehouseResource | None = None) -> Definitions
 
     return Definitions(
         assets=[bronze_tables, dbt_models, export_asset(model_key)],
-        asset_checks=[gate_asset_check(model_key)],
+        asset_checks=[gate_asset_check(model_key, dbt.manifest_path)],
         jobs=[nightly_job],
         schedules=[nightly_schedule],
         sensors=[landing_sensor],

@@ -98,14 +98,15 @@ def _previous(out: Path) -> GateRecord | None:
         return None  # unreadable: this run checks every row and replaces it
 
 
-def outline_suites(project: Path | None = None) -> list[SuiteOutline]:
+def outline_suites(project: Path | None = None, manifest: Path | None = None) -> list[SuiteOutline]:
     """The suites of ``<project>/expectations``: each one's relation (a dbt model or
     ``bronze:<table>``) and its expectations' names and severities, read without importing
-    Great Expectations."""
+    Great Expectations; with the schema checks derived from the dbt contracts of
+    ``manifest`` (default: the project's dbt artifacts)."""
     from lakehouse.quality.outline import outline_suites as outline
     from lakehouse.warehouse import project_dir
 
-    return outline((project or project_dir()) / "expectations")
+    return outline((project or project_dir()) / "expectations", manifest)
 
 
 def suggest(

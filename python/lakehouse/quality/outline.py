@@ -45,13 +45,16 @@ class SuiteOutline:
         return None
 
 
-def outline_suites(folder: Path) -> list[SuiteOutline]:
-    """Every suite file of ``folder`` (``*.json``), in name order."""
-    return [outline_suite(path) for path in sorted(Path(folder).glob("*.json"))]
+def outline_suites(folder: Path, manifest: Path | None = None) -> list[SuiteOutline]:
+    """Every suite file of ``folder`` (``*.json``), in name order (``manifest``: see
+    :func:`read_suite_file`)."""
+    return [outline_suite(path, manifest) for path in sorted(Path(folder).glob("*.json"))]
 
 
-def read_suite_file(path: Path) -> tuple[dict[str, Any], str]:
-    """A suite file's JSON and the relation it validates; a :class:`SuiteError` naming the
+def read_suite_file(path: Path, manifest: Path | None = None) -> tuple[dict[str, Any], str]:
+    """A suite file's JSON and the relation it validates, with the schema checks derived
+    from the relation's dbt contract first (from ``manifest``, dbt's manifest.json; default:
+    the artifacts of the project the suite belongs to); a :class:`SuiteError` naming the
     file when it is not a suite."""
     try:
         data = json.loads(Path(path).read_text())
@@ -62,22 +65,22 @@ def read_suite_file(path: Path) -> tuple[dict[str, Any], str]:
     relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
     if not relation:
         raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
-    derived = contract_expectations(_project_of(Path(path)), str(relation))
+    derived = contract_expectations(_manifest_of(Path(path), manifest), str(relation))
     data["expectations"] = derived + list(data.get("expectations") or [])
     return data, str(relation)
 
 
-def contract_expectations(project: Path | None, relation: str) -> list[dict[str, Any]]:
+def contract_expectations(manifest: Path | None, relation: str) -> list[dict[str, Any]]:
     """The schema checks of a model whose dbt YAML enforces a contract, derived from dbt's
     manifest (its columns in order, each with its data type), never restated in a suite:
     a column an analyst adds to the model and its YAML is checked with no other edit. dbt
     enforces the contract when it builds the table; the gate checks the table it
     fingerprints and the export ships (which also catches a change made outside dbt)."""
-    if project is None or relation.startswith(BRONZE_PREFIX):
+    if manifest is None or relation.startswith(BRONZE_PREFIX):
         return []
     from lakehouse.warehouse.dbt_build import model_contract
 
-    columns = model_contract(project, relation)
+    columns = model_contract(manifest, relation)
     if not columns:
         return []
     listed = ", ".join(f"'{name} {kind.upper()}'" for name, kind in columns)
@@ -110,14 +113,21 @@ def contract_expectations(project: Path | None, relation: str) -> list[dict[str,
     ]
 
 
-def _project_of(suite: Path) -> Path | None:
-    """The dbt project a suite file belongs to: suites live in ``<project>/expectations``."""
+def _manifest_of(suite: Path, manifest: Path | None) -> Path | None:
+    """``manifest``, else the dbt manifest of the project the suite belongs to (suites live
+    in ``<project>/expectations``); None outside a dbt project."""
+    if manifest is not None:
+        return manifest
     project = suite.resolve().parent.parent
-    return project if (project / "dbt_project.yml").exists() else None
+    if not (project / "dbt_project.yml").exists():
+        return None
+    from lakehouse.warehouse.dbt_build import dbt_artifacts
+
+    return dbt_artifacts(project) / "manifest.json"
 
 
-def outline_suite(path: Path) -> SuiteOutline:
-    data, relation = read_suite_file(path)
+def outline_suite(path: Path, manifest: Path | None = None) -> SuiteOutline:
+    data, relation = read_suite_file(path, manifest)
     expectations = []
     for raw in data.get("expectations", []):
         kind, meta = str(raw.get("type")), dict(raw.get("meta") or {})

@@ -345,10 +345,11 @@ def exportable_models(project: Path) -> list[str]:
     return sorted(name for name, node in nodes.items() if _meta(node).get("export"))
 
 
-def model_contract(project: Path, model: str) -> list[tuple[str, str]] | None:
+def model_contract(manifest: Path, model: str) -> list[tuple[str, str]] | None:
     """The columns and data types of a model whose dbt YAML enforces a contract, in order,
-    as dbt's manifest holds them; None when it enforces none (or dbt has not parsed it)."""
-    node = _model_nodes(project).get(model)
+    as dbt's ``manifest`` (a manifest.json) holds them; None when it enforces none (or that
+    manifest has no such model, or there is no manifest)."""
+    node = _nodes_of(manifest).get(model)
     if node is None or not (node.get("config", {}).get("contract") or {}).get("enforced"):
         return None
     return [(c["name"], str(c.get("data_type"))) for c in node.get("columns", {}).values()]
@@ -359,7 +360,11 @@ def _meta(node: dict) -> dict:
 
 
 def _model_nodes(project: Path) -> dict[str, dict]:
-    path = dbt_artifacts(project) / "manifest.json"
+    return _nodes_of(dbt_artifacts(project) / "manifest.json")
+
+
+def _nodes_of(path: Path) -> dict[str, dict]:
+    """The model nodes of a dbt manifest.json, by name (none when it does not exist)."""
     if not path.exists():
         return {}
     nodes = json.loads(path.read_text()).get("nodes", {})
