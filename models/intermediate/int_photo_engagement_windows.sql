@@ -1,9 +1,7 @@
 {{
     config(
-        materialized='incremental',
         unique_key='photo_id',
         incremental_strategy=upsert_strategy(),
-        on_schema_change='fail',
     )
 }}
 

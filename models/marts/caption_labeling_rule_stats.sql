@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}  -- a summary rebuilt whole each run
+
 -- How each caption labeling rule behaves: how often it fires (coverage), how often another
 -- rule fires on the same photo (overlap) or votes the other way (conflict), and how often it
 -- agrees with the real 7-day label where that label is mature.

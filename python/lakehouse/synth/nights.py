@@ -22,7 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -219,9 +219,3 @@ def _write_corrections(
     stats.files.append(f"photos/{path.name}")
     stats.clean_rows += len(records)
     stats.rows_written += len(records)
-
-
-def night_start(config: history.GenerateConfig, number: int) -> datetime:
-    """When night ``number`` begins (UTC midnight); the nightly job runs after it ends."""
-    end_s, _ = history.day_bounds(config)
-    return datetime.fromtimestamp(end_s, UTC) + timedelta(days=number - 1)
