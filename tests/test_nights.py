@@ -55,10 +55,18 @@ NEW_FIELD_NIGHT, NEW_FIELD = 3, "app_version"
 
 
 def _add_field(path: Path, name: str, value: str) -> None:
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
-    events = [{**json.loads(line), name: value} for line in lines if line.strip()]
-    body = "".join(json.dumps(e) + "\n" for e in events)
-    path.write_bytes(gzip.compress(body.encode(), mtime=0))
+    """Every event of the file gains the field; its dirty lines (broken JSON, bytes that are
+    not UTF-8) stay as they are."""
+    lines = []
+    for line in gzip.decompress(path.read_bytes()).split(b"\n"):
+        try:
+            event = json.loads(line)
+        except ValueError:  # broken, blank or not UTF-8: dirt the nights keep
+            event = None
+        lines.append(
+            json.dumps({**event, name: value}).encode() if isinstance(event, dict) else line
+        )
+    path.write_bytes(gzip.compress(b"\n".join(lines), mtime=0))
 
 
 def _config(out: Path, nights: int) -> GenerateConfig:
