@@ -260,6 +260,12 @@ def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:
     return final
 
 
+def _at_or_past(latest: str, version: int) -> bool:
+    """Whether ``latest`` holds a version name at or past ``v<version>``: the one rule that
+    keeps it moving forward only, on a local disk and on object storage."""
+    return VERSION_NAME.fullmatch(latest) is not None and int(latest[1:]) >= version
+
+
 def _advance_local_latest(root: Path, version: int) -> None:
     """Swap the ``latest`` link to ``v<version>`` in one rename, unless it already names a
     newer version: exports finishing at once take turns on a lock of the model's folder,
@@ -271,7 +277,7 @@ def _advance_local_latest(root: Path, version: int) -> None:
             current = os.readlink(root / LATEST)
         except OSError:
             current = ""
-        if VERSION_NAME.fullmatch(current) and int(current[1:]) >= version:
+        if _at_or_past(current, version):
             return
         link = root / f".latest-{uuid.uuid4().hex[:8]}"
         link.symlink_to(f"v{version}")
@@ -337,7 +343,7 @@ def _advance_latest(uri: str, version: int) -> None:
         found = read_tagged(uri)
         if found is not None:
             text = found[0].decode(errors="replace").strip()
-            if VERSION_NAME.fullmatch(text) and int(text[1:]) >= version:
+            if _at_or_past(text, version):
                 return  # a newer version is published already: latest stays on it
         try:
             etag = None if found is None else found[1]

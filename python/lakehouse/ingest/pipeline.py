@@ -258,8 +258,14 @@ def _land_file(
         raise AssertionError(f"counts do not reconcile for {landing_file.uri}: {result}")
 
 
-def _reset(result: FileResult) -> None:
+def _zero_counts(result: FileResult) -> None:
     result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
+    result.reasons = Counter()
+
+
+def _reset(result: FileResult) -> None:
+    """Forget what reading the file found: it is read again."""
+    _zero_counts(result)
     result.bytes_seen = 0
     result.ignored_fields = {}
 
@@ -391,10 +397,9 @@ def _landed_by_another_run(result: FileResult) -> None:
     """The file's log row was committed by another ingest running at the same time: that
     run reports the file's rows, and this one counts it as already in bronze (so two runs
     together never claim a row twice)."""
+    _zero_counts(result)
     result.status = "skipped"
     result.error = "ingested at the same time by another run"
-    result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
-    result.reasons = Counter()
 
 
 def _log(bronze: Bronze, run_id: str, result: FileResult, started: datetime) -> bool:

@@ -763,10 +763,11 @@ def _undeclared(table: pa.Table, spec: SourceSpec) -> tuple[pa.Table, dict[str, 
     numbers and booleans as their text, lists and objects as their JSON. A field that holds
     no value in the block is left out (nothing is lost with it). Also returns the fields
     that cannot become columns but hold a value, each with why."""
-    table = _text_undeclared(table, set(spec.column_names))
+    declared = set(spec.column_names)
+    table = _text_undeclared(table, declared)
     names, ignored = [n for n in spec.column_names if n in table.column_names], {}
     for name, column in zip(table.column_names, table.columns, strict=True):
-        if name in spec.column_names or column.null_count == len(column):
+        if name in declared or column.null_count == len(column):
             continue
         problem = spec.new_column_problem(name)
         if problem is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 import pyarrow as pa
 
@@ -80,12 +81,16 @@ class SourceSpec:
         added = [pa.field(name, NEW_COLUMN_TYPE) for name in new_columns]
         return pa.schema(list(self.source_schema) + added + list(INGESTION_COLUMNS))
 
+    @cached_property
+    def _taken_names(self) -> frozenset[str]:
+        """The bronze columns' names in lower case (DuckDB and Spark ignore case)."""
+        return frozenset(n.lower() for n in self.bronze_schema.names)
+
     def new_column_problem(self, name: str) -> str | None:
         """Why a field the contract does not declare cannot become a column (None: it can)."""
         if not NEW_COLUMN.fullmatch(name):
             return "not a plain name (a letter, then letters, digits or _; 64 at most)"
-        taken = {n.lower() for n in self.bronze_schema.names}
-        if name.lower() in taken:
+        if name.lower() in self._taken_names:
             return "differs from a contract column only in case"
         return None
 

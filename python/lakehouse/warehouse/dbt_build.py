@@ -7,6 +7,7 @@ snapshot, and the on-run-end hook records exactly those versions for the exporte
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -364,10 +365,19 @@ def _model_nodes(project: Path) -> dict[str, dict]:
 
 
 def _nodes_of(path: Path) -> dict[str, dict]:
-    """The model nodes of a dbt manifest.json, by name (none when it does not exist)."""
-    if not path.exists():
+    """The model nodes of a dbt manifest.json, by name (none when it does not exist). Parsed
+    once per version of the file: a gate run reads it for every suite (its contract checks)
+    and for every exportable model; dbt rewriting it changes its modification time."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         return {}
-    nodes = json.loads(path.read_text()).get("nodes", {})
+    return _parsed_nodes(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_nodes(path: str, _mtime_ns: int, _size: int) -> dict[str, dict]:
+    nodes = json.loads(Path(path).read_text()).get("nodes", {})
     return {
         n["name"]: n
         for n in nodes.values()
