@@ -187,16 +187,92 @@
 {% endmacro %}
 
 
+{% macro tested_model(test) -%}
+    {#- What a data test is written for: the model its YAML attaches it to (else the one
+        model it reads), or source:<bronze table> for a test of a source; none for a seed. -#}
+    {%- set attached = test.attached_node or '' -%}
+    {%- if not attached -%}
+        {%- set models = [] -%}
+        {%- for node in test.depends_on.nodes if node.startswith('model.') -%}
+            {%- do models.append(node) -%}
+        {%- endfor -%}
+        {%- set attached = models[0] if models | length == 1 else '' -%}
+    {%- endif -%}
+    {%- if attached.startswith('model.') -%}
+        {{ return(attached.split('.')[-1]) }}
+    {%- endif -%}
+    {#- a source's own test tests the source its `model` argument names (a relationships
+        test also depends on the source it refers to) -#}
+    {%- set tested = (test.test_metadata.kwargs.model if test.test_metadata else '') or '' -%}
+    {%- set found = modules.re.search("source\\(\\s*'(\\w+)'\\s*,\\s*'(\\w+)'\\s*\\)", tested) -%}
+    {%- if found -%}
+        {%- for source in graph.sources.values() -%}
+            {%- if source.source_name == found.group(1) and source.name == found.group(2) -%}
+                {{ return('source:' ~ source.identifier) }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+
 {% macro record_model_builds() %}
     {#- Which models this invocation built, from dbt's own results: the lineage of a model is
         the latest invocation that built it successfully, so a failed build, or a partial
-        one that did not touch it, never becomes what export's manifest names. -#}
+        one that did not touch it, never becomes what export's manifest names.
+        And the verdict of each data test written for a model (lakehouse_test_results): one
+        row per test this invocation ran, and a 'not run' row per test of a model it built
+        but did not test, so the gate knows every rule the built content must pass
+        (lakehouse.warehouse.lineage.test_verdict). Written before the model rows: a
+        recorded build always has its tests recorded. -#}
     {%- if execute -%}
         {%- set statements = [
+            "create table if not exists " ~ target.schema ~ ".lakehouse_test_results ("
+            ~ "invocation_id " ~ dbt.type_string() ~ ", model " ~ dbt.type_string()
+            ~ ", test_name " ~ dbt.type_string() ~ ", status " ~ dbt.type_string()
+            ~ ", failures bigint, recorded_at " ~ timestamp_tz() ~ ")",
             "create table if not exists " ~ target.schema ~ ".lakehouse_model_builds ("
             ~ "invocation_id " ~ dbt.type_string() ~ ", model " ~ dbt.type_string()
             ~ ", status " ~ dbt.type_string() ~ ", recorded_at " ~ timestamp_tz() ~ ")"
         ] -%}
+        {%- set tests = [] -%}
+        {%- set ran = [] -%}
+        {%- for result in results if result.node.resource_type == 'test' -%}
+            {%- set model = tested_model(result.node) -%}
+            {%- if model -%}
+                {%- do ran.append(result.node.unique_id) -%}
+                {%- do tests.append(
+                    "('" ~ invocation_id ~ "', '" ~ model ~ "', '"
+                    ~ result.node.name | replace("'", "''") ~ "', '" ~ result.status ~ "', "
+                    ~ (result.failures if result.failures is number else 'null')
+                    ~ ", current_timestamp)"
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set built = [] -%}
+        {%- for result in results if result.node.resource_type == 'model' and result.status == 'success' -%}
+            {%- do built.append(result.node.name) -%}
+        {%- endfor -%}
+        {%- if flags.WHICH in ['build', 'run', 'retry'] -%}
+            {#- an invocation that read bronze: its sources' tests are the bronze rules -#}
+            {%- for source in graph.sources.values() -%}
+                {%- do built.append('source:' ~ source.identifier) -%}
+            {%- endfor -%}
+        {%- endif -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'test' and node.unique_id not in ran -%}
+            {%- set model = tested_model(node) -%}
+            {%- if model in built -%}
+                {%- do tests.append(
+                    "('" ~ invocation_id ~ "', '" ~ model ~ "', '" ~ node.name | replace("'", "''")
+                    ~ "', 'not run', null, current_timestamp)"
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if tests -%}
+            {%- do statements.append(
+                "insert into " ~ target.schema ~ ".lakehouse_test_results values " ~ tests | join(", ")
+            ) -%}
+        {%- endif -%}
         {%- set rows = [] -%}
         {%- for result in results if result.node.resource_type == 'model' -%}
             {%- do rows.append(

@@ -1,6 +1,20 @@
 {#- Small helpers shared by feature models. -#}
 
-{% macro embedding_dim() -%}64{%- endmacro %}
+{% macro embedding_dim() -%}
+    {#- The embedding's size, as its bronze source declares it (data_type float[N] of
+        photo_embeddings.embedding, models/staging/ml/_ml__sources.yml): stated once. The
+        graph is known only when dbt executes; a parse renders a placeholder. -#}
+    {%- if not execute -%}{{ return(1) }}{%- endif -%}
+    {%- set declared = graph.sources.values() | selectattr('identifier', 'equalto', 'photo_embeddings') | list -%}
+    {%- set data_type = declared[0].columns['embedding'].data_type if declared else '' -%}
+    {%- if not data_type.startswith('float[') -%}
+        {{ exceptions.raise_compiler_error(
+            "the photo_embeddings source must declare its embedding column as float[N] "
+            ~ "(models/staging/ml/_ml__sources.yml), found '" ~ data_type ~ "'"
+        ) }}
+    {%- endif -%}
+    {{ return(data_type[6:-1] | int) }}
+{%- endmacro %}
 
 {% macro deterministic_bucket(expression, buckets=100) -%}
     {#- A stable bucket in [0, buckets) from the md5 of a value: same id, same split, on any

@@ -18,7 +18,7 @@ import pytest
 from deltalake import write_deltalake
 
 from lakehouse.cli import main
-from lakehouse.ingest import SOURCES_BY_TABLE, SchemaMismatchError, ingest, pipeline
+from lakehouse.ingest import SchemaMismatchError, ingest, pipeline, source_for_table
 from lakehouse.ingest.bronze import Bronze
 from lakehouse.synth import generate
 from tests.conftest import NIGHT, small_config
@@ -180,7 +180,7 @@ def test_existing_table_with_another_schema_is_refused(clean_landing: Path, tmp_
     assert "column signup_at is missing" in message
     assert all(f.status == "ingested" for f in report.files if f.table == "photos")
     with pytest.raises(SchemaMismatchError):
-        Bronze(str(lake)).check_schema(SOURCES_BY_TABLE["users"])
+        Bronze(str(lake)).check_schema(source_for_table("users"))
 
 
 def test_csv_whose_header_lacks_a_required_column_is_refused_by_name(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ dbt's manifest; no suite restates the column list or the types."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -78,3 +79,59 @@ def test_a_column_an_analyst_adds_to_a_mart_reaches_the_gate_shards_and_loader(
     ds = ShardDataset(folder, "train", batch_size=256, columns=["photo_id", "is_square"])
     squares = torch.cat([batch["is_square"] for batch in ds])
     assert len(squares) == ds.num_samples and squares.any() and not squares.all()
+
+
+def test_a_dbt_test_the_build_failed_or_never_ran_blocks_the_gate_and_export(
+    built_warehouse: BuiltWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One verdict: structural rules live in the model's dbt YAML only (no suite restates
+    them), so the gate passes a model only when every data test its build's project wrote
+    for it passed: a test the build failed blocks, and so does a test no invocation ran
+    (`dbt run`) until a later `dbt test` passes it."""
+    from lakehouse.export import ExportError
+
+    project = _project_copy(tmp_path / "project")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    yaml = project / "models" / "marts" / "_marts__models.yml"
+    likes = (
+        "          - accepted_range:\n              arguments: {min_value: 0, max_value: 1000000}\n"
+    )
+    assert likes in yaml.read_text()
+    yaml.write_text(  # the analyst's new rule, which the data breaks
+        yaml.read_text().replace(likes, likes.replace("1000000", "5"))
+    )
+    warehouse, lake = tmp_path / "warehouse.duckdb", str(built_warehouse.lake)
+    quality = tmp_path / "quality"
+    built = run_dbt(lake, warehouse, project=project, quiet=True)
+    assert not built.success  # the test failed; dbt built the table before testing it
+    report, _ = validate(warehouse, lake, out=quality, project=project, as_of=NIGHT)
+    blocked = {(r.table, r.type): r for r in report.blocking_failures}
+    assert set(blocked) == {(MODEL, "dbt_tests_pass")}, blocked
+    verdict = blocked[(MODEL, "dbt_tests_pass")]
+    observed = str(verdict.observed_value)
+    assert re.search(
+        r"accepted_range_photo_popularity_training_likes_7d\w*: fail \(\d+ rows\)", observed
+    )
+    with pytest.raises(ExportError, match="dbt_tests_pass"):
+        export_model(
+            warehouse, MODEL, tmp_path / "shards", quality_dir=quality, project=project,
+            lake=lake,
+        )  # fmt: skip
+
+    # the rule as it was; `dbt run` builds without testing: nothing vouches for the content
+    yaml.write_text(yaml.read_text().replace(likes.replace("1000000", "5"), likes))
+    assert run_dbt(lake, warehouse, command="run", project=project, quiet=True).success
+    report, _ = validate(warehouse, lake, out=quality, project=project, as_of=NIGHT)
+    (untested,) = [r for r in report.blocking_failures if r.table == MODEL]
+    assert untested.type == "dbt_tests_pass"
+    assert untested.unexpected_count == untested.element_count >= 10  # every one not run
+    assert str(untested.observed_value).startswith(f"0 of {untested.element_count} passed; ")
+    assert ": not run" in str(untested.observed_value)
+    # a later `dbt test` of the same content is the verdict the gate needed
+    assert run_dbt(lake, warehouse, command="test", project=project, quiet=True).success
+    report, _ = validate(warehouse, lake, out=quality, project=project, as_of=NIGHT)
+    assert report.passed, [(r.table, r.name, r.observed_value) for r in report.blocking_failures]
+    _, manifest = export_model(
+        warehouse, MODEL, tmp_path / "shards", quality_dir=quality, project=project, lake=lake
+    )
+    assert manifest.rows > 0

@@ -47,6 +47,24 @@ def _failed(report) -> set[str]:
     return {f"{r.table}.{r.name}" for r in report.blocking_failures}
 
 
+def _project_with(tmp_path: Path, suite: str, *expectations: dict[str, Any]) -> Path:
+    """A project whose ``suite`` also holds ``expectations``: the gate's machinery tried on
+    rules this project leaves to dbt's tests (uniqueness, ranges)."""
+    project = tmp_path / "project"
+    for folder in ("expectations", "models", "seeds", "macros"):
+        shutil.copytree(PROJECT / folder, project / folder)
+    shutil.copy(PROJECT / "dbt_project.yml", project / "dbt_project.yml")
+    (project / ".duckdb").symlink_to(PROJECT / ".duckdb")  # the installed extensions
+    path = project / "expectations" / f"{suite}.json"
+    data = json.loads(path.read_text())
+    data["expectations"] += list(expectations)
+    path.write_text(json.dumps(data))
+    return project
+
+
+TRAINING_TESTS = "photo_popularity_training.dbt_tests_pass"
+
+
 def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
     lake, warehouse = good
     report, _ = validate(warehouse, str(lake), out=tmp_path, as_of=AS_OF, project=PROJECT)
@@ -80,6 +98,17 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
     }
     # every metric was computed in DuckDB, none is missing
     assert all(r.error is None for t in report.tables for r in t.results)
+    # and each model's dbt tests, as its build ran them, are part of the verdict
+    dbt_tests = {t.table: r for t in report.tables for r in t.results if r.type == "dbt_tests_pass"}
+    # (bronze's are its sources' tests, as the build that pinned the version ran them)
+    assert set(dbt_tests) == {t.table for t in report.tables}
+    assert all(r.success and r.element_count >= 2 for r in dbt_tests.values())
+    assert dbt_tests["bronze_events"].element_count == 7  # 5 not_null, 2 relationships
+    assert dbt_tests["photo_popularity_training"].element_count >= 10
+    assert results["dbt_tests_pass"].observed_value == (
+        f"{results['dbt_tests_pass'].element_count} of "
+        f"{results['dbt_tests_pass'].element_count} passed"
+    )
     assert (tmp_path / "data_docs" / "index.html").exists()
 
 
@@ -93,8 +122,8 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "case when photo_id % 50 = 0 then null else photo_id end as photo_id) "
                 "from photo_popularity_training"
             ],
-            {  # (GX's uniqueness skips nulls, as SQL does)
-                "photo_popularity_training.expect_column_values_to_not_be_null(photo_id)",
+            {  # the not_null test dbt ran passed other content: the gate does not trust it
+                TRAINING_TESTS,
                 "photo_popularity_training.rows_are_the_mature_photos",
             },
         ),
@@ -104,15 +133,15 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "update photo_popularity_training set features_as_of = posted_at + interval 1 hour "
                 "where photo_id % 20 = 0"
             ],
-            {
-                "photo_popularity_training."
-                "expect_column_pair_values_a_to_be_greater_than_b(posted_at,features_as_of)"
-            },
+            {TRAINING_TESTS},  # dbt's expression_is_true owns the rule
         ),
         (
             "shifted label distribution",
             ["update photo_popularity_training set likes_7d = likes_7d * 20 + 40"],
-            {"photo_popularity_training.expect_column_mean_to_be_between(likes_7d)"},
+            {
+                "photo_popularity_training.expect_column_mean_to_be_between(likes_7d)",
+                TRAINING_TESTS,
+            },
         ),
         (
             "changed column type",
@@ -120,7 +149,7 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
                 "create or replace table photo_popularity_training as select * replace ("
                 "cast(likes_7d as double) as likes_7d) from photo_popularity_training"
             ],
-            {"photo_popularity_training.column_types"},
+            {"photo_popularity_training.column_types", TRAINING_TESTS},
         ),
         (
             "missing column",
@@ -128,8 +157,8 @@ def test_a_good_warehouse_passes(good, tmp_path: Path) -> None:
             {
                 "photo_popularity_training.expect_table_columns_to_match_ordered_list",
                 "photo_popularity_training.column_types",
-                "photo_popularity_training.expect_column_values_to_not_be_null(embedding)",
-                "photo_popularity_training.embedding_is_64_finite_floats",
+                "photo_popularity_training.embedding_is_finite",
+                TRAINING_TESTS,
             },
         ),
         (
@@ -150,6 +179,10 @@ def test_each_fault_is_blocked_by_exactly_the_expected_expectations(
     report, _ = validate(warehouse, str(lake), as_of=AS_OF, project=PROJECT)
     assert not report.passed, fault
     assert _failed(report) == expected, fault
+    if TRAINING_TESTS in expected:  # an edit outside dbt: its tests' verdict is void
+        (tests,) = [r for r in report.blocking_failures if r.type == "dbt_tests_pass"]
+        assert "changed outside dbt" in tests.observed_value, tests.observed_value
+        assert "dbt build --select photo_popularity_training" in tests.observed_value
 
 
 def test_stale_data_blocks_on_freshness(good) -> None:
@@ -192,12 +225,13 @@ def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
     )
     assert "; expected 1 … 30" in printed  # observed vs expected, floats rounded
     result = json.loads((out / "result.json").read_text())
-    assert result["passed"] is False and result["blocking_failures"] == 1
+    # the mean, and the dbt tests' verdict an edit outside dbt voids
+    assert result["passed"] is False and result["blocking_failures"] == 2
     failed = [
         r
         for t in result["tables"]
         for r in t["results"]
-        if not r["success"] and r["severity"] == "critical"
+        if not r["success"] and r["severity"] == "critical" and r["type"] != "dbt_tests_pass"
     ]
     assert failed[0]["name"] == "expect_column_mean_to_be_between(likes_7d)"
     assert failed[0]["observed_value"] > 30
@@ -206,10 +240,10 @@ def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
         "max_value": "training_mean_likes_7d_max",
     }
     junit = ET.parse(out / "junit.xml").getroot()
-    assert junit.tag == "testsuites" and junit.get("failures") == "1"
+    assert junit.tag == "testsuites" and junit.get("failures") == "2"
     failures = junit.findall(".//failure")
-    message = failures[0].get("message")
-    assert len(failures) == 1 and "likes_7d" in message and "expected 1 … 30" in message
+    (message,) = [f.get("message") for f in failures if "dbt tests" not in f.get("message")]
+    assert len(failures) == 2 and "likes_7d" in message and "expected 1 … 30" in message
     observed = round(failed[0]["observed_value"], 2)
     assert (
         f"observed {observed}" in message
@@ -226,7 +260,16 @@ def test_row_checks_read_the_rows_written_since_the_last_pass(good, tmp_path: Pa
     warehouse = _faulty(good, tmp_path)
     out = tmp_path / "quality"
     table = ["dim_photos"]
-    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    project = _project_with(
+        tmp_path,
+        "dim_photos",
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "photo_id"}},
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "aspect_ratio", "min_value": 0.1, "max_value": 10},
+        },
+    )
+    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table)
     assert first.passed and first.tables[0].new_rows is None  # no passing run before: all rows
     con = duckdb.connect(str(warehouse))
     con.execute(  # a later build's 3 bad rows ...
@@ -238,7 +281,7 @@ def test_row_checks_read_the_rows_written_since_the_last_pass(good, tmp_path: Pa
         "where photo_id in (select photo_id from dim_photos order by 1 desc limit 2)"
     )
     con.close()
-    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table)
     (photos,) = night.tables
     assert photos.new_rows == 3 and photos.rows == first.tables[0].rows
     results = {r.name: r for r in photos.results}
@@ -247,7 +290,7 @@ def test_row_checks_read_the_rows_written_since_the_last_pass(good, tmp_path: Pa
     assert results["expect_column_values_to_be_unique(photo_id)"].rows == "all"
     assert results["expect_column_values_to_be_unique(photo_id)"].element_count == photos.rows
     every, _ = validate(
-        warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table, all_rows=True
+        warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table, all_rows=True
     )
     ratio = next(
         r for r in every.tables[0].results
@@ -263,14 +306,22 @@ def test_an_exportable_mart_changed_outside_dbt_is_checked_whole(good, tmp_path:
     warehouse = _faulty(good, tmp_path)
     out = tmp_path / "quality"
     table = ["photo_popularity_training"]
-    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    project = _project_with(
+        tmp_path,
+        "photo_popularity_training",
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "owner_account_age_days", "min_value": 0},
+        },
+    )
+    first, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table)
     assert first.passed and first.tables[0].cursor["fingerprint"]
     with duckdb.connect(str(warehouse)) as con:
         con.execute(  # 2 bad rows changed outside dbt, keeping their build number
             "update photo_popularity_training set owner_account_age_days = -5 where photo_id in "
             "(select photo_id from photo_popularity_training order by 1 desc limit 2)"
         )
-    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    night, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table)
     (training,) = night.tables
     assert training.changed_outside_dbt and training.new_rows is None
     age = next(
@@ -278,8 +329,13 @@ def test_an_exportable_mart_changed_outside_dbt_is_checked_whole(good, tmp_path:
         if r.name == "expect_column_values_to_be_between(owner_account_age_days)"
     )  # fmt: skip
     assert age.unexpected_count == 2 and not night.passed
+    # dbt's own accepted_range ran on the content before the edit: its pass no longer counts
+    assert _failed(night) == {
+        "photo_popularity_training.expect_column_values_to_be_between(owner_account_age_days)",
+        TRAINING_TESTS,
+    }
     # blocked: the cursor stays the last pass's, so the next run reads every row again too
-    again, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table)
+    again, _ = validate(warehouse, str(lake), out=out, as_of=AS_OF, project=project, tables=table)
     assert again.tables[0].changed_outside_dbt and not again.passed
 
 
@@ -338,7 +394,9 @@ def test_a_broken_expectation_is_its_own_error_and_the_rest_still_report(
     report, _ = validate(warehouse, str(lake), as_of=AS_OF, project=project, tables=["dim_photos"])
     assert report.passed  # neither is critical
     results = report.tables[0].results
-    assert len(results) == len(suite["expectations"])  # the other results are all there
+    # the other results are all there, and the model's dbt tests
+    assert len(results) == len(suite["expectations"]) + 1
+    assert [r.type for r in results].count("dbt_tests_pass") == 1
     broken = {r.name: r for r in results if r.error}
     assert set(broken) == {
         "expect_column_values_to_not_be_null(no_such_column)",
@@ -486,9 +544,19 @@ def test_suggest_proposes_bounds_from_the_kept_runs(good, tmp_path: Path) -> Non
 
 
 def test_validate_exit_codes_and_json_summary(
-    good, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    good, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake, warehouse = good
+    monkeypatch.chdir(  # the CLI's project is the working directory's
+        _project_with(
+            tmp_path,
+            "dim_photos",
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "aspect_ratio", "min_value": 0.1, "max_value": 10},
+            },
+        )
+    )
     args = ["validate", "--lake", str(lake), "--as-of", AS_OF.isoformat(), "--json",
             "--table", "dim_photos"]  # fmt: skip
     assert main([*args, "--warehouse", str(warehouse), "--out", str(tmp_path / "q")]) == 0

@@ -15,7 +15,7 @@ from deltalake import write_deltalake
 
 from lakehouse.cli import main
 from lakehouse.ingest import ingest
-from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, PHOTOS
+from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, source_for_table
 from tests.conftest import NIGHT
 from tests.helpers import bronze
 
@@ -115,7 +115,7 @@ def test_a_bronze_table_from_before_an_optional_column_gets_it(tmp_path: Path) -
     """photos before `updated_at` was declared: ingest used to refuse the table, naming the
     difference, so a new optional field in the app's logs stopped the night."""
     lake = tmp_path / "lake"
-    old = pa.schema([f for f in PHOTOS.bronze_schema if f.name != "updated_at"])
+    old = pa.schema([f for f in source_for_table("photos").bronze_schema if f.name != "updated_at"])
     before = pa.table({f.name: pa.array([None], f.type) for f in old}).set_column(
         0, "photo_id", pa.array([9], pa.int64())
     )
@@ -132,7 +132,10 @@ def test_a_bronze_table_from_before_an_optional_column_gets_it(tmp_path: Path) -
 def test_a_missing_required_column_or_another_type_is_still_refused(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     changed = pa.schema(
-        [pa.field(f.name, pa.string()) if f.name == "width" else f for f in PHOTOS.bronze_schema]
+        [
+            pa.field(f.name, pa.string()) if f.name == "width" else f
+            for f in source_for_table("photos").bronze_schema
+        ]
     )
     write_deltalake(str(lake / "bronze" / "photos"), changed.empty_table())
     _landing(tmp_path, [])

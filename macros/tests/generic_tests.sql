@@ -42,14 +42,3 @@
     select * from counts
     where not (model_rows {{ relation }} compare_rows)
 {% endtest %}
-
-
-{% test share_between(model, column_name, value, min_share, max_share) %}
-    {#- The share of rows where column = value lies in [min_share, max_share]. -#}
-    with shares as (
-        select avg(case when {{ column_name }} = {{ value }} then 1.0 else 0.0 end) as share
-        from {{ model }}
-    )
-    select * from shares
-    where share < {{ min_share }} or share > {{ max_share }}
-{% endtest %}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from lakehouse.contracts import INGESTED
 from lakehouse.job import JobObserver, JobReport, StepReport
 from lakehouse.layout import Layout
 from lakehouse.printable import shown
@@ -57,7 +58,7 @@ def print_ingest(report: IngestReport, console: Console, err: Console) -> None:
         files = [f for f in report.files if f.table == name]
         table.add_row(
             shown(name),
-            str(sum(f.status == "ingested" for f in files)),
+            str(sum(f.status == INGESTED for f in files)),
             str(sum(f.status == "skipped" for f in files)),
             str(sum(f.status == "failed" for f in files)),
             *(

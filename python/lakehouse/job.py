@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.contracts import INGESTED
 from lakehouse.layout import DEFAULT_ROOT, Layout
 from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST
 
@@ -73,14 +74,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def _layer_errors() -> tuple[type[BaseException], ...]:
     from lakehouse.clock import ClockError
+    from lakehouse.contracts import ContractError
     from lakehouse.export import ExportError
     from lakehouse.ingest import IngestError
+    from lakehouse.layout import ProjectNotFound
     from lakehouse.quality import SuiteError
     from lakehouse.shardformat import ManifestError
     from lakehouse.synth import GenerateError
     from lakehouse.warehouse import WarehouseError
 
     return (
+        ContractError,
+        ProjectNotFound,
         IngestError,
         WarehouseError,
         SuiteError,
@@ -210,7 +215,7 @@ def ingest(
             f"{sum(f.rows_duplicate for f in files):,} duplicate"
         ),
         detail=(
-            f"{sum(f.status == 'ingested' for f in files)} files ingested, "
+            f"{sum(f.status == INGESTED for f in files)} files ingested, "
             f"{sum(f.status == 'skipped' for f in files)} already in bronze" + _new_columns(files)
         ),
         reason="; ".join(str(f.error) for f in report.failed),

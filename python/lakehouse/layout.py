@@ -21,6 +21,26 @@ ENV_LAKE = "LAKEHOUSE_LAKE"
 ENV_WAREHOUSE = "LAKEHOUSE_DUCKDB"
 
 
+class ProjectNotFound(Exception):
+    """No dbt project where one was looked for; the message says where to run from."""
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The dbt project: the nearest folder with dbt_project.yml from ``start`` (or the
+    working directory) upwards, else the checkout this package was installed from."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dbt_project.yml").exists():
+            return folder
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "dbt_project.yml").exists():
+        return checkout
+    raise ProjectNotFound(
+        f"no dbt_project.yml in {here} or above; run from the lakehouse checkout "
+        "or pass --project-dir"
+    )
+
+
 def bronze_uri(lake: str, table: str) -> str:
     """``<lake>/bronze/<table>``: the one place this path is spelled."""
     return join_uri(lake, "bronze", table)

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from lakehouse.contracts import INGEST_LOG, QUARANTINE
+from lakehouse.contracts import INGEST_LOG, INGESTED, QUARANTINE
 from lakehouse.ingest.errors import ConcurrentWriteError, LakeWriteError, SchemaMismatchError
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, QUARANTINE_SCHEMA, SourceSpec
 from lakehouse.layout import bronze_uri
@@ -114,7 +114,7 @@ class Bronze:
         if not delta_exists(uri):
             return {}
         log = read_delta(uri, columns=["content_sha256", "source_file", "status"])
-        log = log.filter(pc.equal(log.column("status"), "ingested"))
+        log = log.filter(pc.equal(log.column("status"), INGESTED))
         return dict(
             zip(
                 log.column("content_sha256").to_pylist(),

@@ -20,11 +20,12 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from lakehouse.contracts import INGESTED
 from lakehouse.ingest.bronze import Bronze
 from lakehouse.ingest.errors import IngestError, LakeWriteError
 from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
-from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, SOURCES_BY_DIR, TIMESTAMP, SourceSpec
+from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, TIMESTAMP, SourceSpec, source_for_dir
 from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
 from lakehouse.storage import filesystem_for, is_remote, join_uri, normalize_uri
 
@@ -133,7 +134,7 @@ def discover(landing_uri: str) -> tuple[list[LandingFile], list[str]]:
             if len(parts) > 1:  # inside a source folder: say so (root files are sidecars)
                 ignored.append(f"{relative} (hidden: a name starting with . or _)")
             continue
-        spec = SOURCES_BY_DIR.get(parts[0]) if len(parts) > 1 else None
+        spec = source_for_dir(parts[0]) if len(parts) > 1 else None
         if spec is None:
             ignored.append(relative)
             continue
@@ -348,7 +349,7 @@ def _land_once(
         )
     result.rows_quarantined = len(rejects)
     result.reasons = Counter(r.code for r in rejects)
-    result.status = "ingested"
+    result.status = INGESTED
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

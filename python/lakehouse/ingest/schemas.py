@@ -1,4 +1,6 @@
-"""The bronze contract: one explicit schema per landing source, and the ingestion columns.
+"""The bronze contract as ingest applies it: one explicit schema per landing source, built from
+the source's declaration in the dbt project's sources YAML (:mod:`lakehouse.contracts`), and
+the ingestion columns.
 
 Landing files are parsed against these specs, never by inference, so a file that drifts
 is quarantined or refused instead of silently changing a table.
@@ -9,11 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 
 import pyarrow as pa
 
-from lakehouse.contracts import DATA_TABLES, EMBEDDING_DIM, EVENT_TYPES
+from lakehouse.contracts import ContractError, DeclaredColumn, DeclaredSource, bronze_sources
+from lakehouse.layout import project_dir
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 # the instants a landing timestamp may name, [from, until): the app did not exist before
@@ -102,81 +106,66 @@ INGESTION_COLUMNS = (
     pa.field("_ingested_at", TIMESTAMP),
 )
 
-USERS = SourceSpec(
-    table="users",
-    landing_dir="users",
-    columns=(
-        Column("user_id", pa.int64()),
-        Column("signup_at", TIMESTAMP),
-        Column("country", pa.string(), required=False, max_length=8),
-        Column("email", pa.string(), required=False, max_length=254),
-        Column("display_name", pa.string(), required=False, max_length=128),
-        Column("birth_year", pa.int64(), required=False),
-        Column("is_verified", pa.bool_(), required=False),
-    ),
-    key=("user_id",),
-    formats=(".csv", ".csv.gz"),
-    order=0,
-)
+# the bronze (Arrow) type of each type a declaration may state, as dbt's YAML spells it
+_TYPES: dict[str, pa.DataType] = {
+    "bigint": pa.int64(),
+    "varchar": pa.string(),
+    "boolean": pa.bool_(),
+    "timestamp with time zone": TIMESTAMP,
+    "timestamptz": TIMESTAMP,
+    "double": pa.float64(),
+}
+_VECTOR = re.compile(r"float\[(\d+)\]")  # a fixed number of float32 values
 
-PHOTOS = SourceSpec(
-    table="photos",
-    landing_dir="photos",
-    columns=(
-        Column("photo_id", pa.int64()),
-        Column("owner_id", pa.int64()),
-        Column("posted_at", TIMESTAMP),
-        Column("caption", pa.string(), required=False, max_length=2200),
-        Column("width", pa.int64()),
-        Column("height", pa.int64()),
-        Column("camera", pa.string(), required=False, max_length=64),
-        Column("lang", pa.string(), required=False, max_length=8),
-        # when the owner last edited the record (a correction re-sends it whole); absent on
-        # a new photo. The latest edit of a photo wins in staging (stg_app__photos).
-        Column("updated_at", TIMESTAMP, required=False),
-    ),
-    key=("photo_id",),
-    formats=(".jsonl", ".jsonl.gz", ".json", ".ndjson"),
-    order=1,
-)
 
-PHOTO_EMBEDDINGS = SourceSpec(
-    table="photo_embeddings",
-    landing_dir="embeddings",
-    columns=(
-        Column("photo_id", pa.int64()),
-        Column("model_version", pa.string(), max_length=64),
-        Column("embedding", pa.list_(pa.float32()), fixed_size=EMBEDDING_DIM),
-    ),
-    key=("photo_id", "model_version"),
-    formats=(".parquet",),
-    order=2,
-)
+def _column(source: DeclaredSource, declared: DeclaredColumn) -> Column:
+    vector = _VECTOR.fullmatch(declared.data_type)
+    kind = pa.list_(pa.float32()) if vector else _TYPES.get(declared.data_type)
+    if kind is None:
+        raise ContractError(
+            f"{source.path}: column {source.table}.{declared.name} has data_type "
+            f"{declared.data_type!r}; bronze knows {', '.join(sorted(_TYPES))} and float[N]"
+        )
+    return Column(
+        declared.name,
+        kind,
+        required=declared.required,
+        max_length=declared.max_length,
+        fixed_size=int(vector.group(1)) if vector else None,
+        references=declared.references,
+    )
 
-EVENTS = SourceSpec(
-    table="events",
-    landing_dir="events",
-    columns=(
-        Column("event_id", pa.string(), max_length=64),
-        Column("event_type", pa.string(), max_length=32),
-        Column("ts", TIMESTAMP),
-        Column("user_id", pa.int64()),
-        Column("photo_id", pa.int64(), references="photos.photo_id"),
-        Column("session_id", pa.string(), required=False, max_length=64),
-        Column("device", pa.string(), required=False, max_length=32),
-        Column("dwell_ms", pa.int64(), required=False),
-        Column("comment_text", pa.string(), required=False, max_length=2200),
-    ),
-    key=("event_id",),
-    formats=(".jsonl", ".jsonl.gz", ".json", ".ndjson"),
-    order=3,
-    accepted_values={"event_type": EVENT_TYPES},
-)
 
-SOURCES: tuple[SourceSpec, ...] = (USERS, PHOTOS, PHOTO_EMBEDDINGS, EVENTS)
-assert tuple(s.table for s in SOURCES) == DATA_TABLES, "one spec per bronze data table"
-SOURCES_BY_DIR = {s.landing_dir: s for s in SOURCES}
-SOURCES_BY_TABLE = {s.table: s for s in SOURCES}
+@cache
+def _specs(project: Path) -> tuple[SourceSpec, ...]:
+    return tuple(
+        SourceSpec(
+            table=source.table,
+            landing_dir=source.landing_dir,
+            columns=tuple(_column(source, c) for c in source.columns),
+            key=source.key,
+            formats=source.formats,
+            order=source.order,
+            accepted_values={
+                c.name: c.accepted_values for c in source.columns if c.accepted_values
+            },
+        )
+        for source in bronze_sources(project)
+    )
+
+
+def sources(project: Path | None = None) -> tuple[SourceSpec, ...]:
+    """Every landing source's spec, in ingest order, from the project's declarations."""
+    return _specs((project or project_dir()).resolve())
+
+
+def source_for_table(table: str, project: Path | None = None) -> SourceSpec:
+    return next(s for s in sources(project) if s.table == table)
+
+
+def source_for_dir(landing_dir: str, project: Path | None = None) -> SourceSpec | None:
+    return next((s for s in sources(project) if s.landing_dir == landing_dir), None)
+
 
 QUARANTINE_SCHEMA = pa.schema(
     [

@@ -34,7 +34,8 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from lakehouse.contracts import BRONZE_TABLES
+from lakehouse.contracts import INGESTED
+from lakehouse.contracts import bronze_tables as declared_bronze_tables
 from lakehouse.ingest import QUARANTINE_TABLE
 from lakehouse.job import DEFAULT_MODEL, ExportResult, StepReport, failure_reason, user_errors
 from lakehouse.job import export as export_step
@@ -47,7 +48,7 @@ from lakehouse.quality.outline import SuiteOutline
 from lakehouse.storage import delta_exists, is_transient, open_delta
 
 BRONZE = "bronze"
-LANDED_TABLES = (*BRONZE_TABLES, QUARANTINE_TABLE)  # what one ingest writes
+LANDED_TABLES = (*declared_bronze_tables(), QUARANTINE_TABLE)  # what one ingest writes
 GATE_CHECK_PREFIX = "gx_"
 T = TypeVar("T")
 
@@ -118,7 +119,7 @@ def bronze_tables(
         if not delta_exists(uri):
             continue
         version = open_delta(uri).version()
-        files = [f for f in report.files if f.table == table and f.status == "ingested"]
+        files = [f for f in report.files if f.table == table and f.status == INGESTED]
         yield MaterializeResult(
             asset_key=bronze_key(table),
             data_version=DataVersion(str(version)),

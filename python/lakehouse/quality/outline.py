@@ -65,18 +65,27 @@ def read_suite_file(path: Path, manifest: Path | None = None) -> tuple[dict[str,
     relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
     if not relation:
         raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
-    derived = contract_expectations(_manifest_of(Path(path), manifest), str(relation))
+    project = Path(path).resolve().parent.parent
+    derived = contract_expectations(
+        _manifest_of(Path(path), manifest),
+        str(relation),
+        project if (project / "dbt_project.yml").exists() else None,
+    )
     data["expectations"] = derived + list(data.get("expectations") or [])
     return data, str(relation)
 
 
-def contract_expectations(manifest: Path | None, relation: str) -> list[dict[str, Any]]:
+def contract_expectations(
+    manifest: Path | None, relation: str, project: Path | None = None
+) -> list[dict[str, Any]]:
     """The schema checks of a model whose dbt YAML enforces a contract, derived from dbt's
     manifest (its columns in order, each with its data type), never restated in a suite:
     a column an analyst adds to the model and its YAML is checked with no other edit. dbt
     enforces the contract when it builds the table; the gate checks the table it
     fingerprints and the export ships (which also catches a change made outside dbt)."""
-    if manifest is None or relation.startswith(BRONZE_PREFIX):
+    if relation.startswith(BRONZE_PREFIX):
+        return bronze_expectations(relation[len(BRONZE_PREFIX) :], project)
+    if manifest is None:
         return []
     from lakehouse.warehouse.dbt_build import model_contract
 
@@ -110,6 +119,31 @@ def contract_expectations(manifest: Path | None, relation: str) -> list[dict[str
             "severity": BLOCKING,
             "meta": {"notes": f"column types of {source}", "name": "column_types"},
         },
+    ]
+
+
+def bronze_expectations(table: str, project: Path | None) -> list[dict[str, Any]]:
+    """The schema check of a bronze table, derived from its declaration in the dbt project's
+    sources YAML (:mod:`lakehouse.contracts`) and ingest's own columns: every declared column
+    is there; columns schema evolution added (fields the app's logs gained) may follow. Its
+    rules (not null, accepted values, references) are the source's dbt tests."""
+    from lakehouse.ingest.schemas import INGESTION_COLUMNS, source_for_table
+
+    try:
+        spec = source_for_table(table, project)
+    except StopIteration:
+        return []  # not a landed table (the ingest log): nothing declared to check
+    columns = [*spec.column_names, *(f.name for f in INGESTION_COLUMNS)]
+    return [
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {"column_set": columns, "exact_match": False},
+            "severity": BLOCKING,
+            "meta": {
+                "notes": f"every column of the bronze declaration of {table} (its sources "
+                "YAML) and ingest's; columns schema evolution added may follow"
+            },
+        }
     ]
 
 

@@ -42,17 +42,21 @@ from lakehouse.sql import string as sql_string
 from lakehouse.storage import open_delta
 from lakehouse.warehouse import (
     BuildLineage,
+    TestVerdict,
     fingerprint,
     fingerprint_chain,
     latest_build_seq,
     model_build,
     model_meta,
+    test_verdict,
 )
 from lakehouse.warehouse.duckdb_env import connect, extension_dir, session_sql
 
 EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
 DATA_DOCS = "data_docs"
+DBT_TESTS = "dbt_tests_pass"  # the result standing for a model's dbt data tests
+SOURCE_TESTS = "source:"  # how macros/bronze.sql records a bronze source's tests
 BUILD_SEQ = "_build_seq"  # the build number each model row carries (macros/incremental.sql)
 BATCH_KEY = "lakehouse.batch_id"  # the commit metadata naming a bronze commit's ingest batch
 
@@ -138,6 +142,9 @@ class _Target:
     cursor: dict[str, Any] | None = None
     changed_outside_dbt: bool = False
     error: str | None = None
+    # a model's dbt data tests as its build left them: dbt owns the structural rules (not
+    # null, unique, relationships, accepted values), and the gate passes no model they fail
+    dbt_tests: TestVerdict | None = None
 
     @property
     def relation_sql(self) -> str:
@@ -263,6 +270,8 @@ def _target(
             versions["pinned_by"] = pins["dbt_invocation_id"]
         query = f"select * from delta_scan({sql_string(uri)}, version => {version})"
         target = _Target(suite, "bronze", versions, query, cursor={"delta_version": version})
+        if pinned:  # the source's dbt tests, as the build that pinned this version ran them
+            target.dbt_tests = test_verdict(con, SOURCE_TESTS + table, pins["dbt_invocation_id"])
         if batches is not None:
             ids = ", ".join(sql_string(b) for b in sorted(batches))
             newer = f"_batch_id in ({ids})" if batches else "false"
@@ -273,6 +282,8 @@ def _target(
             else {}
         )
         target = _Target(suite, "model", versions)
+        if build is not None:
+            target.dbt_tests = test_verdict(con, suite.relation, build.invocation_id)
     relation = target.relation_sql
     try:
         if target.kind == "model":
@@ -303,6 +314,11 @@ def _model_cursor(
         now = fingerprint(con, identifier(model))
         target.cursor["fingerprint"] = now
         if mark is not None and not _unchanged_since(con, model, mark, now):
+            target.changed_outside_dbt = True
+            return None
+        # and since the last build that wrote it (what its dbt tests ran on), pass or not
+        built = [s.fingerprint for s in fingerprint_chain(con, model, 0) if s.phase == "after"]
+        if built and built[-1] != now:
             target.changed_outside_dbt = True
             return None
     since = mark.get("build_seq") if mark else None
@@ -413,6 +429,8 @@ def _validate(
         if target.error:
             found[suite.name].append((-1, _unreadable(suite, target.error)))
             continue
+        if target.dbt_tests is not None:
+            found[suite.name].append((-1, _dbt_tests(target, target.dbt_tests)))
         parts = {
             "all": [e for e in suite.expectations if e.gx and e.rows == "all"],
             "new": [e for e in suite.expectations if e.gx and e.rows == "new"],
@@ -553,6 +571,40 @@ def _unreadable(suite: Suite, error: str) -> ExpectationResult:
     )
 
 
+def _dbt_tests(target: _Target, verdict: TestVerdict) -> ExpectationResult:
+    """A model's (or bronze source's) dbt data tests as one result: they are rules written
+    for it (in its dbt YAML), so what the gate passes has passed them too. Content changed
+    outside dbt since its build is not what they ran on: it fails until dbt builds it again."""
+    problems = verdict.problems
+    if target.changed_outside_dbt:
+        changed = (
+            f"the table changed outside dbt after build {verdict.invocation_id}: its dbt "
+            f"tests ran on other content; rebuild it (dbt build --select {target.suite.relation})"
+        )
+        problems = [changed, *problems]
+    total = len(verdict.statuses)
+    result = _failure(
+        target.suite,
+        DBT_TESTS,
+        DBT_TESTS,
+        {"invocation_id": verdict.invocation_id, "tests": total},
+        BLOCKING,
+        "",
+        "the data tests in its dbt YAML, as run by the build that made or read it, or since",
+    )
+    result.success = not problems
+    result.error = None
+    result.element_count = total
+    result.unexpected_count = len(problems)
+    result.observed_value = (
+        f"{total - len(verdict.problems)} of {total} passed"
+        + (f"; {'; '.join(problems[:EXAMPLES])}" if problems else "")
+        + (" …" if len(problems) > EXAMPLES else "")
+    )
+    result.examples = problems[:EXAMPLES]
+    return result
+
+
 def _failure(
     suite: Suite, kind: str, name: str, kwargs: dict, severity: str, error: str, notes: str
 ) -> ExpectationResult:
@@ -607,6 +659,8 @@ def expected_text(kind: str, kwargs: dict[str, Any]) -> str:
         )
     if kind == "table_is_readable":
         return "a readable table"
+    if kind == DBT_TESTS:
+        return f"all {kwargs.get('tests')} dbt tests of build {kwargs.get('invocation_id')} pass"
     return ""
 
 

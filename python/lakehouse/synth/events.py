@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lakehouse.contracts import EVENT_TYPES
+from lakehouse.contracts import event_types
 from lakehouse.synth.world import SECONDS_PER_DAY, Photos, Users, diurnal_seconds
 
 EVENT_TYPE_P = np.array([0.72, 0.16, 0.03, 0.03, 0.04, 0.02])
@@ -31,7 +31,7 @@ COMMENTS = (
 @dataclass
 class DayEvents:
     ts_us: np.ndarray  # microseconds since epoch, UTC, sorted
-    event_type: np.ndarray  # index into EVENT_TYPES
+    event_type: np.ndarray  # index into contracts.event_types()
     user: np.ndarray  # user index
     photo: np.ndarray  # photo index
     dwell_ms: np.ndarray  # -1 = none
@@ -69,7 +69,7 @@ def day_events(
         if veterans.size:
             user[not_yet] = veterans[rng.integers(0, veterans.size, int(not_yet.sum()))]
 
-    event_type = rng.choice(len(EVENT_TYPES), n, p=EVENT_TYPE_P)
+    event_type = rng.choice(len(event_types()), n, p=EVENT_TYPE_P)
     dwell = np.where(event_type == 0, rng.lognormal(7.6, 0.9, n).astype(np.int64), -1)
     comment = np.where(event_type == 2, rng.integers(0, len(COMMENTS), n), -1)
     order = np.argsort(ts_us, kind="stable")

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.contracts import EMBEDDING_DIM, EVENT_TYPES
+from lakehouse.contracts import embedding_dim, event_types
 from lakehouse.synth import dirty
 from lakehouse.synth.events import COMMENTS, day_events
 from lakehouse.synth.world import (
@@ -440,7 +440,7 @@ def write_embeddings(
         stats.files.append(str(path.relative_to(out)))
         stats.clean_rows += clean
         stats.rows_written += len(ids)
-    assert photos.embedding.shape[1] == EMBEDDING_DIM
+    assert photos.embedding.shape[1] == embedding_dim()
 
 
 # ---------------------------------------------------------------- events (JSONL.gz, daily)
@@ -481,11 +481,12 @@ def event_records(day: int, day_start: int, events, users) -> list[dict[str, obj
     dwell = events.dwell_ms.tolist()
     comment = events.comment.tolist()
     records = []
+    kinds = event_types()
     for i in range(n):
         records.append(
             {
                 "event_id": f"e{day:04d}-{i:08d}",
-                "event_type": EVENT_TYPES[types[i]],
+                "event_type": kinds[types[i]],
                 "ts": str(ts[i]),
                 "user_id": user_ids[i],
                 "photo_id": photo_ids[i],

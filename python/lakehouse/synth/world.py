@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from lakehouse.contracts import EMBEDDING_DIM
+from lakehouse.contracts import embedding_dim
 
 SECONDS_PER_DAY = 86_400
 
@@ -147,7 +147,7 @@ class Photos:
     caption: list[str]
     size: np.ndarray
     camera: np.ndarray  # -1 = unknown
-    embedding: np.ndarray  # (n, EMBEDDING_DIM) float32
+    embedding: np.ndarray  # (n, embedding_dim()) float32
     appeal: np.ndarray
     style: PhotoStyle
 
@@ -157,8 +157,8 @@ class PhotoStyle:
     """What the image embeddings of a world share: one centroid per topic and the direction
     of quality; photos added on later nights reuse their world's."""
 
-    centroids: np.ndarray  # (topics, EMBEDDING_DIM)
-    quality_direction: np.ndarray  # (EMBEDDING_DIM,)
+    centroids: np.ndarray  # (topics, embedding_dim())
+    quality_direction: np.ndarray  # (embedding_dim(),)
 
 
 def concat(first, second):
@@ -218,15 +218,15 @@ def make_photos(
 
     topic = rng.choice(len(TOPIC_NAMES), n, p=TOPIC_WEIGHTS / TOPIC_WEIGHTS.sum())
     if style is None:
-        centroids = rng.normal(0.0, 1.0, (len(TOPIC_NAMES), EMBEDDING_DIM))
-        quality_direction = rng.normal(0.0, 1.0, EMBEDDING_DIM)
+        centroids = rng.normal(0.0, 1.0, (len(TOPIC_NAMES), embedding_dim()))
+        quality_direction = rng.normal(0.0, 1.0, embedding_dim())
         quality_direction /= np.linalg.norm(quality_direction)
         style = PhotoStyle(centroids, quality_direction)
     centroids, quality_direction = style.centroids, style.quality_direction
     quality = rng.normal(0.0, 1.0, n)
     embedding = (
         centroids[topic] * 0.6
-        + rng.normal(0.0, 0.8, (n, EMBEDDING_DIM))
+        + rng.normal(0.0, 0.8, (n, embedding_dim()))
         + np.outer(quality, quality_direction) * 1.5
     ).astype(np.float32)
 

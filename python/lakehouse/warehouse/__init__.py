@@ -33,6 +33,7 @@ from lakehouse.warehouse.lineage import (
     BuildLineage,
     FingerprintStep,
     Invocation,
+    TestVerdict,
     fingerprint,
     fingerprint_chain,
     latest_build_seq,
@@ -40,6 +41,7 @@ from lakehouse.warehouse.lineage import (
     latest_started,
     model_build,
     rows_written_by,
+    test_verdict,
 )
 from lakehouse.warehouse.spark import ENGINES, attach_spark_tables, spark_unavailable
 
@@ -50,6 +52,7 @@ __all__ = [
     "DbtInvocation",
     "FingerprintStep",
     "Invocation",
+    "TestVerdict",
     "WarehouseError",
     "attach_spark_tables",
     "bronze_versions",
@@ -72,4 +75,5 @@ __all__ = [
     "rows_written_by",
     "run_dbt",
     "spark_unavailable",
+    "test_verdict",
 ]

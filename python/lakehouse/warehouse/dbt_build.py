@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehouse.contracts import BRONZE_TABLES
+from lakehouse.contracts import bronze_tables
 from lakehouse.layout import bronze_uri
 from lakehouse.sql import embeddable
 from lakehouse.storage import delta_exists, normalize_uri, open_delta
@@ -65,7 +65,7 @@ class BuildResult:
 def bronze_versions(lake: str) -> dict[str, int]:
     """Current Delta version of each bronze table; a missing table is a clear error."""
     versions = {}
-    for table in BRONZE_TABLES:
+    for table in bronze_tables():
         uri = bronze_uri(lake, table)
         if not delta_exists(uri):
             raise WarehouseError(
@@ -279,11 +279,12 @@ def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
     whatever its origin (an argument, a manifest)."""
     if not embeddable(lake):
         raise WarehouseError(f"lake {lake!r} holds a quote or control character; refused")
+    known = bronze_tables()
     for table, version in versions.items():
-        if table not in BRONZE_TABLES or not isinstance(version, int) or version < 0:
+        if table not in known or not isinstance(version, int) or version < 0:
             raise WarehouseError(
                 f"cannot read bronze {table!r} at version {version!r}: expected one of "
-                f"{', '.join(BRONZE_TABLES)} at a whole-number version"
+                f"{', '.join(known)} at a whole-number version"
             )
 
 

@@ -13,6 +13,8 @@ import duckdb_extension_aws
 import duckdb_extension_delta
 import duckdb_extension_httpfs
 
+from lakehouse.layout import project_dir  # noqa: F401  (re-exported by lakehouse.warehouse)
+
 DEFAULT_EXTENSIONS = ".duckdb/extensions"
 # bounds DuckDB's memory (e.g. 4GB) in dbt (profiles.yml) and in the gate; unset: DuckDB's default
 MEMORY_LIMIT_VARIABLE = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
@@ -20,22 +22,6 @@ MEMORY_LIMIT_VARIABLE = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
 
 class WarehouseError(Exception):
     """A problem with the warehouse a user can fix; the message says how."""
-
-
-def project_dir(start: Path | None = None) -> Path:
-    """The dbt project: the nearest folder with dbt_project.yml from ``start`` (or the
-    working directory) upwards, else the checkout this package was installed from."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dbt_project.yml").exists():
-            return folder
-    checkout = Path(__file__).resolve().parents[3]
-    if (checkout / "dbt_project.yml").exists():
-        return checkout
-    raise WarehouseError(
-        f"no dbt_project.yml in {here} or above; run from the lakehouse checkout "
-        "or pass --project-dir"
-    )
 
 
 def extension_dir(project: Path) -> Path:

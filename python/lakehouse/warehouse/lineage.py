@@ -8,6 +8,9 @@ number, never by their clocks: a build on a machine whose clock is behind is sti
 with the Delta version pinned for the run (null when a plain ``dbt build`` read the latest).
 ``lakehouse_model_builds``: one row per model an invocation ran, with dbt's status
 (``record_model_builds``).
+``lakehouse_test_results``: one row per data test an invocation ran, with dbt's status and
+failures, and a ``not run`` row per test of a model it built without testing it
+(``record_model_builds``): the rules the built content must pass, read by :func:`test_verdict`.
 ``lakehouse_dbt_manifests``: the sha256 of the ``manifest.json`` an invocation of
 ``lakehouse build`` parsed (:func:`record_manifest`), so a later ``dbt test`` or ``dbt source
 freshness`` rewriting ``target/`` does not change what the lineage names.
@@ -27,6 +30,9 @@ RUNS_TABLE = "lakehouse_dbt_runs"
 READS_TABLE = "lakehouse_bronze_reads"
 MODELS_TABLE = "lakehouse_model_builds"
 MANIFESTS_TABLE = "lakehouse_dbt_manifests"
+TESTS_TABLE = "lakehouse_test_results"
+# dbt's statuses of a data test that let its model through: a warn-severity test may fail
+PASSING_TESTS = ("pass", "warn")
 FINGERPRINTS_TABLE = "lakehouse_model_fingerprints"
 
 
@@ -110,6 +116,72 @@ def model_build(con: duckdb.DuckDBPyConnection, model: str) -> BuildLineage | No
         [invocation],
     )
     return BuildLineage(invocation, dict(reads), manifest[0][0] if manifest else None)
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    """The data tests written for a model as built by one invocation, each with its latest
+    status since that build (``not run`` when none ran): the model may go on only when every
+    one passed."""
+
+    invocation_id: str
+    statuses: dict[str, str]  # test name -> dbt's status
+    failures: dict[str, int]  # test name -> failing rows, where dbt counted them
+
+    @property
+    def passed(self) -> bool:
+        return all(status in PASSING_TESTS for status in self.statuses.values())
+
+    @property
+    def problems(self) -> list[str]:
+        return [
+            f"{name}: {status}"
+            + (f" ({self.failures[name]} rows)" if self.failures.get(name) else "")
+            for name, status in sorted(self.statuses.items())
+            if status not in PASSING_TESTS
+        ]
+
+
+def test_verdict(con: duckdb.DuckDBPyConnection, model: str, invocation_id: str) -> TestVerdict:
+    """What became of each data test of ``model`` as invocation ``invocation_id`` built it:
+    the tests that build's project wrote for it, and any test run on it since, each at its
+    latest result from that build on (by build number: a later ``dbt test`` counts, an earlier
+    one never does)."""
+    rows = _rows_if_table(
+        con,
+        TESTS_TABLE,
+        f"select t.invocation_id, t.test_name, t.status, t.failures, {_seq(con)} as seq "
+        f"from {TESTS_TABLE} as t where t.model = ?",
+        [model],
+    )
+    built = next((r[4] for r in rows if r[0] == invocation_id), None)
+    if built is None:
+        built = _rows_if_table(
+            con,
+            RUNS_TABLE,
+            f"select max(build_seq) from {RUNS_TABLE} where invocation_id = ?",
+            [invocation_id],
+        )
+        built = built[0][0] if built else None
+    statuses: dict[str, str] = {}
+    failures: dict[str, int] = {}
+    latest: dict[str, int] = {}
+    for invocation, name, status, failed, seq in rows:
+        if invocation == invocation_id:
+            statuses.setdefault(name, status)
+        since = invocation == invocation_id or (
+            seq is not None and built is not None and seq >= built
+        )
+        if not since or status == "not run":
+            continue
+        if name not in latest or (seq or 0) >= latest[name]:
+            latest[name] = seq or 0
+            statuses[name] = status
+            if failed:
+                failures[name] = int(failed)
+            else:
+                failures.pop(name, None)
+    return TestVerdict(invocation_id, statuses, failures)
 
 
 def record_manifest(con: duckdb.DuckDBPyConnection, invocation_id: str, sha256: str) -> None:
