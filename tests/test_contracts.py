@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lakehouse.contracts import (
@@ -162,3 +163,20 @@ def test_the_ingest_log_records_its_own_delta_version_per_batch(ingested) -> Non
     }
     assert rows and all(r["log_version"] == committed[r["batch_id"]] for r in rows)
     assert len({r["log_version"] for r in rows}) == len(rows)  # one commit per batch
+
+
+def test_ingest_names_the_declared_tables_when_asked_for_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lakehouse.cli import main
+
+    (tmp_path / "landing").mkdir()
+    code = main(["ingest", str(tmp_path / "landing"), "--lake", str(tmp_path / "lake"),
+                 "--table", "likes"])  # fmt: skip
+    assert code == 1
+    error = " ".join(capsys.readouterr().err.split())
+    assert (
+        "no bronze table likes: the sources YAML declares users, photos, photo_embeddings, events"
+        in error
+    )
+    assert not (tmp_path / "lake").exists()  # refused before anything was written

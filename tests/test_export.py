@@ -422,6 +422,16 @@ def test_a_failed_or_partial_build_is_never_what_export_names(built, tmp_path: P
     failed = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True,
                      versions={**bronze_versions(str(lake)), "events": 999})  # fmt: skip
     assert not failed.success  # no such Delta version: staging fails, the mart is not rebuilt
+    # ...but dim_photos (no events upstream) was, and dbt skipped its relationships test to
+    # dim_users (not rebuilt): content no test vouched for blocks until dbt tests it
+    blocked, _ = validate(warehouse, str(lake), out=quality, project=PROJECT, as_of=NIGHT)
+    assert {(r.table, r.type) for r in blocked.blocking_failures} == {
+        ("dim_photos", "dbt_tests_pass")
+    }
+    assert "relationships_dim_photos_owner_user_id" in str(
+        blocked.blocking_failures[0].observed_value
+    )
+    assert run_dbt(str(lake), warehouse, command="test", project=PROJECT, quiet=True).success
     _, after_failure = gate_and_export("shards")
     assert after_failure.lineage["dbt_invocation_id"] == made_it
     assert after_failure.lineage["bronze_versions"]["events"] == 20  # not 999

@@ -25,7 +25,13 @@ from lakehouse.ingest.bronze import Bronze
 from lakehouse.ingest.errors import IngestError, LakeWriteError
 from lakehouse.ingest.readers import read_blocks
 from lakehouse.ingest.rejects import Reject
-from lakehouse.ingest.schemas import MAX_NEW_COLUMNS, TIMESTAMP, SourceSpec, source_for_dir
+from lakehouse.ingest.schemas import (
+    MAX_NEW_COLUMNS,
+    TIMESTAMP,
+    SourceSpec,
+    source_for_dir,
+    sources,
+)
 from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
 from lakehouse.storage import filesystem_for, is_remote, join_uri, normalize_uri
 
@@ -166,6 +172,14 @@ def ingest(
     run_id = uuid.uuid4().hex[:12]
     bronze = Bronze(lake)
     fs, _ = filesystem_for(landing)
+    if tables:
+        declared = [s.table for s in sources()]
+        unknown = sorted(set(tables) - set(declared))
+        if unknown:
+            raise IngestError(
+                f"no bronze table {', '.join(unknown)}: the sources YAML declares "
+                f"{', '.join(declared)}"
+            )
     files, ignored = discover(landing)
     if tables:
         files = [f for f in files if f.spec.table in tables]

@@ -45,6 +45,7 @@ from lakehouse.orchestrate.resources import LakehouseResource
 from lakehouse.printable import shown
 from lakehouse.quality import BLOCKING, outline_suites
 from lakehouse.quality.outline import SuiteOutline
+from lakehouse.quality.record import DBT_TESTS
 from lakehouse.storage import delta_exists, is_transient, open_delta
 
 BRONZE = "bronze"
@@ -304,7 +305,8 @@ def gate_asset_check(model_key: Callable[[str], AssetKey], manifest: Path):
         tables = {t.table: t for t in report.tables}
         for suite, specs in checks:
             table = tables.get(suite.name)
-            results = table.results if table else []
+            # the suite's expectations, in order (dbt's tests are dbt's own checks here)
+            results = [r for r in table.results if r.type != DBT_TESTS] if table else []
             unreadable = next((r for r in results if r.type == "table_is_readable"), None)
             by_position = len(results) == len(specs) and unreadable is None
             for index, spec in enumerate(specs):

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.quality.record import BLOCKING, RESULT_FILE, GateRecord, TableVerdict
+from lakehouse.quality.record import BLOCKING, RESULT_FILE, GateRecord, SuiteError, TableVerdict
 
 if TYPE_CHECKING:
     from lakehouse.quality.outline import SuiteOutline
@@ -33,10 +33,6 @@ __all__ = [
     "suggest",
     "validate",
 ]
-
-
-class SuiteError(Exception):
-    """A suite or parameters file that cannot be used; the message names the file."""
 
 
 def validate(

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lakehouse.quality import SuiteError
-from lakehouse.quality.record import BLOCKING
+from lakehouse.quality.record import BLOCKING, SuiteError
 
 BRONZE_PREFIX = "bronze:"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from lakehouse.quality import SuiteError
 from lakehouse.quality.numbers import significant
+from lakehouse.quality.record import SuiteError
 
 FILE = "parameters.yml"
 DEFAULT_SECTION = "default"

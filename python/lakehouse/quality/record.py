@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+
+
+class SuiteError(Exception):
+    """A suite or parameters file that cannot be used; the message names the file."""
+
+
+# the gate's result standing for a table's dbt data tests (no suite states it: dbt's YAML)
+DBT_TESTS = "dbt_tests_pass"
 BLOCKING = "critical"  # GX's severity that blocks (suites.BLOCKING; record.py stays GX-free)
 
 

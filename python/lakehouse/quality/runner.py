@@ -35,7 +35,7 @@ from lakehouse.layout import bronze_uri
 from lakehouse.quality.gx_duckdb import DuckDBDatasource  # registers add_duckdb
 from lakehouse.quality.numbers import format_value
 from lakehouse.quality.parameters import Parameters
-from lakehouse.quality.record import GateRecord
+from lakehouse.quality.record import DBT_TESTS, GateRecord
 from lakehouse.quality.suites import BLOCKING, Expectation, Suite, gx_suite
 from lakehouse.sql import identifier
 from lakehouse.sql import string as sql_string
@@ -55,7 +55,6 @@ from lakehouse.warehouse.duckdb_env import connect, extension_dir, session_sql
 EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
 DATA_DOCS = "data_docs"
-DBT_TESTS = "dbt_tests_pass"  # the result standing for a model's dbt data tests
 SOURCE_TESTS = "source:"  # how macros/bronze.sql records a bronze source's tests
 BUILD_SEQ = "_build_seq"  # the build number each model row carries (macros/incremental.sql)
 BATCH_KEY = "lakehouse.batch_id"  # the commit metadata naming a bronze commit's ingest batch
@@ -145,6 +144,9 @@ class _Target:
     # a model's dbt data tests as its build left them: dbt owns the structural rules (not
     # null, unique, relationships, accepted values), and the gate passes no model they fail
     dbt_tests: TestVerdict | None = None
+    # an exported model whose content is not what its last build left: its tests' verdict
+    # is about other content
+    changed_since_build: bool = False
 
     @property
     def relation_sql(self) -> str:
@@ -271,7 +273,12 @@ def _target(
         query = f"select * from delta_scan({sql_string(uri)}, version => {version})"
         target = _Target(suite, "bronze", versions, query, cursor={"delta_version": version})
         if pinned:  # the source's dbt tests, as the build that pinned this version ran them
-            target.dbt_tests = test_verdict(con, SOURCE_TESTS + table, pins["dbt_invocation_id"])
+            target.dbt_tests = test_verdict(
+                con,
+                SOURCE_TESTS + table,
+                pins["dbt_invocation_id"],
+                bronze_version=(table, version),
+            )
         if batches is not None:
             ids = ", ".join(sql_string(b) for b in sorted(batches))
             newer = f"_batch_id in ({ids})" if batches else "false"
@@ -313,12 +320,12 @@ def _model_cursor(
     if exported:
         now = fingerprint(con, identifier(model))
         target.cursor["fingerprint"] = now
-        if mark is not None and not _unchanged_since(con, model, mark, now):
-            target.changed_outside_dbt = True
-            return None
-        # and since the last build that wrote it (what its dbt tests ran on), pass or not
+        # the content dbt's tests ran on: what the last build that wrote the table left
         built = [s.fingerprint for s in fingerprint_chain(con, model, 0) if s.phase == "after"]
-        if built and built[-1] != now:
+        target.changed_since_build = bool(built) and built[-1] != now
+        if target.changed_since_build or (
+            mark is not None and not _unchanged_since(con, model, mark, now)
+        ):
             target.changed_outside_dbt = True
             return None
     since = mark.get("build_seq") if mark else None
@@ -576,7 +583,7 @@ def _dbt_tests(target: _Target, verdict: TestVerdict) -> ExpectationResult:
     for it (in its dbt YAML), so what the gate passes has passed them too. Content changed
     outside dbt since its build is not what they ran on: it fails until dbt builds it again."""
     problems = verdict.problems
-    if target.changed_outside_dbt:
+    if target.changed_since_build:
         changed = (
             f"the table changed outside dbt after build {verdict.invocation_id}: its dbt "
             f"tests ran on other content; rebuild it (dbt build --select {target.suite.relation})"

@@ -37,9 +37,8 @@ from great_expectations.expectations.expectation_configuration import Expectatio
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 import lakehouse.quality.expectations  # noqa: F401  (registers the project's two expectations)
-from lakehouse.quality import SuiteError
 from lakehouse.quality.outline import BRONZE_PREFIX, expectation_name, read_suite_file
-from lakehouse.quality.record import BLOCKING
+from lakehouse.quality.record import BLOCKING, SuiteError
 
 SEVERITIES = tuple(s.value for s in FailureSeverity)  # critical, warning, info
 assert FailureSeverity(BLOCKING) is FailureSeverity.CRITICAL

@@ -1,11 +1,11 @@
 """Sample data: a landing folder as a photo-sharing app would dump it, dirt included."""
 
+from lakehouse.synth.generate import generate
 from lakehouse.synth.history import (
     MANIFEST,
     GenerateConfig,
     GenerateError,
     GenerateReport,
-    generate,
 )
 
 __all__ = ["MANIFEST", "GenerateConfig", "GenerateError", "GenerateReport", "generate"]

@@ -124,36 +124,7 @@ class GenerateReport:
 ProgressFn = Callable[[str, int, int], None]  # (step, done, total)
 
 
-def generate(config: GenerateConfig, progress: ProgressFn | None = None) -> GenerateReport:
-    """Write users/, photos/, embeddings/ and events/ under ``config.out``: the history
-    (``days`` up to ``end``), then ``nights`` nights after it. A folder that already holds
-    this world (same seed and sizes) keeps its files and gets only the missing nights."""
-    from lakehouse.synth.nights import append_nights  # here: nights imports this module
-
-    report = progress or (lambda step, done, total: None)
-    out = Path(config.out)
-    stats, have = _existing_world(out, config)
-    if stats is None:
-        _refuse_another_world(out, config)
-        stats, have = _write_history(out, config, report), 0
-    want = max(have, config.nights)
-    if want > have:
-        append_nights(out, config, have, want, stats, report)
-    result = GenerateReport(
-        {
-            k: (str(v) if isinstance(v, datetime) else v)
-            for k, v in {**asdict(config), "nights": want}.items()
-            if k != "out"  # paths in the manifest are relative to the landing folder
-        },
-        stats,
-    )
-    staged = out / f".{MANIFEST}.tmp"
-    staged.write_text(result.to_json())
-    staged.replace(out / MANIFEST)
-    return result
-
-
-def _refuse_another_world(out: Path, config: GenerateConfig) -> None:
+def refuse_another_world(out: Path, config: GenerateConfig) -> None:
     """A folder holding another world's files is never written into: its history would be
     rewritten with this world's (mixing two in one folder, ids and all)."""
     saved = world_of(out)
@@ -181,7 +152,7 @@ def day_bounds(config: GenerateConfig) -> tuple[int, int]:
     return end_s, end_s - config.days * SECONDS_PER_DAY
 
 
-def _existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableStats] | None, int]:
+def existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableStats] | None, int]:
     """The folder's per-table stats and nights when it holds ``config``'s world."""
     try:
         manifest = json.loads((out / MANIFEST).read_text())
@@ -206,7 +177,7 @@ def _existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableS
         return None, 0
 
 
-def _write_history(out: Path, config: GenerateConfig, report: ProgressFn) -> dict[str, TableStats]:
+def write_history(out: Path, config: GenerateConfig, report: ProgressFn) -> dict[str, TableStats]:
     rng = np.random.default_rng(config.seed)
     end_s, start_s = day_bounds(config)
     for folder in ("users", "photos", "embeddings", "events"):

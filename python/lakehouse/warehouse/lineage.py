@@ -142,17 +142,33 @@ class TestVerdict:
         ]
 
 
-def test_verdict(con: duckdb.DuckDBPyConnection, model: str, invocation_id: str) -> TestVerdict:
+def test_verdict(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    invocation_id: str,
+    *,
+    bronze_version: tuple[str, int] | None = None,
+) -> TestVerdict:
     """What became of each data test of ``model`` as invocation ``invocation_id`` built it:
     the tests that build's project wrote for it, and any test run on it since, each at its
-    latest result from that build on (by build number: a later ``dbt test`` counts, an earlier
-    one never does)."""
+    latest result from that build on (by build number: a later ``dbt test`` counts, an
+    earlier one never does; a later test dbt skipped ran on nothing). A bronze source's
+    tests (``bronze_version``: its table and the Delta version validated) count only from
+    invocations that pinned that very version."""
+    where, parameters = "t.model = ?", [model]
+    if bronze_version is not None:
+        table, version = bronze_version
+        where += (
+            f" and exists (select 1 from {READS_TABLE} as r where r.invocation_id = "
+            "t.invocation_id and r.table_name = ? and r.delta_version = ?)"
+        )
+        parameters += [table, version]
     rows = _rows_if_table(
         con,
         TESTS_TABLE,
         f"select t.invocation_id, t.test_name, t.status, t.failures, {_seq(con)} as seq "
-        f"from {TESTS_TABLE} as t where t.model = ?",
-        [model],
+        f"from {TESTS_TABLE} as t where {where}",
+        parameters,
     )
     built = next((r[4] for r in rows if r[0] == invocation_id), None)
     if built is None:
@@ -169,10 +185,11 @@ def test_verdict(con: duckdb.DuckDBPyConnection, model: str, invocation_id: str)
     for invocation, name, status, failed, seq in rows:
         if invocation == invocation_id:
             statuses.setdefault(name, status)
-        since = invocation == invocation_id or (
+        counts = invocation == invocation_id or (
             seq is not None and built is not None and seq >= built
         )
-        if not since or status == "not run":
+        later = invocation != invocation_id
+        if not counts or status == "not run" or (later and status == "skipped"):
             continue
         if name not in latest or (seq or 0) >= latest[name]:
             latest[name] = seq or 0
