@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lakehouse.contracts import INGESTED
-from lakehouse.job import JobObserver, JobReport, StepReport
+from lakehouse.job import JobObserver, JobReport, Step, StepReport
 from lakehouse.layout import Layout
 from lakehouse.printable import shown
 from lakehouse.progress import RichIngestProgress, RichRowProgress, RichStepProgress
@@ -284,24 +284,26 @@ class ConsoleObserver(JobObserver):
     def note(self, text: str) -> None:
         self.console.print(shown(text), highlight=False)
 
-    def step_finished(self, step: StepReport) -> None:
+    def step_finished(self, step: StepReport[Any]) -> None:
         result = step.result
         if result is None:
             return
-        if step.name == "generate":
-            print_generated(result, Path(self.layout.landing), self.console)
-        elif step.name == "train":
-            self.console.rule("train a small model on the shards (ShardDataset + GPUPrefetcher)")
-            print_training(result, self.console)
-        elif step.name == "ingest":
-            print_ingest(result, self.console, self.err)
-        elif step.name == "dbt build":
-            print_build(result, self.layout.warehouse, self.console, self.err)
-        elif step.name == "quality gate":
-            report, data = result
-            print_gate(report, data, self.layout.quality, self.console)
-        else:
-            print_manifest(result.manifest, result.folder, self.console)
+        match step.name:
+            case Step.GENERATE:
+                print_generated(result, Path(self.layout.landing), self.console)
+            case Step.TRAIN:
+                self.console.rule(
+                    "train a small model on the shards (ShardDataset + GPUPrefetcher)"
+                )
+                print_training(result, self.console)
+            case Step.INGEST:
+                print_ingest(result, self.console, self.err)
+            case Step.BUILD:
+                print_build(result, self.layout.warehouse, self.console, self.err)
+            case Step.GATE:
+                print_gate(result.report, result.data, self.layout.quality, self.console)
+            case Step.EXPORT:
+                print_manifest(result.manifest, result.folder, self.console)
 
     @contextmanager
     def ingest_progress(self) -> Iterator[RichIngestProgress]:

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from lakehouse.contracts import INGESTED
 from lakehouse.layout import DEFAULT_ROOT, Layout
@@ -45,9 +46,11 @@ __all__ = [
     "DEFAULT_MODEL",
     "DemoReport",
     "ExportResult",
+    "GateOutcome",
     "JobObserver",
     "JobReport",
     "Layout",
+    "Step",
     "StepReport",
     "build",
     "export",
@@ -61,7 +64,22 @@ __all__ = [
 
 # the mart the nightly job exports for training
 DEFAULT_MODEL = "photo_popularity_training"
-STEPS = ("ingest", "dbt build", "quality gate", "export")
+
+
+class Step(StrEnum):
+    """The steps a job or the demo reports, each once: observers match on these, never on
+    a name typed again."""
+
+    GENERATE = "generate"
+    INGEST = "ingest"
+    BUILD = "dbt build"
+    GATE = "quality gate"
+    EXPORT = "export"
+    TRAIN = "train"
+
+
+STEPS = (Step.INGEST, Step.BUILD, Step.GATE, Step.EXPORT)  # the nightly job, in order
+R = TypeVar("R")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -109,21 +127,28 @@ def failure_reason(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class StepReport:
-    """What one step did: its layer's result and a line for the job's summary."""
+class StepReport(Generic[R]):
+    """What one step did: its layer's typed result and a line for the job's summary."""
 
-    name: str
+    name: Step
     ok: bool
     seconds: float = 0.0
     rows: str = ""
     detail: str = ""
     reason: str = ""  # why it failed, one line
-    result: Any = None  # the layer's typed result; None when the step raised
+    result: R | None = None  # the layer's typed result; None when the step raised
 
     @property
     def failure(self) -> str:
         """``"<step>: <reason>"``, the line said when this step stops the job."""
         return f"{self.name}: {self.reason or 'see its output'}"
+
+
+class GateOutcome(NamedTuple):
+    """The gate's verdict (:class:`RunReport`) and the result.json it wrote, as a dict."""
+
+    report: RunReport
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -138,7 +163,7 @@ class ExportResult:
 @dataclass
 class JobReport:
     layout: Layout
-    steps: list[StepReport] = field(default_factory=list)
+    steps: list[StepReport[Any]] = field(default_factory=list)
     as_of: datetime | None = None  # the job's clock, when one was given
 
     @property
@@ -146,7 +171,7 @@ class JobReport:
         return len(self.steps) == len(STEPS) and all(s.ok for s in self.steps)
 
     @property
-    def failed_step(self) -> StepReport | None:
+    def failed_step(self) -> StepReport[Any] | None:
         return next((s for s in self.steps if not s.ok), None)
 
     @property
@@ -167,7 +192,7 @@ class JobObserver:
     def step_started(self, name: str, number: int, total: int) -> None:
         """A step begins."""
 
-    def step_finished(self, step: StepReport) -> None:
+    def step_finished(self, step: StepReport[Any]) -> None:
         """A step ended, successfully or not (the demo's ``generate`` and ``train`` too)."""
 
     def note(self, text: str) -> None:
@@ -195,7 +220,7 @@ def ingest(
     tables: list[str] | None = None,
     now: datetime | None = None,
     observer: JobObserver | None = None,
-) -> StepReport:
+) -> StepReport[IngestReport]:
     """Land every new file of ``layout.landing`` into the bronze tables of ``layout.lake``.
     ``now`` is the ingest's clock (timestamps after it are quarantined as future ones)."""
     from lakehouse.ingest import ingest as land
@@ -207,7 +232,7 @@ def ingest(
         )
     files = report.files
     return StepReport(
-        "ingest",
+        Step.INGEST,
         report.ok,
         rows=(
             f"{sum(f.rows_landed for f in files):,} landed, "
@@ -237,7 +262,7 @@ def build(
     full_refresh: bool = False,
     pii_salt: str | None = None,
     engine: str = "duckdb",
-) -> StepReport:
+) -> StepReport[BuildResult]:
     """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
     version except those given in ``bronze_versions`` (time travel). ``engine="spark"``
     builds on Spark in ``layout.spark`` and serves its tables from the warehouse file."""
@@ -263,7 +288,7 @@ def build(
     )
     marts = {m: w for m, w in written.items() if not m.startswith(("stg_", "int_"))}
     return StepReport(
-        "dbt build",
+        Step.BUILD,
         result.success,
         rows=(
             f"{sum(n.resource_type == 'model' for n in done)} models, "
@@ -295,7 +320,7 @@ def gate(
     env: str | None = None,
     parameters_file: Path | None = None,
     all_rows: bool = False,
-) -> StepReport:
+) -> StepReport[GateOutcome]:
     """The data-quality gate on the lake and the warehouse; reports go to ``layout.quality``.
     Fails when a critical expectation fails (warnings do not)."""
     from lakehouse.quality import validate
@@ -313,7 +338,7 @@ def gate(
     )
     new_rows = [t.new_rows for t in report.tables if t.new_rows is not None]
     return StepReport(
-        "quality gate",
+        Step.GATE,
         report.passed,
         rows=f"{sum(t.rows for t in report.tables):,} rows in {len(report.tables)} tables"
         + (f", {sum(new_rows):,} new" if new_rows else ""),
@@ -327,7 +352,7 @@ def gate(
             + ", ".join(f"{r.table}: {r.name}" for r in report.blocking_failures)
             + f" (reports in {layout.quality}/)"
         ),
-        result=(report, data),
+        result=GateOutcome(report, data),
     )
 
 
@@ -341,7 +366,7 @@ def export(
     force: bool = False,
     if_changed: bool = False,
     observer: JobObserver | None = None,
-) -> StepReport:
+) -> StepReport[ExportResult]:
     """Export ``model`` from the warehouse into a new shard version under ``layout.shards``,
     after checking the gate's latest result in ``layout.quality``. With ``if_changed`` (the
     nightly job), a model whose exported rows are those of the latest version publishes
@@ -366,7 +391,7 @@ def export(
         )
     unchanged = before is not None and before[1].version == manifest.version
     return StepReport(
-        "export",
+        Step.EXPORT,
         True,
         rows=", ".join(f"{split} {rows:,}" for split, rows in sorted(manifest.totals.items())),
         detail=(
@@ -404,7 +429,7 @@ def run_job(
     check_as_of(as_of, allow_future=allow_future_as_of)
     observer = observer or JobObserver()
     layout = layout.resolved()
-    runs: list[Callable[[], StepReport]] = [  # in the order of STEPS
+    runs: list[Callable[[], StepReport[Any]]] = [  # in the order of STEPS
         lambda: ingest(layout, now=as_of, observer=observer),
         lambda: build(layout, pii_salt=pii_salt, engine=engine),
         lambda: gate(layout, as_of=as_of),
@@ -504,7 +529,7 @@ def run_demo(
     for night in range(min(have, DEMO_NIGHTS), DEMO_NIGHTS + 1):
         with observer.steps_progress("generate") as progress:
             generated = generate(replace(history, nights=night), progress)
-        observer.step_finished(StepReport("generate", True, result=generated))
+        observer.step_finished(StepReport(Step.GENERATE, True, result=generated))
         clock = history.end + timedelta(days=night) + DEMO_JOB_HOUR
         observer.note(f"the nightly job of {clock:%Y-%m-%d %H:%M} UTC")
         # the sample's own clock (06:00 of its day), not a person's typing: before 06:00 UTC
@@ -523,7 +548,7 @@ def run_demo(
                 f"{report.job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}", on_step=progress
             )
         observer.step_finished(
-            StepReport("train", report.training.beats_baseline, result=report.training)
+            StepReport(Step.TRAIN, report.training.beats_baseline, result=report.training)
         )
     return report
 

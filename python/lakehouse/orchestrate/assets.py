@@ -177,7 +177,6 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
             dbt_artifacts,
             pin_bronze_versions,
             prepare_dbt,
-            record_dbt_manifest,
             rows_written_by,
         )
 
@@ -208,7 +207,7 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
                 allow_retries=False,
             ) from None
         invocation_id = run_results["metadata"]["invocation_id"]
-        record_dbt_manifest(invocation.warehouse, cli.target_path / "manifest.json", invocation_id)
+        invocation.finish("build", invocation_id, cli.target_path / "manifest.json")
         written = rows_written_by(layout.warehouse, invocation_id) if cli.is_successful() else {}
         pins = MetadataValue.json(dict(sorted(invocation.versions.items())))
         for event in events:

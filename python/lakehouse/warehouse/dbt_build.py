@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehouse.contracts import bronze_tables
-from lakehouse.layout import bronze_uri
+from lakehouse.layout import ENV_WAREHOUSE, bronze_uri
 from lakehouse.sql import embeddable
 from lakehouse.storage import delta_exists, normalize_uri, open_delta
 from lakehouse.warehouse.duckdb_env import (
+    EXTENSIONS_VARIABLE,
     WarehouseError,
     ensure_extensions,
     ensure_writable,
@@ -88,8 +89,8 @@ class DbtInvocation:
     """What one dbt command on this project needs, whichever runner starts it (dbt's
     ``dbtRunner`` in :func:`run_dbt`, dagster-dbt's ``DbtCliResource`` in
     ``lakehouse.orchestrate``): the flags after the command, the environment, and the bronze
-    versions pinned for the run. Built by :func:`prepare_dbt`; after a build or run, pass the
-    manifest dbt wrote to :func:`record_dbt_manifest`."""
+    versions pinned for the run. Built by :func:`prepare_dbt`; whichever runner ran dbt then
+    calls :meth:`finish`, the one place for what follows a dbt command."""
 
     project: Path
     warehouse: Path
@@ -97,11 +98,22 @@ class DbtInvocation:
     flags: tuple[str, ...]  # --vars with the lake and the pinned versions (--target spark)
     env: dict[str, str]
     spark_dir: Path | None = None  # the spark engine's warehouse and metastore
+    engine: str = "duckdb"
 
     @property
     def vars(self) -> str:
         """The --vars this invocation passes, as JSON (`lakehouse dbt-vars`)."""
         return self.flags[self.flags.index("--vars") + 1]
+
+    def finish(self, command: str, invocation_id: str | None, manifest: Path) -> None:
+        """After dbt ran ``command`` with these flags and wrote ``manifest``: a Spark
+        build's tables become views in the warehouse file, and a build or run records the
+        manifest it parsed next to its lineage. Call it only when dbt ran nodes."""
+        if self.engine == "spark" and command in ("build", "run", "seed"):
+            assert self.spark_dir is not None
+            attach_spark_tables(self.warehouse, self.spark_dir, manifest)
+        if invocation_id and command in ("build", "run"):
+            record_dbt_manifest(self.warehouse, manifest, invocation_id)
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -165,12 +177,13 @@ def prepare_dbt(
         env={
             **salt,
             **engine_env,
-            "LAKEHOUSE_DUCKDB": str(warehouse),
+            ENV_WAREHOUSE: str(warehouse),
             # absolute: profiles.yml's default is relative to dbt's working directory
-            "LAKEHOUSE_DUCKDB_EXTENSIONS": str(extensions.resolve()),
+            EXTENSIONS_VARIABLE: str(extensions.resolve()),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         },
         spark_dir=spark_dir.resolve() if spark_dir is not None else None,
+        engine=engine,
     )
 
 
@@ -244,15 +257,8 @@ def run_dbt(
             )
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
-    if engine == "spark" and nodes and command in ("build", "run", "seed"):
-        assert invocation.spark_dir is not None
-        attach_spark_tables(
-            invocation.warehouse, invocation.spark_dir, dbt_artifacts(project) / "manifest.json"
-        )
-    if invocation_id and nodes and command in ("build", "run"):
-        record_dbt_manifest(
-            invocation.warehouse, dbt_artifacts(project) / "manifest.json", invocation_id
-        )
+    if nodes:
+        invocation.finish(command, invocation_id, dbt_artifacts(project) / "manifest.json")
     return BuildResult(outcome.success, code, invocation_id, invocation.versions, nodes, error)
 
 

@@ -18,6 +18,8 @@ from lakehouse.layout import project_dir  # noqa: F401  (re-exported by lakehous
 DEFAULT_EXTENSIONS = ".duckdb/extensions"
 # bounds DuckDB's memory (e.g. 4GB) in dbt (profiles.yml) and in the gate; unset: DuckDB's default
 MEMORY_LIMIT_VARIABLE = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
+# where DuckDB finds its extensions (profiles.yml reads it too); relative to the project
+EXTENSIONS_VARIABLE = "LAKEHOUSE_DUCKDB_EXTENSIONS"
 
 
 class WarehouseError(Exception):
@@ -26,7 +28,7 @@ class WarehouseError(Exception):
 
 def extension_dir(project: Path) -> Path:
     """Where DuckDB looks for extensions; the same setting profiles.yml gives dbt."""
-    configured = Path(os.environ.get("LAKEHOUSE_DUCKDB_EXTENSIONS", DEFAULT_EXTENSIONS))
+    configured = Path(os.environ.get(EXTENSIONS_VARIABLE, DEFAULT_EXTENSIONS))
     return configured if configured.is_absolute() else project / configured
 
 
