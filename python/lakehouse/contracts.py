@@ -32,7 +32,7 @@ INGESTED = "ingested"
 # a relationships test's `to`: ref('seed') or source('name', 'table')
 _NAME = r"""\s*['"]([\w.-]+)['"]\s*"""
 _REF = re.compile(rf"^\s*(ref|source)\({_NAME}(?:,{_NAME})?\)\s*$")
-_EMBEDDING = re.compile(r"float\[(\d+)\]")
+_VECTOR = re.compile(r"float\[(\d+)\]")  # a fixed number of floats
 
 
 class ContractError(Exception):
@@ -135,8 +135,15 @@ def _declared(
         raise ContractError(f"{where}: meta.lakehouse has no {exc.args[0]}") from exc
 
 
+def vector_size(data_type: str) -> int | None:
+    """N for a declared ``float[N]`` (a fixed number of floats), else None."""
+    found = _VECTOR.fullmatch(data_type)
+    return int(found.group(1)) if found else None
+
+
+@cache
 def seed_values(project: Path, seed: str, field: str) -> tuple[str, ...]:
-    """The values of ``field`` in ``seeds/<seed>.csv``, in file order."""
+    """The values of ``field`` in ``seeds/<seed>.csv``, in file order (read once)."""
     path = project / "seeds" / f"{seed}.csv"
     try:
         with open(path, newline="") as handle:
@@ -170,7 +177,7 @@ def embedding_dim(project: Path | None = None) -> int:
     """Values per photo embedding: the N of ``float[N]`` its source declares."""
     for source in bronze_sources(project):
         for column in source.columns:
-            found = _EMBEDDING.fullmatch(column.data_type)
-            if source.table == "photo_embeddings" and column.name == "embedding" and found:
-                return int(found.group(1))
+            size = vector_size(column.data_type)
+            if source.table == "photo_embeddings" and column.name == "embedding" and size:
+                return size
     raise ContractError("the photo_embeddings source declares no embedding column of float[N]")

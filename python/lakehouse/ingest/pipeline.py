@@ -20,7 +20,7 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from lakehouse.contracts import INGESTED
+from lakehouse.contracts import INGESTED, data_tables
 from lakehouse.ingest.bronze import Bronze
 from lakehouse.ingest.errors import IngestError, LakeWriteError
 from lakehouse.ingest.readers import read_blocks
@@ -30,7 +30,6 @@ from lakehouse.ingest.schemas import (
     TIMESTAMP,
     SourceSpec,
     source_for_dir,
-    sources,
 )
 from lakehouse.ingest.validate import KnownKeys, ValidationContext, validate_block
 from lakehouse.storage import filesystem_for, is_remote, join_uri, normalize_uri
@@ -173,7 +172,7 @@ def ingest(
     bronze = Bronze(lake)
     fs, _ = filesystem_for(landing)
     if tables:
-        declared = [s.table for s in sources()]
+        declared = data_tables()
         unknown = sorted(set(tables) - set(declared))
         if unknown:
             raise IngestError(

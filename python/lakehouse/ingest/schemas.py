@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lakehouse.contracts import ContractError, DeclaredColumn, DeclaredSource, bronze_sources
+from lakehouse.contracts import (
+    ContractError,
+    DeclaredColumn,
+    DeclaredSource,
+    bronze_sources,
+    data_tables,
+    vector_size,
+)
 from lakehouse.layout import project_dir
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -115,12 +122,11 @@ _TYPES: dict[str, pa.DataType] = {
     "timestamptz": TIMESTAMP,
     "double": pa.float64(),
 }
-_VECTOR = re.compile(r"float\[(\d+)\]")  # a fixed number of float32 values
 
 
 def _column(source: DeclaredSource, declared: DeclaredColumn) -> Column:
-    vector = _VECTOR.fullmatch(declared.data_type)
-    kind = pa.list_(pa.float32()) if vector else _TYPES.get(declared.data_type)
+    size = vector_size(declared.data_type)  # float[N]: N float32 values
+    kind = pa.list_(pa.float32()) if size else _TYPES.get(declared.data_type)
     if kind is None:
         raise ContractError(
             f"{source.path}: column {source.table}.{declared.name} has data_type "
@@ -131,7 +137,7 @@ def _column(source: DeclaredSource, declared: DeclaredColumn) -> Column:
         kind,
         required=declared.required,
         max_length=declared.max_length,
-        fixed_size=int(vector.group(1)) if vector else None,
+        fixed_size=size,
         references=declared.references,
     )
 
@@ -160,7 +166,13 @@ def sources(project: Path | None = None) -> tuple[SourceSpec, ...]:
 
 
 def source_for_table(table: str, project: Path | None = None) -> SourceSpec:
-    return next(s for s in sources(project) if s.table == table)
+    """The spec of bronze table ``table``; a :class:`ContractError` naming the declared
+    ones when it is not declared."""
+    found = next((s for s in sources(project) if s.table == table), None)
+    if found is None:
+        declared = ", ".join(data_tables(project))
+        raise ContractError(f"no bronze table {table}: the sources YAML declares {declared}")
+    return found
 
 
 def source_for_dir(landing_dir: str, project: Path | None = None) -> SourceSpec | None:

@@ -64,11 +64,8 @@ def read_suite_file(path: Path, manifest: Path | None = None) -> tuple[dict[str,
     relation = (data.get("meta") or {}).get("lakehouse", {}).get("relation")
     if not relation:
         raise SuiteError(f"{path}: meta.lakehouse.relation is missing")
-    project = Path(path).resolve().parent.parent
     derived = contract_expectations(
-        _manifest_of(Path(path), manifest),
-        str(relation),
-        project if (project / "dbt_project.yml").exists() else None,
+        _manifest_of(Path(path), manifest), str(relation), _project_of(Path(path))
     )
     data["expectations"] = derived + list(data.get("expectations") or [])
     return data, str(relation)
@@ -126,12 +123,12 @@ def bronze_expectations(table: str, project: Path | None) -> list[dict[str, Any]
     sources YAML (:mod:`lakehouse.contracts`) and ingest's own columns: every declared column
     is there; columns schema evolution added (fields the app's logs gained) may follow. Its
     rules (not null, accepted values, references) are the source's dbt tests."""
+    from lakehouse.contracts import data_tables
     from lakehouse.ingest.schemas import INGESTION_COLUMNS, source_for_table
 
-    try:
-        spec = source_for_table(table, project)
-    except StopIteration:
+    if table not in data_tables(project):
         return []  # not a landed table (the ingest log): nothing declared to check
+    spec = source_for_table(table, project)
     columns = [*spec.column_names, *(f.name for f in INGESTION_COLUMNS)]
     return [
         {
@@ -146,13 +143,19 @@ def bronze_expectations(table: str, project: Path | None) -> list[dict[str, Any]
     ]
 
 
+def _project_of(suite: Path) -> Path | None:
+    """The dbt project a suite file belongs to: suites live in ``<project>/expectations``."""
+    project = suite.resolve().parent.parent
+    return project if (project / "dbt_project.yml").exists() else None
+
+
 def _manifest_of(suite: Path, manifest: Path | None) -> Path | None:
-    """``manifest``, else the dbt manifest of the project the suite belongs to (suites live
-    in ``<project>/expectations``); None outside a dbt project."""
+    """``manifest``, else the dbt manifest of the project the suite belongs to; None outside
+    a dbt project."""
     if manifest is not None:
         return manifest
-    project = suite.resolve().parent.parent
-    if not (project / "dbt_project.yml").exists():
+    project = _project_of(suite)
+    if project is None:
         return None
     from lakehouse.warehouse.dbt_build import dbt_artifacts
 

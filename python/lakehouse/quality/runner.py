@@ -43,6 +43,7 @@ from lakehouse.storage import open_delta
 from lakehouse.warehouse import (
     BuildLineage,
     TestVerdict,
+    built_fingerprint,
     fingerprint,
     fingerprint_chain,
     latest_build_seq,
@@ -321,8 +322,8 @@ def _model_cursor(
         now = fingerprint(con, identifier(model))
         target.cursor["fingerprint"] = now
         # the content dbt's tests ran on: what the last build that wrote the table left
-        built = [s.fingerprint for s in fingerprint_chain(con, model, 0) if s.phase == "after"]
-        target.changed_since_build = bool(built) and built[-1] != now
+        built = built_fingerprint(con, model)
+        target.changed_since_build = built is not None and built != now
         if target.changed_since_build or (
             mark is not None and not _unchanged_since(con, model, mark, now)
         ):
@@ -590,26 +591,29 @@ def _dbt_tests(target: _Target, verdict: TestVerdict) -> ExpectationResult:
         )
         problems = [changed, *problems]
     total = len(verdict.statuses)
-    result = _failure(
-        target.suite,
-        DBT_TESTS,
-        DBT_TESTS,
-        {"invocation_id": verdict.invocation_id, "tests": total},
-        BLOCKING,
-        "",
-        "the data tests in its dbt YAML, as run by the build that made or read it, or since",
+    kwargs = {"invocation_id": verdict.invocation_id, "tests": total}
+    return ExpectationResult(
+        table=target.suite.name,
+        type=DBT_TESTS,
+        name=DBT_TESTS,
+        kwargs=kwargs,
+        parameters={},
+        severity=BLOCKING,
+        rows="all",
+        success=not problems,
+        expected=expected_text(DBT_TESTS, kwargs),
+        element_count=total,
+        unexpected_count=len(problems),
+        unexpected_percent=None,
+        observed_value=(
+            f"{total - len(verdict.problems)} of {total} passed"
+            + (f"; {'; '.join(problems[:EXAMPLES])}" if problems else "")
+            + (" …" if len(problems) > EXAMPLES else "")
+        ),
+        examples=problems[:EXAMPLES],
+        error=None,
+        notes="the data tests in its dbt YAML, as run by the build that made or read it, or since",
     )
-    result.success = not problems
-    result.error = None
-    result.element_count = total
-    result.unexpected_count = len(problems)
-    result.observed_value = (
-        f"{total - len(verdict.problems)} of {total} passed"
-        + (f"; {'; '.join(problems[:EXAMPLES])}" if problems else "")
-        + (" …" if len(problems) > EXAMPLES else "")
-    )
-    result.examples = problems[:EXAMPLES]
-    return result
 
 
 def _failure(

@@ -170,26 +170,20 @@ def test_verdict(
         f"from {TESTS_TABLE} as t where {where}",
         parameters,
     )
-    built = next((r[4] for r in rows if r[0] == invocation_id), None)
-    if built is None:
-        built = _rows_if_table(
-            con,
-            RUNS_TABLE,
-            f"select max(build_seq) from {RUNS_TABLE} where invocation_id = ?",
-            [invocation_id],
-        )
-        built = built[0][0] if built else None
+    built = _rows_if_table(  # the build's number (null in a warehouse from before them)
+        con, RUNS_TABLE, f"select {_seq(con)} from (select ? as invocation_id) as t",
+        [invocation_id],
+    )  # fmt: skip
+    built_seq = built[0][0] if built else None
     statuses: dict[str, str] = {}
     failures: dict[str, int] = {}
     latest: dict[str, int] = {}
     for invocation, name, status, failed, seq in rows:
-        if invocation == invocation_id:
+        if invocation == invocation_id:  # the build's own: every test it was written with
             statuses.setdefault(name, status)
-        counts = invocation == invocation_id or (
-            seq is not None and built is not None and seq >= built
-        )
-        later = invocation != invocation_id
-        if not counts or status == "not run" or (later and status == "skipped"):
+        elif seq is None or built_seq is None or seq < built_seq or status == "skipped":
+            continue  # before the build, or a later test dbt skipped (it ran on nothing)
+        if status == "not run":
             continue
         if name not in latest or (seq or 0) >= latest[name]:
             latest[name] = seq or 0
@@ -199,6 +193,19 @@ def test_verdict(
             else:
                 failures.pop(name, None)
     return TestVerdict(invocation_id, statuses, failures)
+
+
+def built_fingerprint(con: duckdb.DuckDBPyConnection, model: str) -> str | None:
+    """The fingerprint the last build that wrote ``model`` recorded after writing it: the
+    content its dbt tests ran on (None: no build recorded one)."""
+    rows = _rows_if_table(
+        con,
+        FINGERPRINTS_TABLE,
+        f"select row_count, row_hash from {FINGERPRINTS_TABLE} where model = ? and "
+        "phase = 'after' order by build_seq desc limit 1",
+        [model],
+    )
+    return f"{int(rows[0][0])}:{int(rows[0][1])}" if rows else None
 
 
 def record_manifest(con: duckdb.DuckDBPyConnection, invocation_id: str, sha256: str) -> None:
