@@ -645,3 +645,15 @@ def test_a_tampered_cursor_is_not_sql_and_means_every_row(good, tmp_path: Path) 
         )
         assert again.passed and again.tables[0].new_rows is None  # unreadable record: all rows
         result = json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("run_id", ["6a4777003921", "5228471957ad", "202612030600"])
+def test_gx_is_given_the_runs_start_and_never_parses_the_run_id_as_a_date(run_id: str) -> None:
+    """A random hex run id once crashed the gate inside dateutil (OverflowError), and an id of
+    digits would be read as a date: GX's run time is the run's start, whatever the id."""
+    from lakehouse.quality.runner import RunReport, run_identifier
+
+    report = RunReport(run_id, "2026-12-03T22:29:25.123456+00:00", NIGHT.isoformat())
+    identifier = run_identifier(report)
+    assert identifier.run_name == run_id
+    assert identifier.run_time.isoformat() == "2026-12-03T22:29:25.123456+00:00"
