@@ -18,23 +18,16 @@
 
 {% macro duckdb__record_fingerprint(phase) %}
     {%- if execute and (config.get('meta') or {}).get('export') -%}
-        {%- set table = target.schema ~ ".lakehouse_model_fingerprints" -%}
         {#- before a model's first build there is no table; after the build there always is
             (dbt's relation cache does not know that yet when the hook is rendered) -#}
         {%- set missing = phase == 'before'
             and adapter.get_relation(this.database, this.schema, this.identifier) is none -%}
-        create table if not exists {{ table }} (
-            invocation_id varchar, build_seq bigint, model varchar, phase varchar,
-            row_count bigint, row_hash hugeint
-        );
-        insert into {{ table }}
-        {% if missing -%}
-        select '{{ invocation_id }}', {{ build_seq() }}, '{{ this.identifier }}', '{{ phase }}', 0, 0
-        {%- else -%}
-        select '{{ invocation_id }}', {{ build_seq() }}, '{{ this.identifier }}', '{{ phase }}',
-            count(*), coalesce(sum(hash(fingerprinted)), 0)
-        from {{ this }} as fingerprinted
-        {%- endif %}
+        {%- set head = "select " ~ sql_string(invocation_id) ~ ", " ~ build_seq() ~ ", "
+            ~ sql_string(this.identifier) ~ ", " ~ sql_string(phase) ~ ", " -%}
+        {{ create_lineage_table('lakehouse_model_fingerprints') }};
+        {{ insert_lineage('lakehouse_model_fingerprints',
+            head ~ "0, 0" if missing
+            else head ~ "count(*), coalesce(sum(hash(fingerprinted)), 0) from " ~ this ~ " as fingerprinted") }}
     {%- else -%}
         select 1
     {%- endif -%}

@@ -14,7 +14,7 @@
     {#- This invocation's number (lakehouse_dbt_runs.build_seq), as a constant -#}
     {#- the on-run-start hook made the table for these commands (dbt's relation cache does not
         know it yet); for the others it may not exist -#}
-    {%- set runs = (api.Relation.create(schema=target.schema, identifier='lakehouse_dbt_runs')
+    {%- set runs = (lineage_table('lakehouse_dbt_runs')
         if flags.WHICH in ['build', 'run', 'retry']
         else adapter.get_relation(target.database, target.schema, 'lakehouse_dbt_runs'))
         if execute else none -%}

@@ -180,3 +180,24 @@ def test_ingest_names_the_declared_tables_when_asked_for_another(
         in error
     )
     assert not (tmp_path / "lake").exists()  # refused before anything was written
+
+
+def test_the_lineage_tables_python_reads_are_the_ones_the_hooks_declare() -> None:
+    """SQL cannot import Python: the hooks declare each lineage table's columns once
+    (macros/lineage.sql, lineage_columns), and no other macro creates one."""
+    from lakehouse.warehouse import lineage
+
+    declared = set(
+        re.findall(r"'(lakehouse_\w+)': \[", (REPO / "macros" / "lineage.sql").read_text())
+    )
+    read = {
+        lineage.RUNS_TABLE,
+        lineage.READS_TABLE,
+        lineage.MODELS_TABLE,
+        lineage.TESTS_TABLE,
+        lineage.FINGERPRINTS_TABLE,
+    }
+    assert declared == read
+    for path in (REPO / "macros").rglob("*.sql"):
+        if path.name != "lineage.sql":
+            assert "create table if not exists" not in path.read_text(), path

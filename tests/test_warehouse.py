@@ -296,6 +296,63 @@ def test_analysts_plain_dbt_build_refuses_a_missing_lake_clearly(tmp_path: Path)
     assert "No bronze Delta table at" in out.stdout and "lakehouse ingest" in out.stdout
 
 
+_SESSION = (
+    "select current_setting('memory_limit') as memory, current_setting('TimeZone') as zone, "
+    "(select count(*) from duckdb_extensions() where loaded and extension_name = 'delta') "
+    "as delta"
+)
+
+
+def test_dbt_and_the_gate_set_up_one_duckdb_session(tmp_path: Path, monkeypatch) -> None:
+    """dbt's session is set up by the same code as the gate's (the profile's plugin calls
+    duckdb_env): the same memory limit, UTC days whatever the machine's zone, delta loaded,
+    and a wrong setting named in one line by both, without a traceback."""
+    dbt = str(Path(sys.executable).parent / "dbt")
+    warehouse = tmp_path / "w.duckdb"
+    env = {
+        **os.environ,
+        "LAKEHOUSE_DUCKDB": str(warehouse),
+        "LAKEHOUSE_LAKE": str(tmp_path / "nolake"),
+        "LAKEHOUSE_PII_SALT": "a key for this test",
+        "LAKEHOUSE_DUCKDB_MEMORY_LIMIT": "3GB",
+        "TZ": "America/New_York",
+    }
+    show = subprocess.run(
+        [dbt, "show", "--inline", _SESSION, "--output", "json", "--log-format", "json"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert show.returncode == 0, show.stdout[-2000:]
+    shown = next(
+        json.loads(line)["data"]["preview"]
+        for line in show.stdout.splitlines()
+        if '"preview"' in line
+    )
+    from_dbt = json.loads(shown)[0]
+    for name in ("LAKEHOUSE_DUCKDB_MEMORY_LIMIT", "TZ"):
+        monkeypatch.setenv(name, env[name])
+    con = connect(warehouse, PROJECT)
+    try:
+        memory, zone, delta = con.sql(_SESSION).fetchone()
+    finally:
+        con.close()
+    assert from_dbt == {"memory": memory, "zone": zone, "delta": delta}
+    assert (zone, delta, memory) == ("UTC", 1, "2.7 GiB")
+
+    wrong = {**env, "LAKEHOUSE_DUCKDB_MEMORY_LIMIT": "4XB"}
+    out = subprocess.run(
+        [dbt, "run"], cwd=PROJECT, env=wrong, capture_output=True, text=True, check=False
+    )
+    said = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT='4XB' is not a DuckDB memory size"
+    assert out.returncode != 0 and said in out.stdout and "Traceback" not in out.stdout
+    monkeypatch.setenv("LAKEHOUSE_DUCKDB_MEMORY_LIMIT", "4XB")
+    with pytest.raises(WarehouseError, match=re.escape(said)):
+        connect(warehouse, PROJECT)
+
+
 def test_split_is_stable_across_days(built) -> None:
     _, con, _ = built
     share = dict(

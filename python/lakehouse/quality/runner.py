@@ -56,7 +56,7 @@ from lakehouse.warehouse.duckdb_env import connect, extension_dir, session_sql
 EXAMPLES = 5
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
 DATA_DOCS = "data_docs"
-SOURCE_TESTS = "source:"  # how macros/bronze.sql records a bronze source's tests
+SOURCE_TESTS = "source:"  # how macros/lineage.sql records a bronze source's tests
 BUILD_SEQ = "_build_seq"  # the build number each model row carries (macros/incremental.sql)
 BATCH_KEY = "lakehouse.batch_id"  # the commit metadata naming a bronze commit's ingest batch
 

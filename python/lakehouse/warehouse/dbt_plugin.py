@@ -1,14 +1,18 @@
-"""A dbt-duckdb plugin (``profiles.yml`` -> ``plugins``) that hands DuckDB the PII key.
+"""A dbt-duckdb plugin (``profiles.yml`` -> ``plugins``): dbt's DuckDB session is set up by the
+same code as every other connection to the warehouse (``duckdb_env``), and DuckDB is handed the
+PII key.
+
+The session: extensions from the project's folder (never downloaded), the delta extension
+loaded, UTC days, ``LAKEHOUSE_DUCKDB_MEMORY_LIMIT`` (e.g. ``4GB``: DuckDB then spills to a
+temporary folder next to the warehouse file instead of taking up to 80% of the machine's
+memory) and, for a lake on S3, the secret whose keys come from the ``AWS_*`` environment. The
+lake is dbt's: ``--vars '{lake_root: ...}'``, else ``LAKEHOUSE_LAKE``, else the demo's lake.
 
 Personal data leaves staging only as HMAC-SHA256 keyed by ``LAKEHOUSE_PII_SALT``. The key must
 never be in SQL text: dbt writes compiled SQL to ``target/`` and its logs, so a salt inside the
 SQL would sit next to the hashes it protects. This plugin reads the key from the environment
 and sets the two HMAC pads as DuckDB session variables on every connection and cursor dbt
 uses, through prepared parameters; the SQL (``macros/pii.sql``) only names the variables.
-
-It also bounds DuckDB's memory when the profile gives it a ``memory_limit`` (profiles.yml
-passes ``LAKEHOUSE_DUCKDB_MEMORY_LIMIT``, e.g. ``4GB``): DuckDB then spills to a temporary
-folder next to the warehouse file instead of taking up to 80% of the machine's memory.
 
 Without ``LAKEHOUSE_PII_SALT`` it refuses the commands that compute models (``build``, ``run``,
 ...), except into a warehouse inside the demo folder (``data/demo``), which uses a fixed,
@@ -18,10 +22,20 @@ public demo key; commands that hash nothing (``test``, ``source freshness``, ``d
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt_common.exceptions import DbtRuntimeError
 
+from lakehouse.layout import Layout
+from lakehouse.warehouse.duckdb_env import (
+    WarehouseError,
+    connect_config,
+    prepare,
+    session_sql,
+    settings_sql,
+)
 from lakehouse.warehouse.pii import INNER, OUTER, hmac_pads, pii_key
 
 # dbt commands that compute models, so hash personal data: they need the key
@@ -31,27 +45,33 @@ COMPUTING = {"build", "run", "retry", "snapshot", "clone", "show", "run-operatio
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         path = getattr(self.creds, "path", None) if self.creds is not None else None
-        self._memory_limit = str(plugin_config.get("memory_limit") or "").strip()
+        flags = _flags()
+        self._project = Path(getattr(flags, "PROJECT_DIR", None) or ".").resolve()
+        lake = (getattr(flags, "VARS", None) or {}).get("lake_root")
+        self._lake = str(lake or Layout.from_root().lake).rstrip("/")
         self._pads: tuple[bytes, bytes] | None = None
         try:
             self._pads = hmac_pads(pii_key(path))
         except RuntimeError:
-            if _command() in COMPUTING:
+            if getattr(flags, "WHICH", None) in COMPUTING:
                 raise  # nothing that hashes runs without the key
 
+    def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
+        config.update(connect_config(self._project))
+
     def configure_connection(self, conn) -> None:
-        if self._memory_limit:
-            try:
-                conn.execute(f"set memory_limit = '{self._memory_limit.replace(chr(39), '')}'")
-            except Exception as error:  # duckdb's own parser error, named for the user
-                raise RuntimeError(
-                    f"LAKEHOUSE_DUCKDB_MEMORY_LIMIT={self._memory_limit!r} is not a DuckDB "
-                    f"memory size (e.g. 4GB, 512MB): {error}"
-                ) from None
+        self._prepare(conn, session_sql(self._lake))
         self._set(conn)
 
     def configure_cursor(self, cursor) -> None:
+        self._prepare(cursor, settings_sql())
         self._set(cursor)
+
+    def _prepare(self, connection, statements: list[str]) -> None:
+        try:
+            prepare(connection, statements, self._project)
+        except WarehouseError as error:  # dbt's own error type: one line, no traceback
+            raise DbtRuntimeError(str(error)) from None
 
     def _set(self, connection) -> None:
         if self._pads is None:  # a command that hashes nothing, run without a key
@@ -61,7 +81,7 @@ class Plugin(BasePlugin):
         connection.execute(f"set variable {OUTER} = ?", [outer])
 
 
-def _command() -> str | None:
+def _flags() -> Any:
     from dbt.flags import get_flags
 
-    return getattr(get_flags(), "WHICH", None)
+    return get_flags()

@@ -71,15 +71,59 @@ def ensure_extensions(project: Path) -> Path:
     return directory
 
 
-def session_sql(lake: str) -> list[str]:
-    """What every connection that reads the warehouse and the lake runs first: the delta
-    extension, UTC days (as in the dbt profile), no progress bar in logs, the memory limit
-    from the environment, and access to ``lake`` when it is on S3."""
-    statements = ["load delta", "set TimeZone = 'UTC'", "set enable_progress_bar = false"]
+# per connection (and per cursor: a DuckDB cursor is a connection of its own): UTC days
+# whatever the machine's zone (timestamptz -> date uses it), no progress bar in logs
+SESSION_SETTINGS = {"TimeZone": "UTC", "enable_progress_bar": "false"}
+
+
+def connect_config(project: Path) -> dict[str, str | bool]:
+    """DuckDB's settings when a connection opens: extensions from the project's folder (put
+    there from their wheels by ``ensure_extensions``), never downloaded at run time."""
+    return {
+        "extension_directory": str(extension_dir(project)),
+        "autoinstall_known_extensions": False,
+    }
+
+
+def settings_sql() -> list[str]:
+    """The per-connection settings (:data:`SESSION_SETTINGS`) as statements."""
+    return [f"set {name} = '{value}'" for name, value in SESSION_SETTINGS.items()]
+
+
+def database_sql(lake: str) -> list[str]:
+    """What the database needs once before it reads the lake: the delta extension, the memory
+    limit from the environment and access to ``lake`` when it is on S3."""
+    statements = ["load delta"]
     limit = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
     if limit:
         statements.append(f"set memory_limit = '{limit.replace(chr(39), '')}'")
     return statements + object_store_sql(lake)
+
+
+def session_sql(lake: str) -> list[str]:
+    """Everything a connection that reads the warehouse and the lake runs first: the one set-up
+    of a DuckDB session, for dbt (``dbt_plugin``), the gate's GX datasource and ``connect``."""
+    return database_sql(lake) + settings_sql()
+
+
+def prepare(con: duckdb.DuckDBPyConnection, statements: list[str], project: Path) -> None:
+    """Run set-up ``statements`` on ``con``; what a user can fix is said in one line."""
+    for statement in statements:
+        try:
+            con.execute(statement)
+        except duckdb.Error as error:
+            if statement == "load delta":
+                raise WarehouseError(
+                    "DuckDB's delta extension is not installed in "
+                    f"{extension_dir(project)}. Run `make setup` (or `lakehouse build`), which "
+                    "installs it from the duckdb-extension-delta wheel; nothing is downloaded."
+                ) from None
+            if statement.startswith("set memory_limit"):
+                raise WarehouseError(
+                    f"{MEMORY_LIMIT_VARIABLE}={os.environ.get(MEMORY_LIMIT_VARIABLE)!r} is not "
+                    f"a DuckDB memory size (e.g. 4GB, 512MB): {error}"
+                ) from None
+            raise
 
 
 def object_store_sql(lake: str) -> list[str]:
@@ -139,13 +183,12 @@ def connect(
     if not path.exists():
         raise WarehouseError(f"no warehouse at {path}; build it with `lakehouse build`")
     try:
-        con = duckdb.connect(
-            str(path),
-            read_only=read_only,
-            config={"extension_directory": str(extension_dir(project))},
-        )
+        con = duckdb.connect(str(path), read_only=read_only, config=connect_config(project))
     except duckdb.IOException as error:
         raise locked_error(path, error) from error
-    for statement in session_sql(lake or ""):
-        con.sql(statement)
+    try:
+        prepare(con, session_sql(lake or ""), project)
+    except BaseException:
+        con.close()
+        raise
     return con
