@@ -19,6 +19,7 @@ from lakehouse.cli import main
 from lakehouse.loader import LoaderError, ShardDataset
 from lakehouse.storage import read_delta
 from lakehouse.warehouse import connect, dbt_artifacts, project_dir
+from lakehouse.warehouse.lineage import model_build
 from tests.conftest import END
 from tests.object_store import SECRET, client_for, keys, s3_server
 
@@ -44,9 +45,18 @@ def test_a_failed_gate_stops_the_job_before_export(
     assert code == 1
     assert "nightly job failed at quality gate: the data-quality gate blocked" in out.err
     assert "fct_events: expect_column_max_to_be_recent(occurred_at)" in " ".join(out.err.split())
-    summary = out.out[out.out.index("nightly job:") :]
+    summary = out.out[out.out.index("nightly job of ") :]  # the clock read once, shown
     assert "export" in summary and "not run" in summary
     assert not (tmp_path / "shards").exists()
+    # no --as-of: the machine's clock is read once and reaches every step, the build included
+    gate = json.loads((tmp_path / "quality" / "result.json").read_text())
+    con = connect(tmp_path / "w.duckdb", PROJECT)
+    try:
+        built = model_build(con, MODEL)
+    finally:
+        con.close()
+    assert built is not None and built.as_of is not None
+    assert built.as_of.isoformat() == gate["as_of"]
 
 
 def test_an_unreadable_file_stops_the_job_after_ingest(
@@ -100,6 +110,9 @@ def test_the_whole_job_runs_on_s3(job_on_s3, s3, ingested) -> None:
     latest = client_for(s3).get_object(Bucket="shards", Key=f"{root}/latest")["Body"].read()
     assert latest == b"v1\n"
     assert f"{root}/v1/manifest.json" in keys(s3, "shards")
+    manifest = client_for(s3).get_object(Bucket="shards", Key=f"{root}/v1/manifest.json")
+    # the night the build served: the job's --as-of, recorded with the build's lineage
+    assert json.loads(manifest["Body"].read())["lineage"]["as_of"] == AS_OF
 
 
 def test_the_loader_reads_shards_from_s3_through_a_local_cache(job_on_s3, s3) -> None:

@@ -9,8 +9,10 @@ import re
 import shutil
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 import torch
+from deltalake import DeltaTable
 
 from lakehouse.export import export_model
 from lakehouse.loader import ShardDataset
@@ -135,3 +137,144 @@ def test_a_dbt_test_the_build_failed_or_never_ran_blocks_the_gate_and_export(
         warehouse, MODEL, tmp_path / "shards", quality_dir=quality, project=project, lake=lake
     )
     assert sum(s.rows for s in manifest.shards) > 0
+
+
+REPORTS_SOURCE = """
+      - name: reports
+        description: Photos users reported, with the reason they chose.
+        meta:
+          lakehouse: {landing_dir: reports, formats: [.csv], key: [report_id], order: 4}
+        columns:
+          - name: report_id
+            data_type: bigint
+            description: The report's id.
+            data_tests: [not_null]
+          - name: photo_id
+            data_type: bigint
+            description: The photo reported.
+            data_tests:
+              - not_null
+              - relationships:
+                  arguments:
+                    to: source('app', 'photos')
+                    field: photo_id
+          - name: reason
+            data_type: varchar
+            description: What the user chose.
+            meta: {max_length: 16}
+          - name: reported_at
+            data_type: timestamp with time zone
+            description: When, UTC.
+            data_tests: [not_null]
+"""
+REPORTS_MODEL = """{{ config(incremental_strategy='append') }}
+
+with
+
+source as (
+    select * from {{ source('app', 'reports') }}
+),
+
+committed as (
+    {{ committed_rows('source', 'reports') }}
+),
+
+deduplicated as (
+    {{ first_ingested('committed', 'report_id') }}
+),
+
+new_reports as (
+    {{ not_loaded_yet('deduplicated', 'report_id') }}
+)
+
+select
+    report_id,
+    photo_id,
+    reason,
+    reported_at,
+    _batch_id as batch_id,
+    {{ build_seq() }} as _build_seq
+from new_reports
+"""
+REPORTS_YAML = """
+  - name: stg_app__reports
+    description: Reported photos from committed ingest batches, one row per report_id.
+    columns:
+      - name: report_id
+        description: The report's id.
+        data_tests: [unique, not_null]
+      - name: photo_id
+        description: The photo reported.
+        data_tests: [not_null]
+"""
+
+
+def test_a_bronze_table_is_its_declaration_plus_its_staging_model(
+    built_warehouse: BuiltWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a bronze table is one declaration in the sources YAML and a staging model (its
+    SQL and YAML): ingest lands it against the declaration (quarantining a row that breaks
+    it, the column named), dbt reads and tests it, and the gate records the verdict of its
+    source tests. No Python, suite or list elsewhere is edited."""
+    from lakehouse.ingest import ingest
+    from lakehouse.warehouse import connect
+
+    project = _project_copy(tmp_path / "project")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.chdir(project)  # ingest reads the declarations of the project it runs in
+    sources = project / "models" / "staging" / "app" / "_app__sources.yml"
+    declared = sources.read_text()
+    ingest_source = declared.index("\n  - name: ingest\n")  # the app's tables end there
+    sources.write_text(declared[:ingest_source] + REPORTS_SOURCE + declared[ingest_source:])
+    (project / "models" / "staging" / "app" / "stg_app__reports.sql").write_text(REPORTS_MODEL)
+    models = project / "models" / "staging" / "app" / "_app__models.yml"
+    models.write_text(models.read_text().rstrip("\n") + "\n" + REPORTS_YAML)
+
+    lake = tmp_path / "lake"
+    shutil.copytree(built_warehouse.lake, lake)
+    photo = pc.min(DeltaTable(str(lake / "bronze" / "photos")).to_pyarrow_table()["photo_id"])
+    photo = photo.as_py()
+    landing = tmp_path / "landing" / "reports"
+    landing.mkdir(parents=True)
+    (landing / "reports-1.csv").write_text(
+        "report_id,photo_id,reason,reported_at\n"
+        f"1,{photo},spam,2026-10-30T10:00:00Z\n"
+        f"2,{photo},,2026-10-30T11:00:00Z\n"
+        f"3,{photo},nudity,\n"  # reported_at is required
+        "4,999999999,spam,2026-10-30T12:00:00Z\n"  # no such photo
+    )
+    report = ingest(str(tmp_path / "landing"), str(lake), now=NIGHT)
+    (landed,) = report.files
+    assert (landed.table, landed.rows_landed, landed.rows_quarantined) == ("reports", 2, 2)
+    quarantined = DeltaTable(str(lake / "bronze" / "_quarantine")).to_pyarrow_table()
+    mine = quarantined.filter(pc.match_substring(quarantined["source_file"], "reports-1.csv"))
+    assert sorted(
+        zip(mine["line_number"].to_pylist(), mine["column"].to_pylist(), strict=True)
+    ) == [
+        (4, "reported_at"),
+        (5, "photo_id"),
+    ]
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    built = run_dbt(str(lake), warehouse, project=project, quiet=True)
+    assert built.success, (built.error, built.failures)
+    assert (
+        built.bronze_versions["reports"] == DeltaTable(str(lake / "bronze" / "reports")).version()
+    )
+    con = connect(warehouse, project)
+    try:
+        rows = con.sql("select report_id, reason from stg_app__reports order by 1").fetchall()
+        verdicts = con.sql(
+            "select test_name, status from lakehouse_test_results "
+            "where model = 'source:reports' and invocation_id = ?",
+            params=[built.invocation_id],
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [(1, "spam"), (2, None)]
+    assert len(verdicts) == 4 and {s for _, s in verdicts} == {"pass"}, verdicts
+
+    report, _ = validate(
+        warehouse, str(lake), out=tmp_path / "quality", project=project, as_of=NIGHT
+    )
+    assert report.passed, [(r.table, r.name, r.observed_value) for r in report.blocking_failures]

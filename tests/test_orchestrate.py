@@ -120,8 +120,27 @@ def test_the_asset_graph_is_dbt_lineage(defs) -> None:
     for source in sources:  # the bronze tables are ingest's, materialised by one step
         assert graph.get(source).is_materializable and not graph.get(source).parent_keys
     assert graph.get(shards_key()).parent_keys == {AssetKey([MODEL])}
-    # dbt's data tests are checks on the models they test (a source's tests are dbt's, on
-    # bronze assets that ingest's step owns: the gate reports them, as dbt_tests_pass)
+    # dbt's data tests are checks on the models they test, and a bronze source's tests are
+    # checks on its bronze asset (run by dbt's step): all of them but a test of two sources
+    # (dagster-dbt attaches a test with several parents only to a model), which the gate's
+    # dbt_tests_pass still reports
+    source_tests = {
+        n["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test"
+        and not n.get("attached_node")
+        and any(d.startswith("source.") for d in n["depends_on"]["nodes"])
+    }
+    on_bronze = {
+        k.name
+        for k in graph.asset_check_keys
+        if k.asset_key.path[0] == "bronze" and not k.name.startswith("gx_")
+    }
+    assert len(source_tests) == 17 and on_bronze <= source_tests
+    assert {t.split("__")[0] for t in source_tests - on_bronze} == {
+        "source_relationships_app_events_photo_id",
+        "source_relationships_app_events_event_type",
+    }
     tests = [
         n
         for n in manifest["nodes"].values()
@@ -187,6 +206,8 @@ def test_a_night_materialises_every_step_with_its_lineage(nights) -> None:
     assert exported["gate_passed"] is True
     dbt_tests = [c for (_, name), c in checks.items() if not name.startswith("gx_")]
     assert len(dbt_tests) > 50 and all(c.passed for c in dbt_tests)
+    on_bronze = [c for (key, name), c in checks.items() if key.path[0] == "bronze"]
+    assert len([c for c in on_bronze if c.check_name.startswith("source_")]) == 15
 
 
 def test_the_next_night_writes_only_what_changed(nights) -> None:

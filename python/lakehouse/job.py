@@ -50,6 +50,7 @@ __all__ = [
     "JobObserver",
     "JobReport",
     "Layout",
+    "RunContext",
     "Step",
     "StepReport",
     "build",
@@ -160,11 +161,41 @@ class ExportResult:
     published: bool = True  # False: the model had not changed, the latest version stands
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one job shares, resolved once before the first step: the layout
+    (paths absolute), the job's one clock, the engine and the PII key. The clock reaches
+    every step: ingest's "now" (future timestamps), the build's lineage record, the gate's
+    freshness. It is for freshness and people only; what is new is decided by identities."""
+
+    layout: Layout
+    as_of: datetime
+    engine: str = "duckdb"
+    pii_salt: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        layout: Layout,
+        *,
+        as_of: datetime | None = None,
+        engine: str = "duckdb",
+        pii_salt: str | None = None,
+        allow_future_as_of: bool = False,
+    ) -> RunContext:
+        """The context of a job starting now: ``as_of`` (checked, :func:`check_as_of`), else
+        this machine's clock read once."""
+        from lakehouse.clock import check_as_of
+
+        check_as_of(as_of, allow_future=allow_future_as_of)
+        return cls(layout.resolved(), as_of or datetime.now(UTC), engine, pii_salt)
+
+
 @dataclass
 class JobReport:
     layout: Layout
     steps: list[StepReport[Any]] = field(default_factory=list)
-    as_of: datetime | None = None  # the job's clock, when one was given
+    as_of: datetime | None = None  # the job's clock (RunContext.as_of)
 
     @property
     def ok(self) -> bool:
@@ -262,10 +293,12 @@ def build(
     full_refresh: bool = False,
     pii_salt: str | None = None,
     engine: str = "duckdb",
+    as_of: datetime | None = None,
 ) -> StepReport[BuildResult]:
     """``dbt build`` into ``layout.warehouse``, every bronze table pinned at its current Delta
     version except those given in ``bronze_versions`` (time travel). ``engine="spark"``
-    builds on Spark in ``layout.spark`` and serves its tables from the warehouse file."""
+    builds on Spark in ``layout.spark`` and serves its tables from the warehouse file.
+    ``as_of``, the job's clock, is recorded with the build's lineage (the models read none)."""
     from lakehouse.warehouse import pin_bronze_versions, project_dir, rows_written_by, run_dbt
 
     versions = pin_bronze_versions(layout.lake, bronze_versions or {})
@@ -279,6 +312,7 @@ def build(
         pii_salt=pii_salt,
         engine=engine,
         spark_dir=layout.spark,
+        as_of=as_of,
     )
     done = [n for n in result.nodes if n.status in ("success", "pass")]
     written = (
@@ -418,29 +452,34 @@ def run_job(
     allow_future_as_of: bool = False,
 ) -> JobReport:
     """Run ingest, build, gate and export on ``layout``, each only after the one before
-    succeeded. ``as_of`` is the job's clock (default: now): the time the gate measures
-    freshness against and ingest's "now"; set it to replay a past night. ``pii_salt`` is
+    succeeded, in one :class:`RunContext`. ``as_of`` is the job's clock (default: now, read
+    once): the time the gate measures freshness against, ingest's "now" and the night the
+    build's lineage records; set it to replay a past night. ``pii_salt`` is
     the PII key when the environment has no ``LAKEHOUSE_PII_SALT`` (the demo's).
     ``engine="spark"`` runs the build on Spark; the other steps are the same. An ``as_of``
     later than this machine's clock is refused (:class:`lakehouse.clock.ClockError`) unless
     ``allow_future_as_of``."""
-    from lakehouse.clock import check_as_of
-
-    check_as_of(as_of, allow_future=allow_future_as_of)
+    run = RunContext.start(
+        layout,
+        as_of=as_of,
+        engine=engine,
+        pii_salt=pii_salt,
+        allow_future_as_of=allow_future_as_of,
+    )
     observer = observer or JobObserver()
-    layout = layout.resolved()
-    runs: list[Callable[[], StepReport[Any]]] = [  # in the order of STEPS
-        lambda: ingest(layout, now=as_of, observer=observer),
-        lambda: build(layout, pii_salt=pii_salt, engine=engine),
-        lambda: gate(layout, as_of=as_of),
+    layout = run.layout
+    steps: list[Callable[[], StepReport[Any]]] = [  # in the order of STEPS
+        lambda: ingest(layout, now=run.as_of, observer=observer),
+        lambda: build(layout, pii_salt=run.pii_salt, engine=run.engine, as_of=run.as_of),
+        lambda: gate(layout, as_of=run.as_of),
         lambda: export(layout, model, shard_rows=shard_rows, if_changed=True, observer=observer),
     ]
-    report = JobReport(layout, as_of=as_of)
-    for number, (name, run) in enumerate(zip(STEPS, runs, strict=True), start=1):
+    report = JobReport(layout, as_of=run.as_of)
+    for number, (name, do) in enumerate(zip(STEPS, steps, strict=True), start=1):
         observer.step_started(name, number, len(STEPS))
         started = time.perf_counter()
         try:
-            step = run()
+            step = do()
         except user_errors() as exc:
             step = StepReport(name, False, reason=failure_reason(exc))
         step = replace(step, seconds=round(time.perf_counter() - started, 1))

@@ -377,6 +377,8 @@ def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]
         "bronze_versions": build.bronze_versions if build else {},
         # the manifest that build parsed, not whatever a later `dbt test` left in target/
         "dbt_manifest_sha256": build.manifest_sha256 if build else None,
+        # the clock of the job that built it (the night it served), for people
+        "as_of": build.as_of.isoformat() if build and build.as_of else None,
         "git_commit": _git_commit(project),
     }
 

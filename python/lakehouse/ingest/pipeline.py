@@ -191,8 +191,9 @@ def ingest(
             bronze.check_schema(spec)
         except IngestError as exc:
             refused[spec.table] = str(exc)
-    known_photos: KnownKeys | None = None
-    photos_loaded = False
+    # keys of the tables the contract's references point at ("photos.photo_id"), read once,
+    # when a file that needs them lands (ingest order puts a referenced table first)
+    known: dict[str, KnownKeys | None] = {}
     progress.start(sum(f.size for f in files))
     for landing_file in files:
         spec = landing_file.spec
@@ -211,12 +212,13 @@ def ingest(
                 result.error = refused[spec.table]
                 progress.advance(landing_file.size)
             else:
-                if spec.table == "events" and not photos_loaded:
-                    ids = bronze.distinct_values("photos", "photo_id")
-                    known_photos, photos_loaded = (None if ids is None else KnownKeys(ids)), True
+                for reference in spec.references:
+                    if reference not in known:
+                        ids = bronze.distinct_values(*reference.split("."))
+                        known[reference] = None if ids is None else KnownKeys(ids)
                 ctx = ValidationContext(
                     now=now or started,
-                    known_keys={} if known_photos is None else {"photos.photo_id": known_photos},
+                    known_keys={r: keys for r in spec.references if (keys := known[r]) is not None},
                 )
                 _land_file(bronze, fs, landing_file, ctx, result, progress)
                 done[result.content_sha256] = landing_file.uri

@@ -73,6 +73,12 @@ class SourceSpec:
     accepted_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
+    def references(self) -> tuple[str, ...]:
+        """The ``<table>.<column>`` keys this table's columns must exist in (the contract's
+        relationships tests to another source)."""
+        return tuple(dict.fromkeys(c.references for c in self.columns if c.references))
+
+    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 

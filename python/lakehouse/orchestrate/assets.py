@@ -188,6 +188,7 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
                 layout.warehouse,
                 versions=pin_bronze_versions(layout.lake, {}),
                 project=project.project_dir,
+                as_of=lakehouse.clock(),
             ),
         )
         with invocation.environment():

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dagster import AssetKey, Definitions
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 
 from lakehouse.orchestrate.assets import (
     LakehouseDbtTranslator,
@@ -63,7 +63,10 @@ def build_definitions(lakehouse: LakehouseResource | None = None) -> Definitions
     """The code location's definitions, with ``lakehouse`` as the default locations (default:
     ``data/demo``, or ``LAKEHOUSE_LAKE`` / ``LAKEHOUSE_DUCKDB`` from the environment)."""
     dbt = dbt_project()
-    translator = LakehouseDbtTranslator()
+    # a bronze source's dbt tests are checks on its bronze asset, which dbt's step runs
+    translator = LakehouseDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True)
+    )
     dbt_models = dbt_models_asset(dbt, translator)
     models = {key.path[-1]: key for key in dbt_models.keys}
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from lakehouse.contracts import bronze_tables
@@ -99,6 +100,9 @@ class DbtInvocation:
     env: dict[str, str]
     spark_dir: Path | None = None  # the spark engine's warehouse and metastore
     engine: str = "duckdb"
+    # the job's clock (the night this build serves), recorded with its lineage for people;
+    # None for a build outside a job. The models read no clock (identities decide "new").
+    as_of: datetime | None = None
 
     @property
     def vars(self) -> str:
@@ -108,12 +112,13 @@ class DbtInvocation:
     def finish(self, command: str, invocation_id: str | None, manifest: Path) -> None:
         """After dbt ran ``command`` with these flags and wrote ``manifest``: a Spark
         build's tables become views in the warehouse file, and a build or run records the
-        manifest it parsed next to its lineage. Call it only when dbt ran nodes."""
+        manifest it parsed, and the job's ``as_of``, next to its lineage. Call it only when
+        dbt ran nodes."""
         if self.engine == "spark" and command in ("build", "run", "seed"):
             assert self.spark_dir is not None
             attach_spark_tables(self.warehouse, self.spark_dir, manifest)
         if invocation_id and command in ("build", "run"):
-            record_dbt_manifest(self.warehouse, manifest, invocation_id)
+            record_dbt_manifest(self.warehouse, manifest, invocation_id, self.as_of)
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -132,13 +137,16 @@ def prepare_dbt(
     pii_salt: str | None = None,
     engine: str = "duckdb",
     spark_dir: Path | None = None,
+    as_of: datetime | None = None,
 ) -> DbtInvocation:
     """Check the lake and the pins, make sure the warehouse can be written and the DuckDB
     extensions are installed, and say how dbt must be invoked. ``versions`` pins the bronze
     Delta versions read; by default every table's current one. ``pii_salt`` is the PII key
     when the environment has none (the demo); otherwise ``LAKEHOUSE_PII_SALT`` is used
     (``dbt_plugin``). ``engine="spark"`` runs the project's ``spark`` target with its
-    warehouse in ``spark_dir``, reading each bronze table's files at its pinned version."""
+    warehouse in ``spark_dir``, reading each bronze table's files at its pinned version.
+    ``as_of`` is the job's clock, recorded with the build's lineage
+    (:meth:`DbtInvocation.finish`)."""
     if engine not in ENGINES:
         raise WarehouseError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "spark":
@@ -184,6 +192,7 @@ def prepare_dbt(
         },
         spark_dir=spark_dir.resolve() if spark_dir is not None else None,
         engine=engine,
+        as_of=as_of,
     )
 
 
@@ -200,9 +209,10 @@ def run_dbt(
     pii_salt: str | None = None,
     engine: str = "duckdb",
     spark_dir: Path | None = None,
+    as_of: datetime | None = None,
 ) -> BuildResult:
     """Run ``dbt <command>`` on the project against ``lake`` in this process; the exit code
-    follows dbt. ``versions``, ``pii_salt``, ``engine`` and ``spark_dir``: see
+    follows dbt. ``versions``, ``pii_salt``, ``engine``, ``spark_dir`` and ``as_of``: see
     :func:`prepare_dbt`; after a Spark build its tables are views in ``warehouse``
     (:func:`attach_spark_tables`). Relative paths are relative to the working directory, as
     everywhere in the CLI."""
@@ -216,6 +226,7 @@ def run_dbt(
         pii_salt=pii_salt,
         engine=engine,
         spark_dir=spark_dir,
+        as_of=as_of,
     )
     args = [
         command,
@@ -262,9 +273,12 @@ def run_dbt(
     return BuildResult(outcome.success, code, invocation_id, invocation.versions, nodes, error)
 
 
-def record_dbt_manifest(warehouse: Path, manifest: Path, invocation_id: str) -> None:
-    """Record the sha256 of the manifest a build or run invocation parsed, next to its
-    lineage in the warehouse (the exporter copies it into the shard manifest)."""
+def record_dbt_manifest(
+    warehouse: Path, manifest: Path, invocation_id: str, as_of: datetime | None = None
+) -> None:
+    """Record the sha256 of the manifest a build or run invocation parsed, and the job's
+    ``as_of``, next to its lineage in the warehouse (the exporter copies both into the shard
+    manifest)."""
     import duckdb
 
     from lakehouse.shardformat import sha256_of
@@ -274,7 +288,7 @@ def record_dbt_manifest(warehouse: Path, manifest: Path, invocation_id: str) -> 
         return
     con = duckdb.connect(str(warehouse))
     try:
-        record_manifest(con, invocation_id, sha256_of(manifest))
+        record_manifest(con, invocation_id, sha256_of(manifest), as_of)
     finally:
         con.close()
 

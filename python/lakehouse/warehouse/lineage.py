@@ -1,5 +1,5 @@
 """Which dbt invocation built each model, and from which bronze versions: the one reader of
-the bookkeeping tables dbt's hooks write (``macros/bronze.sql``).
+the bookkeeping tables dbt's hooks write (``macros/lineage.sql``, which declares their columns).
 
 ``lakehouse_dbt_runs``: one row per invocation when it starts (``record_run_start``), with
 its build number (``build_seq``: one more than any before it). Invocations are ordered by that
@@ -40,12 +40,7 @@ def _seq(con: duckdb.DuckDBPyConnection) -> str:
     """SQL for an invocation's place in the order they started (``t.invocation_id``): its
     build number; null for warehouses from before build numbers, whose rows then come in
     their clock's order."""
-    numbered = con.execute(
-        "select count(*) from information_schema.columns where table_name = ? "
-        "and column_name = 'build_seq'",
-        [RUNS_TABLE],
-    ).fetchone()[0]
-    if not numbered:
+    if not _has_column(con, RUNS_TABLE, "build_seq"):
         return "cast(null as bigint)"
     return (
         f"(select max(build_seq) from {RUNS_TABLE} as runs "
@@ -53,14 +48,25 @@ def _seq(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """``table`` has ``column`` (lineage tables of older warehouses lack the newer ones)."""
+    found = con.execute(
+        "select count(*) from information_schema.columns where table_name = ? and column_name = ?",
+        [table, column],
+    ).fetchone()
+    return bool(found and found[0])
+
+
 @dataclass(frozen=True)
 class BuildLineage:
-    """A dbt invocation, what it read, and the sha256 of the dbt manifest it parsed (None
-    for a plain ``dbt build``, which records no manifest)."""
+    """A dbt invocation, what it read, the sha256 of the dbt manifest it parsed and the
+    clock of the job that ran it (both None for a plain ``dbt build``, which records
+    neither)."""
 
     invocation_id: str
     bronze_versions: dict[str, int | None]
     manifest_sha256: str | None = None
+    as_of: datetime | None = None  # for people: the night this build served, never a cursor
 
     @property
     def pinned(self) -> bool:
@@ -109,13 +115,15 @@ def model_build(con: duckdb.DuckDBPyConnection, model: str) -> BuildLineage | No
         "order by table_name",
         [invocation],
     ).fetchall()
+    as_of = "as_of" if _has_column(con, MANIFESTS_TABLE, "as_of") else "null"
     manifest = _rows_if_table(
         con,
         MANIFESTS_TABLE,
-        f"select sha256 from {MANIFESTS_TABLE} where invocation_id = ?",
+        f"select sha256, {as_of} from {MANIFESTS_TABLE} where invocation_id = ?",
         [invocation],
     )
-    return BuildLineage(invocation, dict(reads), manifest[0][0] if manifest else None)
+    sha256, as_of_value = manifest[0] if manifest else (None, None)
+    return BuildLineage(invocation, dict(reads), sha256, as_of_value)
 
 
 @dataclass(frozen=True)
@@ -208,12 +216,24 @@ def built_fingerprint(con: duckdb.DuckDBPyConnection, model: str) -> str | None:
     return f"{int(rows[0][0])}:{int(rows[0][1])}" if rows else None
 
 
-def record_manifest(con: duckdb.DuckDBPyConnection, invocation_id: str, sha256: str) -> None:
-    """Remember the manifest an invocation parsed (written by ``run_dbt`` after a build)."""
+def record_manifest(
+    con: duckdb.DuckDBPyConnection,
+    invocation_id: str,
+    sha256: str,
+    as_of: datetime | None = None,
+) -> None:
+    """Remember the manifest an invocation parsed and the clock of the job that ran it
+    (written after a build, when dbt has ended: the one lineage record dbt cannot make)."""
     con.execute(
-        f"create table if not exists {MANIFESTS_TABLE} (invocation_id varchar, sha256 varchar)"
+        f"create table if not exists {MANIFESTS_TABLE} "
+        "(invocation_id varchar, sha256 varchar, as_of timestamptz)"
     )
-    con.execute(f"insert into {MANIFESTS_TABLE} values (?, ?)", [invocation_id, sha256])
+    # a warehouse from before the job's clock was recorded
+    con.execute(f"alter table {MANIFESTS_TABLE} add column if not exists as_of timestamptz")
+    con.execute(
+        f"insert into {MANIFESTS_TABLE} (invocation_id, sha256, as_of) values (?, ?, ?)",
+        [invocation_id, sha256, as_of],
+    )
 
 
 def latest_started(con: duckdb.DuckDBPyConnection) -> Invocation | None:
