@@ -117,7 +117,7 @@ def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuild
     assert len(kinds["model"]) == 14 and len(kinds["seed"]) == 2
     assert len(kinds["unit_test"]) == 4  # the project's dbt unit tests, run on Spark
     assert len(kinds["test"]) > 60
-    assert len(kinds["operation"]) == 7  # the project's hooks, Spark's own implementations
+    assert len(kinds["operation"]) == 6  # the project's hooks, Spark's own implementations
     assert sum(len(ids) for ids in kinds.values()) == len(spark)
     failed = {uid: status for uid, status in spark.items() if status not in ("success", "pass")}
     assert failed == {}
