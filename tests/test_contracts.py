@@ -21,9 +21,10 @@ from lakehouse.contracts import (
     embedding_dim,
     event_types,
 )
+from lakehouse.engines import ENV_TARGET, SPARK_TARGET
 from lakehouse.ingest import sources
 from lakehouse.layout import Layout, bronze_uri
-from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_TARGET, SPARK_TARGET, VIEW_COMMENT
+from lakehouse.warehouse.spark import ENV_SPARK_DIR, VIEW_COMMENT
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")

@@ -282,6 +282,18 @@ def test_unknown_split_or_column_and_a_folder_without_manifest_are_explained(
         ShardDataset(tmp_path, "train")
 
 
+def test_indexing_points_at_samples_and_repr_says_what_the_dataset_is(shards: Path) -> None:
+    ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=3)
+    with pytest.raises(TypeError, match=r"use ds\.samples\[5\] for one sample"):
+        ds[5]
+    assert int(ds.samples[5]["photo_id"]) >= 0  # where the message points
+    text = repr(ds)
+    assert text.startswith(f"ShardDataset(loader_fixture {ds.manifest.version}, split='train'")
+    assert f"{ds.num_samples:,} rows, {len(ds)} batches of 64" in text
+    assert "shuffle=True, seed=3, shuffle_buffer=512" in text
+    assert "shuffle=False" in repr(ShardDataset(shards, "val", batch_size=10))
+
+
 def test_compressed_shards_give_the_same_batches(shards: Path, tmp_path: Path) -> None:
     lz4 = write_shards(tmp_path, compression="lz4")
     plain = list(ShardDataset(shards, "val", batch_size=30, shuffle=True))

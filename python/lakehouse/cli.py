@@ -4,7 +4,8 @@ The job and its steps live in :mod:`lakehouse.job`; paths and their defaults in
 :mod:`lakehouse.layout`; how results look in :mod:`lakehouse.console`. Errors the layers raise
 carry a message a user can act on; they are printed here, once, without a traceback, and
 turn into exit code 1 (2 for bad arguments). Heavy layers are imported by the command that
-needs them, so ``lakehouse train`` runs with only the loader installed.
+needs them, so ``lakehouse train`` and ``shards`` run with only the loader installed; the other
+commands then name the extra to install (exit code 2).
 """
 
 from __future__ import annotations
@@ -82,9 +83,48 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as exc:
         err.print(f"[bold red]error:[/] {shown(failure_reason(exc))}", highlight=False)
         return EXIT_FAILED
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc.name or "")
+        if extra is None:
+            raise
+        err.print(
+            f"[bold red]error:[/] `lakehouse {args.command}` needs the \\[{extra}] extra, and "
+            f"{exc.name} is not installed: pip install 'lakehouse\\[{extra}]'",
+            highlight=False,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/]: nothing half-written was committed")
         return 130
+
+
+# distributions whose module has another name
+_MODULE_OF = {"dbt-core": "dbt", "pyyaml": "yaml"}
+_EXTRAS = ("loader", "pipeline", "orchestrate", "spark")  # the extras a user installs
+
+
+def missing_extra(module: str) -> str | None:
+    """The extra of this package (pyproject.toml's optional dependencies) that installs
+    ``module``, or None when none does. Read from the installed package's own metadata, so
+    the extras are named in one place."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    top = module.split(".")[0]
+    try:
+        requirements = requires("lakehouse") or []
+    except PackageNotFoundError:
+        return None
+    extras = []
+    for text in requirements:  # e.g. 'duckdb<1.6,>=1.5; extra == "pipeline"'
+        name = re.match(r"[A-Za-z0-9._-]+", text)
+        extra = re.search(r"""extra\s*==\s*["']([\w-]+)["']""", text)
+        if name and extra:
+            distribution = name.group(0).lower()
+            if _MODULE_OF.get(distribution, distribution.replace("-", "_")) == top:
+                extras.append(extra.group(1))
+    # the smallest extra a user would install for it, before dev and bench
+    return min(extras, key=lambda e: (*_EXTRAS, e).index(e)) if extras else None
 
 
 def _layout(args: argparse.Namespace) -> Layout:
@@ -249,7 +289,7 @@ def _build(commands) -> None:
 
 
 def _engine_option(command: argparse.ArgumentParser) -> None:
-    from lakehouse.warehouse.spark import ENGINES, default_engine
+    from lakehouse.engines import ENGINES, default_engine
 
     command.add_argument(
         "--engine",
@@ -508,13 +548,12 @@ def _shards(commands) -> None:
 
 def shards(args: argparse.Namespace, console, err) -> int:
     from lakehouse.console import print_manifest
-    from lakehouse.export import ExportError
-    from lakehouse.shardformat import Manifest, verify
+    from lakehouse.shardformat import Manifest, ManifestError, verify
 
     path: Path = args.path
     folder = path.parent if path.name == MANIFEST else path.resolve()
     if not (folder / MANIFEST).exists():
-        raise ExportError(f"no {MANIFEST} in {folder}: not a shard version folder")
+        raise ManifestError(f"no {MANIFEST} in {folder}: not a shard version folder")
     if args.shards_command == "inspect":
         print_manifest(Manifest.read(folder / MANIFEST), folder, console)
         return EXIT_OK

@@ -86,33 +86,42 @@ R = TypeVar("R")
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors with a message a user can act on: the layers' own, and storage errors (disk
     full, permissions, storage unreachable). Printed as one line, never as a traceback."""
-    from deltalake.exceptions import DeltaError
+    storage: list[type[BaseException]] = [OSError]
+    try:
+        from deltalake.exceptions import DeltaError
 
-    return (*_layer_errors(), OSError, DeltaError)
+        storage.append(DeltaError)
+    except ImportError:  # a loader-only install: nothing it runs raises one
+        pass
+    return (*_layer_errors(), *storage)
+
+
+# each layer's error a user can act on, by the module that defines it
+_LAYER_ERRORS = (
+    ("lakehouse.contracts", "ContractError"),
+    ("lakehouse.layout", "ProjectNotFound"),
+    ("lakehouse.ingest", "IngestError"),
+    ("lakehouse.warehouse", "WarehouseError"),
+    ("lakehouse.quality", "SuiteError"),
+    ("lakehouse.export", "ExportError"),
+    ("lakehouse.shardformat", "ManifestError"),
+    ("lakehouse.clock", "ClockError"),
+    ("lakehouse.synth", "GenerateError"),
+)
 
 
 def _layer_errors() -> tuple[type[BaseException], ...]:
-    from lakehouse.clock import ClockError
-    from lakehouse.contracts import ContractError
-    from lakehouse.export import ExportError
-    from lakehouse.ingest import IngestError
-    from lakehouse.layout import ProjectNotFound
-    from lakehouse.quality import SuiteError
-    from lakehouse.shardformat import ManifestError
-    from lakehouse.synth import GenerateError
-    from lakehouse.warehouse import WarehouseError
+    """The errors of the layers this install has: a layer whose packages are not installed
+    (the pipeline's, on a loader-only install) cannot raise its own."""
+    import importlib
 
-    return (
-        ContractError,
-        ProjectNotFound,
-        IngestError,
-        WarehouseError,
-        SuiteError,
-        ExportError,
-        ManifestError,
-        ClockError,
-        GenerateError,
-    )
+    found = []
+    for module, name in _LAYER_ERRORS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return tuple(found)
 
 
 def failure_reason(exc: BaseException) -> str:

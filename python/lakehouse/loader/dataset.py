@@ -103,6 +103,25 @@ class ShardDataset(ResumableBatches):
         """The same split and columns as a map-style dataset of single samples."""
         return ShardSamples.of(self.opened)
 
+    def __getitem__(self, index: int) -> Any:
+        raise TypeError(
+            "ShardDataset is an iterable of batches (ds[i] is not a sample): use "
+            f"ds.samples[{index!r}] for one sample, or iterate the dataset for batches"
+        )
+
+    def __repr__(self) -> str:
+        order = (
+            f"shuffle=True, seed={self.seed}, shuffle_buffer={self.shuffle_buffer}"
+            if self.shuffle
+            else "shuffle=False"
+        )
+        ranks = f", rank {self.rank} of {self.world_size}" if self.world_size > 1 else ""
+        return (
+            f"ShardDataset({self.manifest.model} {self.manifest.version}, split={self.split!r}, "
+            f"{self.num_samples:,} rows, {len(self):,} batches of {self.batch_size}{ranks}, "
+            f"{order}, columns={list(self.columns)})"
+        )
+
     def width(self, column: str) -> int:
         """Values per sample of ``column``: 1, or N for a fixed-size list such as an embedding."""
         kind = next(c["type"] for c in self.manifest.schema if c["name"] == column)

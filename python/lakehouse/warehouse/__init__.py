@@ -10,6 +10,7 @@ and :class:`WarehouseError`. ``engine="spark"`` on :func:`run_dbt` builds the sa
 Spark (:mod:`lakehouse.warehouse.spark`: :func:`spark_unavailable`, :func:`attach_spark_tables`).
 """
 
+from lakehouse.engines import ENGINES
 from lakehouse.warehouse.dbt_build import (
     BuildResult,
     DbtInvocation,
@@ -44,7 +45,7 @@ from lakehouse.warehouse.lineage import (
     rows_written_by,
     test_verdict,
 )
-from lakehouse.warehouse.spark import ENGINES, attach_spark_tables, spark_unavailable
+from lakehouse.warehouse.spark import attach_spark_tables, spark_unavailable
 
 __all__ = [
     "ENGINES",

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lakehouse.contracts import bronze_tables
+from lakehouse.engines import ENGINES, SPARK_TARGET
 from lakehouse.layout import ENV_WAREHOUSE, bronze_uri
 from lakehouse.sql import embeddable
 from lakehouse.storage import delta_exists, normalize_uri, open_delta
@@ -29,8 +30,6 @@ from lakehouse.warehouse.duckdb_env import (
 )
 from lakehouse.warehouse.pii import ENV_SALT, pii_key
 from lakehouse.warehouse.spark import (
-    ENGINES,
-    SPARK_TARGET,
     attach_spark_tables,
     bronze_files,
     spark_dir_env,

@@ -30,22 +30,13 @@ from lakehouse.sql import identifier, string
 from lakehouse.storage import is_remote, open_delta
 from lakehouse.warehouse.duckdb_env import WarehouseError
 
-ENGINES = ("duckdb", "spark")
-# the profiles.yml output that runs dbt-spark, and where it keeps its warehouse
-SPARK_TARGET = "spark"
+# where the spark output keeps its warehouse
 ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
-ENV_TARGET = "LAKEHOUSE_DBT_TARGET"  # profiles.yml's target
 # marks the views attach_spark_tables makes, so a DuckDB build can take their names back
 # (macros/bronze.sql, release_spark_tables, drops the views that carry it)
 VIEW_COMMENT = "lakehouse: a table of a Spark build"
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
-
-
-def default_engine(env: dict[str, str] | None = None) -> str:
-    """spark when ``LAKEHOUSE_DBT_TARGET`` (the profile's target) selects it, else duckdb."""
-    env = os.environ if env is None else env
-    return "spark" if env.get(ENV_TARGET) == SPARK_TARGET else "duckdb"
 
 
 def spark_unavailable() -> str | None:
