@@ -455,3 +455,67 @@ def test_a_row_layout_must_place_every_column_of_the_schema(shards: Path) -> Non
     data["row_layout"]["fields"].pop("feature")
     with pytest.raises(ValueError, match=r"row_layout.fields must be the columns of the schema"):
         Manifest.parse(json.dumps(data))
+
+
+def test_a_category_keeps_its_code_across_versions_and_mixing_checks_the_codes(
+    tmp_path: Path,
+) -> None:
+    """Codes never shift: the next version keeps the latest's vocabulary in its order (a value
+    that left the table included) and appends new values, even one that sorts first; two
+    versions of one history mix, an export with other codes does not."""
+    import duckdb
+
+    from lakehouse.export import ExportSpec, export_model
+    from lakehouse.loader import MixedDataset
+    from lakehouse.warehouse import project_dir
+
+    warehouse = tmp_path / "w.duckdb"
+    spec = ExportSpec(key="photo_id")
+    project = project_dir(Path(__file__).parent)
+    con = duckdb.connect(str(warehouse))
+    con.execute(
+        "create table cats as select id as photo_id, 'train' as split, "
+        "case id % 2 when 0 then 'portrait' else 'landscape' end as orientation "
+        "from range(40) t(id)"
+    )
+    con.execute(
+        "create table lakehouse_bronze_reads (invocation_id varchar, table_name varchar, "
+        "delta_version bigint, recorded_at timestamp)"
+    )
+    con.close()
+
+    def export(out: Path) -> ShardDataset:
+        folder, _ = export_model(
+            warehouse, "cats", out, force=True, project=project, spec=spec, shard_rows=16
+        )
+        return ShardDataset(folder, "train", batch_size=8)
+
+    def names(ds: ShardDataset) -> dict[int, str | None]:
+        batch = next(iter(ShardDataset(ds.folder, "train", batch_size=40)))
+        return dict(
+            zip(
+                batch["photo_id"].tolist(),
+                ds.decode("orientation", batch["orientation"]),
+                strict=True,
+            )
+        )
+
+    first = export(tmp_path / "shards")
+    assert first.vocabularies["orientation"] == ["landscape", "portrait"]
+    con = duckdb.connect(str(warehouse))  # landscape leaves, a value sorting first arrives
+    con.execute("update cats set orientation = 'aaa-square' where orientation = 'landscape'")
+    con.close()
+    second = export(tmp_path / "shards")
+    assert second.manifest.version != first.manifest.version
+    assert second.vocabularies["orientation"] == ["landscape", "portrait", "aaa-square"]
+    decoded = names(second)
+    assert {i: n for i, n in decoded.items() if i % 2 == 0} == {
+        i: "portrait" for i in range(0, 40, 2)
+    }
+    assert {n for i, n in decoded.items() if i % 2} == {"aaa-square"}
+    assert len(MixedDataset([first, second], [1, 1])) > 0  # one history: the codes agree
+
+    other = export(tmp_path / "elsewhere")  # a fresh history codes by sorted value
+    assert other.vocabularies["orientation"] == ["aaa-square", "portrait"]
+    with pytest.raises(LoaderError, match=r"code 'orientation' differently \(code 0 is"):
+        MixedDataset([first, other], [1, 1])

@@ -78,6 +78,7 @@ def export_model(
     spec: ExportSpec | None = None,
     on_rows=lambda n: None,
     if_changed: bool = False,
+    vocabularies: dict[str, list[str]] | None = None,
 ) -> tuple[Path | str, Manifest]:
     """Write ``<out>/<model>/v<N>/`` and point ``latest`` at it; returns the folder (the URI
     of the version when ``out`` is on object storage). How the model is sharded (key, split
@@ -85,7 +86,11 @@ def export_model(
 
     With ``if_changed``, rows and columns that fingerprint the same as the latest version's
     publish nothing: that version's folder and manifest are returned (the nightly job on a
-    night that changed nothing the model exports)."""
+    night that changed nothing the model exports).
+
+    Category codes are stable: each categorical column's vocabulary starts with the latest
+    version's (or ``vocabularies``, e.g. the manifest being reproduced), in its order, and
+    new values get new codes after it (:func:`plan_columns`)."""
     project = project or project_dir()
     spec = spec or ExportSpec.from_meta(
         model, model_meta(project, model), exportable_models(project)
@@ -94,16 +99,18 @@ def export_model(
     con = connect(warehouse, project)
     try:
         lineage = _lineage(con, project, lake, model)
-        select, vocabularies, splits = plan_columns(con, model, spec, columns)
+        latest = latest_version(out, model)  # its codes stay what they are
+        known = vocabularies if vocabularies is not None else None
+        if known is None and latest is not None:
+            known = latest[1].vocabularies
+        select, vocabularies, splits = plan_columns(con, model, spec, columns, known)
         # the table's content now, bound to the content the gate passed
         content = table_fingerprint(con, sql.identifier(model))
         suites = [suite.name for suite in outline_suites(project)]
         gate = _gate(model, lineage, quality_dir, force, content, suites)
         fingerprint = content_fingerprint(con, model, spec, select, shard_rows, compression)
-        if if_changed:
-            latest = latest_version(out, model)
-            if latest is not None and latest[1].content_fingerprint == fingerprint:
-                return latest
+        if if_changed and latest is not None and latest[1].content_fingerprint == fingerprint:
+            return latest
         if remote:  # written locally first, uploaded when complete
             root = Path(tempfile.mkdtemp(prefix="lakehouse-export-"))
         else:
@@ -521,6 +528,7 @@ def reproduce(
             force=True,
             project=project,
             lake=lake,
+            vocabularies=original.vocabularies,  # the codes it had
         )
     before = {s.path: s.sha256 for s in original.shards}
     after = {s.path: s.sha256 for s in again.shards}

@@ -65,9 +65,18 @@ class ExportSpec:
 
 
 def plan_columns(
-    con: duckdb.DuckDBPyConnection, model: str, spec: ExportSpec, columns: list[str] | None
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    spec: ExportSpec,
+    columns: list[str] | None,
+    known: dict[str, list[str]] | None = None,
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """SQL select expressions, vocabularies of categorical columns, and the splits."""
+    """SQL select expressions, vocabularies of categorical columns, and the splits.
+
+    A category keeps its code across versions: ``known`` (the latest version's vocabularies)
+    comes first, in its order, values it lacks are appended in sorted order, and a value
+    that left the table keeps its code (a model trained on an older version reads the
+    codes of a newer one the same way)."""
     exists = con.execute(
         "select count(*) from information_schema.tables where table_name = ?", [model]
     ).fetchone()[0]
@@ -92,11 +101,14 @@ def plan_columns(
     for name in wanted:
         kind, column = types[name], sql.identifier(name)
         if kind == "VARCHAR":
-            values = [
+            values = list((known or {}).get(name, []))
+            seen = set(values)
+            values += [
                 v
                 for (v,) in con.execute(
                     f"select distinct {column} from {table} where {column} is not null order by 1"
                 ).fetchall()
+                if v not in seen
             ]
             vocabularies[name] = values
             cases = " ".join(f"when {sql.string(v)} then {i}" for i, v in enumerate(values))

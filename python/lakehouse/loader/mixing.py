@@ -56,6 +56,18 @@ class MixedDataset(ResumableBatches):
         if any(c != columns[0] for c in columns):
             differ = "; ".join(f"source {i}: {', '.join(c)}" for i, c in enumerate(columns))
             raise LoaderError(f"sources to mix must have the same columns ({differ})")
+        for i, source in enumerate(sources[1:], start=1):
+            for column in sorted(set(source.columns) & set(sources[0].vocabularies)):
+                first, other = sources[0].vocabularies[column], source.vocabularies.get(column, [])
+                shared = min(len(first), len(other))
+                if first[:shared] != other[:shared]:  # a code would mean two categories
+                    at = next(k for k in range(shared) if first[k] != other[k])
+                    raise LoaderError(
+                        f"sources 0 and {i} code {column!r} differently (code {at} is "
+                        f"{first[at]!r} in {sources[0].manifest.version} and {other[at]!r} in "
+                        f"{source.manifest.version}); mix versions of one export history, "
+                        "whose codes only grow"
+                    )
         self.sources, self.weights = list(sources), [float(w) for w in weights]
         self.seed, self.uneven = seed, uneven
         self.rank, self.world_size = rank_and_world(rank, world_size)
