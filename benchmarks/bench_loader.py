@@ -99,10 +99,13 @@ def _drain(batches, *, limit: int | None = None, loader=None) -> dict:
     start = time.perf_counter()
     iterator = iter(batches)
     first_at, count, samples, nbytes, workers_first, workers_last = None, 0, 0, 0, None, None
+    after_first = 0  # bytes after the first batch: the steady rate, without worker start-up
     for batch in iterator:
         if first_at is None:
             first_at = time.perf_counter() - start
             workers_first = _worker_rss(iterator)
+        else:
+            after_first += sum(t.numel() * t.element_size() for t in batch.values())
         count += 1
         if count % 8 == 0:  # workers exit at the end: keep the latest reading while alive
             workers_last = _worker_rss(iterator) or workers_last
@@ -111,6 +114,7 @@ def _drain(batches, *, limit: int | None = None, loader=None) -> dict:
         if limit and count >= limit:
             break
     elapsed = time.perf_counter() - start
+    steady = elapsed - (first_at or 0.0)
     return {
         "batches": count,
         "samples": samples,
@@ -118,6 +122,8 @@ def _drain(batches, *, limit: int | None = None, loader=None) -> dict:
         "first_batch_s": first_at,
         "samples_per_s": samples / elapsed,
         "gb_per_s": nbytes / elapsed / 1e9,
+        # after the first batch (DataLoader's workers started, shards opened)
+        "steady_gb_per_s": after_first / steady / 1e9 if steady > 0 else None,
         "bytes": nbytes,
         "worker_rss_first": workers_first,
         "worker_rss_last": workers_last,
@@ -314,12 +320,17 @@ def main() -> None:
 def _print(results: dict) -> None:
     limit = results["memcpy"]["gb_per_s"]
     print(f"memcpy of the same bytes: {limit:.2f} GB/s")
-    print(f"{'run':48} {'samples/s':>12} {'GB/s':>7} {'x memcpy':>9} {'1st batch':>10}")
+    print(
+        f"{'run':48} {'samples/s':>12} {'GB/s':>7} {'x memcpy':>9} {'1st batch':>10} "
+        f"{'steady x memcpy':>16}"
+    )
     for name, r in results.items():
         if isinstance(r, dict) and "samples_per_s" in r:
+            steady = r.get("steady_gb_per_s")
             print(
                 f"{name:48} {r['samples_per_s']:>12,.0f} {r['gb_per_s']:>7.2f} "
-                f"{r['gb_per_s'] / limit:>9.3f} {r['first_batch_s']:>9.3f}s"
+                f"{r['gb_per_s'] / limit:>9.3f} {r['first_batch_s']:>9.3f}s "
+                f"{steady / limit if steady else float('nan'):>16.3f}"
             )
             for when in ("first", "last"):
                 rss = r.get(f"worker_rss_{when}")

@@ -519,3 +519,19 @@ def test_a_category_keeps_its_code_across_versions_and_mixing_checks_the_codes(
     assert other.vocabularies["orientation"] == ["aaa-square", "portrait"]
     with pytest.raises(LoaderError, match=r"code 'orientation' differently \(code 0 is"):
         MixedDataset([first, other], [1, 1])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_the_caller_keeps_is_never_overwritten(shards: Path, workers: int) -> None:
+    """Batch buffers are reused (in the trainer's process) and workers' ring slots too, but
+    never while a tensor of a batch is alive: every kept batch still holds its own rows."""
+    ds = ShardDataset(shards, "train", batch_size=16, shuffle=True, seed=1, shuffle_buffer=64)
+    kept, seen = [], 0
+    for i, batch in enumerate(DataLoader(ds, batch_size=None, num_workers=workers)):
+        seen += len(batch["photo_id"])
+        if i % 3 == 0:  # some kept, the others dropped (their buffers free again)
+            kept.append((batch["photo_id"], batch["feature"], batch["photo_id"].clone()))
+    assert seen == ds.num_samples and len(kept) > 5
+    for ids, feature, copy in kept:
+        assert torch.equal(ids, copy)
+        assert torch.equal(feature, ids.to(torch.float32) * 0.5)  # the row's own value

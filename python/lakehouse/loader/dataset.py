@@ -12,6 +12,7 @@ import torch
 
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
+from lakehouse.loader.ring import BufferPool, Column, Extra, Ring, RingBatch
 from lakehouse.loader.samples import ShardSamples, decode
 from lakehouse.loader.shards import ShardCache, open_split
 from lakehouse.shardformat import RowLayout
@@ -141,7 +142,7 @@ class ShardDataset(ResumableBatches):
 
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         order = self._order(epoch)
-        cache = self.opened.cache()
+        cache = self.opened.cache(random_rows=self._random_rows)
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             # a batch that is one run of one shard (positions of a real batch are a range)
@@ -157,6 +158,11 @@ class ShardDataset(ResumableBatches):
         make.ahead = ahead  # type: ignore[attr-defined]
         make.close = cache.settle  # type: ignore[attr-defined]
         return make
+
+    @property
+    def _random_rows(self) -> bool:
+        """Batches gather rows in random order: shuffled with a shuffle buffer."""
+        return self.shuffle and self.shuffle_buffer > 0
 
     def _order(self, epoch: int | None = None) -> EpochOrder:
         return EpochOrder(
@@ -183,26 +189,101 @@ class ShardDataset(ResumableBatches):
         shard, lo, hi = run
         columns = cache[shard].columns
         batch = Batch({name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns})
-        if self.uneven == "pad":
-            batch[PADDING_KEY] = torch.full((hi - lo,), padding, dtype=torch.bool)
-        return batch
+        return _filled(batch, hi - lo, self._extra(padding))
 
-    def _tensors(self, cache: ShardCache, rows: Rows, *, in_worker: bool = False) -> Batch:
-        # in a DataLoader worker the batch must be copied into shared memory to reach the
-        # trainer anyway: copy it once, into one buffer (one shared segment per batch, not
-        # one per column), and let torch send that buffer as it is
+    def _extra(self, padding: bool) -> Extra:
+        """Constant columns a batch gets beside the data: ``is_padding`` with ``uneven="pad"``."""
+        return {PADDING_KEY: (padding, torch.bool)} if self.uneven == "pad" else {}
+
+    def _tensors(
+        self, cache: ShardCache, rows: Rows, *, in_worker: bool = False, extra: Extra | None = None
+    ) -> Batch | RingBatch:
+        """The batch of ``rows`` with the constant columns ``extra`` (default :meth:`_extra`).
+        In the trainer's process a run of rows is views of the map; a DataLoader worker
+        gathers the rows into a slot of its ring (:meth:`_through_ring`), else into one
+        shared buffer that torch sends as it is."""
+        extra = self._extra(rows.padding) if extra is None else extra
         run = rows.contiguous()
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
-            return self._view(cache, run, rows.padding)
+            shard, lo, hi = run
+            columns = cache[shard].columns
+            data = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
+            return _filled(Batch(data), hi - lo, extra)
         layout = self.manifest.row_layout
-        batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker))
-        if self.uneven == "pad":
-            batch[PADDING_KEY] = torch.full((len(rows.row),), rows.padding, dtype=torch.bool)
-        return batch
+        if in_worker and layout is not None and cache[int(rows.shard[0])].row_major is not None:
+            sent = self._through_ring(cache, rows, layout, extra)
+            if sent is not None:
+                return sent
+        pool = None if in_worker else self.__dict__.setdefault("_pool", BufferPool())
+        batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker, pool=pool))
+        return _filled(batch, len(rows.row), extra)
+
+    # slots of each worker's ring: the batch the trainer holds, DataLoader's prefetch (2 per
+    # worker by default), the one being filled, and slack for a batch not yet released
+    worker_slots = 6
+
+    def _through_ring(
+        self, cache: ShardCache, rows: Rows, layout: RowLayout, extra: Extra
+    ) -> RingBatch | None:
+        """The batch gathered into a slot of this worker's ring (:mod:`.ring`), as the
+        message that carries it to the trainer; None when every slot is still waiting."""
+        count, width = len(rows.row), layout.row_bytes
+        ring: Ring | None = self.__dict__.get("_ring")
+        if ring is None or ring.pid != os.getpid() or not ring.fits(count * width):
+            ring = self.__dict__["_ring"] = Ring(
+                self.worker_slots, max(count, self.batch_size) * width
+            )
+        slot = ring.acquire()
+        if slot is None:
+            return None
+        shard, row, spans = _runs(rows)
+        _copy_rows(cache, shard, row, spans, ring.slot(slot)[: count * width].view(count, width))
+        columns = [Column(*view) for view in _views(layout, self.columns)]
+        return ring.message(slot, count, count * width, columns, extra)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_ring", None)  # a worker's own segment never travels
+        state.pop("_pool", None)
+        return state
+
+
+def _filled(batch: Batch, rows: int, extra: Extra) -> Batch:
+    for name, (fill, dtype) in extra.items():
+        batch[name] = torch.full((rows,), fill, dtype=dtype)
+    return batch
+
+
+def _runs(rows: Rows) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """A batch's rows grouped by shard and sorted within it, and the span of each shard."""
+    key = np.sort((rows.shard << 40) | rows.row)  # by shard, then row (rows < 2**40)
+    shard, row = key >> 40, key & ((1 << 40) - 1)
+    runs = np.flatnonzero(np.diff(shard)) + 1
+    return shard, row, list(zip([0, *runs.tolist()], [*runs.tolist(), len(row)], strict=True))
+
+
+def _copy_rows(
+    cache: ShardCache,
+    shard: np.ndarray,
+    row: np.ndarray,
+    spans: list[tuple[int, int]],
+    matrix: torch.Tensor,
+) -> None:
+    """Whole rows from the shards' row-major columns into ``matrix`` (rows x row bytes)."""
+    index = torch.from_numpy(row)
+    for lo, hi in spans:  # torch's gather runs on its intra-op threads; numpy's on one
+        source = torch.from_numpy(cache[int(shard[lo])].row_major)
+        torch.index_select(source, 0, index[lo:hi], out=matrix[lo:hi])
 
 
 def _gather(
-    cache: ShardCache, rows: Rows, names: list[str], layout: RowLayout | None, *, shared: bool
+    cache: ShardCache,
+    rows: Rows,
+    names: list[str],
+    layout: RowLayout | None,
+    *,
+    shared: bool,
+    pool: BufferPool | None = None,
 ) -> dict[str, torch.Tensor]:
     """Copy a batch's rows into one fresh buffer.
 
@@ -212,13 +293,10 @@ def _gather(
     a strided view of that buffer (row stride ``row_bytes``); without it (older versions),
     one ``take`` per shard and column.
     """
-    key = np.sort((rows.shard << 40) | rows.row)  # by shard, then row (rows < 2**40)
-    shard, row = key >> 40, key & ((1 << 40) - 1)
-    runs = np.flatnonzero(np.diff(shard)) + 1
-    spans = list(zip([0, *runs.tolist()], [*runs.tolist(), len(row)], strict=True))
+    shard, row, spans = _runs(rows)
     first = cache[int(shard[0])]
     if layout is not None and first.row_major is not None:
-        return _gather_rows(cache, shard, row, spans, names, layout, shared)
+        return _gather_rows(cache, shard, row, spans, names, layout, shared, pool)
     out = _allocate(len(row), {name: first.columns[name] for name in names}, shared)
     for lo, hi in spans:
         columns = cache[int(shard[lo])].columns
@@ -235,14 +313,15 @@ def _gather_rows(
     names: list[str],
     layout: RowLayout,
     shared: bool,
+    pool: BufferPool | None = None,
 ) -> dict[str, torch.Tensor]:
     count, width = len(row), layout.row_bytes
-    buffer = _buffer(count * width, shared)
-    matrix = buffer[: count * width].view(count, width)
-    index = torch.from_numpy(row)
-    for lo, hi in spans:  # torch's gather runs on its intra-op threads; numpy's on one
-        source = torch.from_numpy(cache[int(shard[lo])].row_major)
-        torch.index_select(source, 0, index[lo:hi], out=matrix[lo:hi])
+    buffer = (
+        pool.take(count * width)
+        if pool is not None and not shared
+        else _buffer(count * width, shared)
+    )
+    _copy_rows(cache, shard, row, spans, buffer[: count * width].view(count, width))
     views = _views(layout, names)
     typed = {dtype: buffer.view(dtype) for dtype in {v[1] for v in views}}
     return {

@@ -11,6 +11,7 @@ import torch
 from lakehouse.loader.dataset import PADDING_KEY, ShardDataset, rank_and_world
 from lakehouse.loader.plan import RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
+from lakehouse.loader.ring import RingBatch
 from lakehouse.loader.shards import LoaderError
 
 # the index of the source a mixed batch came from (in the order the sources were given)
@@ -119,21 +120,19 @@ class MixedDataset(ResumableBatches):
     def _maker(self, epoch: int, in_worker: bool) -> Make:
         source, index = self.schedule(epoch)
         orders = [s._order(epoch) for s in self.sources]
-        caches = [s.opened.cache() for s in self.sources]
+        caches = [s.opened.cache(random_rows=s._random_rows) for s in self.sources]
 
-        def make(positions: np.ndarray, padding: bool) -> Batch:
+        def make(positions: np.ndarray, padding: bool) -> Batch | RingBatch:
             g = int(positions[0])
             s, i = int(source[g]), int(index[g])
             ds = self.sources[s]
             lo = i * ds.batch_size
             rows = np.arange(lo, min(lo + ds.batch_size, ds.num_samples), dtype=np.int64)
             shard, row = orders[s].rows(rows)
-            batch = ds._tensors(caches[s], Rows(shard, row, padding), in_worker=in_worker)
-            n = len(row)
-            batch.pop(PADDING_KEY, None)
-            if self.uneven == "pad":
-                batch[PADDING_KEY] = torch.full((n,), padding, dtype=torch.bool)
-            batch[SOURCE_KEY] = torch.full((n,), s, dtype=torch.int64)
-            return batch
+            extra = {PADDING_KEY: (padding, torch.bool)} if self.uneven == "pad" else {}
+            extra[SOURCE_KEY] = (s, torch.int64)
+            return ds._tensors(
+                caches[s], Rows(shard, row, padding), in_worker=in_worker, extra=extra
+            )
 
         return make

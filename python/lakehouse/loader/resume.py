@@ -20,6 +20,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate_fn_map
 
 from lakehouse.loader.plan import RankPlan, worker_batches
+from lakehouse.loader.ring import RingBatch
 from lakehouse.loader.shards import LoaderError
 
 STATE_FORMAT = 1
@@ -33,9 +34,11 @@ class Batch(dict):
 
 
 def _refuse_collate(batch, *, collate_fn_map=None):
+    first = batch[0]
+    samples = first.rows if isinstance(first, RingBatch) else len(next(iter(first.values())))
     raise LoaderError(
         f"DataLoader(batch_size={len(batch)}) is collating whole batches of "
-        f"{len(next(iter(batch[0].values())))} samples: the dataset batches itself. Use "
+        f"{samples} samples: the dataset batches itself. Use "
         "DataLoader(dataset, batch_size=None) and set the batch size on the dataset, "
         "ShardDataset(..., batch_size=N); for one sample at a time use ShardDataset.samples"
     )
@@ -43,6 +46,7 @@ def _refuse_collate(batch, *, collate_fn_map=None):
 
 # torch's documented way to extend default_collate: a collate function per element type
 default_collate_fn_map[Batch] = _refuse_collate
+default_collate_fn_map[RingBatch] = _refuse_collate  # a batch a worker sends through its ring
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Pass:
     done: int = 0
 
 
-Make = Callable[[np.ndarray, bool], Batch]
+Make = Callable[[np.ndarray, bool], "Batch | RingBatch"]
 
 
 class ResumableBatches(IterableDataset):

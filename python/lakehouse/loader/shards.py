@@ -107,10 +107,14 @@ class Split:
     entries: list[ShardEntry]
     columns: list[str]
 
-    def cache(self) -> ShardCache:
-        """A fresh cache of open shards (maps are per process: one per pass or worker)."""
+    def cache(self, *, random_rows: bool = False) -> ShardCache:
+        """A fresh cache of open shards (maps are per process: one per pass or worker).
+        ``random_rows``: batches gather rows in random order (a shuffle buffer), so each
+        shard's row-major pages are mapped in one call when it opens."""
         folder, manifest, remote = self.version
-        return ShardCache(folder, manifest, self.entries, self.columns, remote=remote)
+        return ShardCache(
+            folder, manifest, self.entries, self.columns, remote=remote, random_rows=random_rows
+        )
 
 
 def open_split(
@@ -141,7 +145,14 @@ class ShardColumns:
     its row-major copy of them as a ``(rows, row_bytes)`` uint8 matrix (``row_major``; None
     for a version exported before it existed)."""
 
-    def __init__(self, folder: Path, entry: ShardEntry, manifest: Manifest, columns: list[str]):
+    def __init__(
+        self,
+        folder: Path,
+        entry: ShardEntry,
+        manifest: Manifest,
+        columns: list[str],
+        random_rows: bool = False,
+    ):
         try:
             path = safe_shard_path(folder, entry.path)
         except ValueError as error:  # a manifest that points outside its version folder
@@ -176,11 +187,22 @@ class ShardColumns:
         table = table.combine_chunks()
         self.rows = table.num_rows
         self.columns = {name: self._numpy(name, table.column(name), base) for name in columns}
-        self.row_major = None
+        self._row_major: np.ndarray | None = None
+        self._populated = not random_rows  # only a random gather needs every page mapped
         if manifest.row_layout is not None:
             row_bytes = manifest.row_layout.row_bytes
             flat = self._bytes(table.column(ROW_MAJOR), base, row_bytes)
-            self.row_major = flat.reshape(self.rows, row_bytes)
+            self._row_major = flat.reshape(self.rows, row_bytes)
+
+    @property
+    def row_major(self) -> np.ndarray | None:
+        """The rows, row-major. For a random gather (``random_rows``) its pages are mapped in
+        one call when first asked for: such a gather would otherwise take a page fault for
+        nearly every row (a fault costs as much as copying the row several times over)."""
+        if not self._populated and self._row_major is not None and self._row_major.size:
+            self._populated = True
+            _populate(self._map, self._row_major)
+        return self._row_major
 
     def _bytes(self, column: pa.ChunkedArray, base: pa.Buffer, row_bytes: int) -> np.ndarray:
         """The row-major column's values as flat bytes, viewed in the map."""
@@ -231,6 +253,29 @@ class ShardColumns:
 _CHECKED: set[tuple[str, int, int, int, str]] = set()
 
 
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14
+
+
+def _populate(mapped: mmap.mmap, view: np.ndarray) -> None:
+    """Map the pages under ``view`` (a part of ``mapped``) readable, without copying them:
+    ``MADV_POPULATE_READ`` (copy-on-write is kept), else ask the kernel to read them ahead."""
+    start = view.__array_interface__["data"][0] - _address(mapped)
+    first = start - start % mmap.PAGESIZE
+    length = start + view.nbytes - first
+    for advice in (_MADV_POPULATE_READ, getattr(mmap, "MADV_WILLNEED", None)):
+        if advice is None:
+            continue
+        try:
+            mapped.madvise(advice, first, length)
+            return
+        except (OSError, ValueError):  # an older kernel: the next advice, else none
+            continue
+
+
+def _address(mapped: mmap.mmap) -> int:
+    return np.frombuffer(mapped, np.uint8, 1).__array_interface__["data"][0]
+
+
 def _check_once(path: Path, handle, mapped: mmap.mmap, entry: ShardEntry) -> None:
     """The shard's bytes against the manifest's sha256 before Arrow reads a byte: a flipped
     byte is a LoaderError, never a crash in a parser or a silently changed value. Checked
@@ -261,9 +306,11 @@ class ShardCache:
         columns: list[str],
         capacity: int = 64,
         remote: RemoteVersion | None = None,
+        random_rows: bool = False,
     ):
         self._folder, self._manifest, self._entries = folder, manifest, entries
         self._columns, self._capacity, self._remote = columns, capacity, remote
+        self._random_rows = random_rows
         self._open: OrderedDict[int, ShardColumns] = OrderedDict()
 
     def __getitem__(self, index: int) -> ShardColumns:
@@ -278,7 +325,9 @@ class ShardCache:
     def _opened(self, index: int) -> ShardColumns:
         entry = self._entries[index]
         if self._remote is None:
-            return ShardColumns(self._folder, entry, self._manifest, self._columns)
+            return ShardColumns(
+                self._folder, entry, self._manifest, self._columns, self._random_rows
+            )
         for attempt in range(3):
             try:
                 self._remote.ensure(entry)
@@ -286,7 +335,9 @@ class ShardCache:
                 message = f"cannot fetch shards from {self._remote.uri}: {error}"
                 raise LoaderError(message) from error
             try:
-                return ShardColumns(self._folder, entry, self._manifest, self._columns)
+                return ShardColumns(
+                    self._folder, entry, self._manifest, self._columns, self._random_rows
+                )
             except LoaderError:
                 # evicted by another process between our fetch and our open (the cache is
                 # smaller than what all readers use at once): fetch it again
