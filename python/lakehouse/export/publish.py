@@ -100,10 +100,9 @@ def export_model(
     try:
         lineage = _lineage(con, project, lake, model)
         latest = latest_version(out, model)  # its codes stay what they are
-        known = vocabularies if vocabularies is not None else None
-        if known is None and latest is not None:
-            known = latest[1].vocabularies
-        select, vocabularies, splits = plan_columns(con, model, spec, columns, known)
+        if vocabularies is None and latest is not None:
+            vocabularies = latest[1].vocabularies
+        select, vocabularies, splits = plan_columns(con, model, spec, columns, vocabularies)
         # the table's content now, bound to the content the gate passed
         content = table_fingerprint(con, sql.identifier(model))
         suites = [suite.name for suite in outline_suites(project)]

@@ -12,7 +12,15 @@ import torch
 
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
-from lakehouse.loader.ring import BufferPool, Column, Extra, Ring, RingBatch
+from lakehouse.loader.ring import (
+    BufferPool,
+    Column,
+    Extra,
+    Ring,
+    RingBatch,
+    strided,
+    with_constants,
+)
 from lakehouse.loader.samples import ShardSamples, decode
 from lakehouse.loader.shards import ShardCache, open_split
 from lakehouse.shardformat import RowLayout
@@ -148,7 +156,7 @@ class ShardDataset(ResumableBatches):
             # a batch that is one run of one shard (positions of a real batch are a range)
             run = None if padding or in_worker else order.run(positions[0], positions[-1] + 1)
             if run is not None:
-                return self._view(cache, run, padding)
+                return self._view(cache, run, self._extra(padding))
             shard, row = order.rows(positions)
             return self._tensors(cache, Rows(shard, row, padding), in_worker=in_worker)
 
@@ -184,12 +192,12 @@ class ShardDataset(ResumableBatches):
             uneven=self.uneven,
         )
 
-    def _view(self, cache: ShardCache, run: tuple[int, int, int], padding: bool) -> Batch:
-        """Rows ``lo..hi`` of one shard as views of the map: no copy."""
+    def _view(self, cache: ShardCache, run: tuple[int, int, int], extra: Extra) -> Batch:
+        """Rows ``lo..hi`` of one shard as views of the map (no copy), with ``extra``."""
         shard, lo, hi = run
         columns = cache[shard].columns
         batch = Batch({name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns})
-        return _filled(batch, hi - lo, self._extra(padding))
+        return with_constants(batch, hi - lo, extra)
 
     def _extra(self, padding: bool) -> Extra:
         """Constant columns a batch gets beside the data: ``is_padding`` with ``uneven="pad"``."""
@@ -205,10 +213,7 @@ class ShardDataset(ResumableBatches):
         extra = self._extra(rows.padding) if extra is None else extra
         run = rows.contiguous()
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
-            shard, lo, hi = run
-            columns = cache[shard].columns
-            data = {name: torch.from_numpy(columns[name][lo:hi]) for name in self.columns}
-            return _filled(Batch(data), hi - lo, extra)
+            return self._view(cache, run, extra)
         layout = self.manifest.row_layout
         if in_worker and layout is not None and cache[int(rows.shard[0])].row_major is not None:
             sent = self._through_ring(cache, rows, layout, extra)
@@ -216,7 +221,7 @@ class ShardDataset(ResumableBatches):
                 return sent
         pool = None if in_worker else self.__dict__.setdefault("_pool", BufferPool())
         batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker, pool=pool))
-        return _filled(batch, len(rows.row), extra)
+        return with_constants(batch, len(rows.row), extra)
 
     # slots of each worker's ring: the batch the trainer holds, DataLoader's prefetch (2 per
     # worker by default), the one being filled, and slack for a batch not yet released
@@ -238,20 +243,13 @@ class ShardDataset(ResumableBatches):
             return None
         shard, row, spans = _runs(rows)
         _copy_rows(cache, shard, row, spans, ring.slot(slot)[: count * width].view(count, width))
-        columns = [Column(*view) for view in _views(layout, self.columns)]
-        return ring.message(slot, count, count * width, columns, extra)
+        return ring.message(slot, count, _columns(layout, self.columns), extra)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_ring", None)  # a worker's own segment never travels
         state.pop("_pool", None)
         return state
-
-
-def _filled(batch: Batch, rows: int, extra: Extra) -> Batch:
-    for name, (fill, dtype) in extra.items():
-        batch[name] = torch.full((rows,), fill, dtype=dtype)
-    return batch
 
 
 def _runs(rows: Rows) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
@@ -316,28 +314,20 @@ def _gather_rows(
     pool: BufferPool | None = None,
 ) -> dict[str, torch.Tensor]:
     count, width = len(row), layout.row_bytes
-    buffer = (
-        pool.take(count * width)
-        if pool is not None and not shared
-        else _buffer(count * width, shared)
-    )
+    buffer = pool.take(count * width) if pool is not None else _buffer(count * width, shared)
     _copy_rows(cache, shard, row, spans, buffer[: count * width].view(count, width))
-    views = _views(layout, names)
-    typed = {dtype: buffer.view(dtype) for dtype in {v[1] for v in views}}
-    return {
-        name: typed[dtype].as_strided((count, *tail), stride, offset)
-        for name, dtype, tail, stride, offset in views
-    }
+    return strided(buffer, count, _columns(layout, names))
 
 
-_VIEWS: dict[tuple[int, tuple[str, ...]], tuple[RowLayout, list]] = {}
+_COLUMNS: dict[tuple[int, tuple[str, ...]], tuple[RowLayout, list[Column]]] = {}
 
 
-def _views(layout: RowLayout, names: list[str]) -> list:
-    """Per column: (name, torch dtype, shape after the row axis, strides, offset), in the
-    dtype's elements: worked out once per layout and column list, not per batch."""
+def _columns(layout: RowLayout, names: list[str]) -> list[Column]:
+    """Where each column lies in a row-major batch (dtype, shape after the row axis, strides
+    and offset in the dtype's elements): worked out once per layout and column list, not per
+    batch."""
     key = (id(layout), tuple(names))
-    cached = _VIEWS.get(key)
+    cached = _COLUMNS.get(key)
     if cached is None or cached[0] is not layout:
         views = []
         for name in names:
@@ -345,8 +335,10 @@ def _views(layout: RowLayout, names: list[str]) -> list:
             size = np.dtype(field.dtype).itemsize
             row = layout.row_bytes // size
             tail, stride = ((field.width,), (row, 1)) if field.width > 1 else ((), (row,))
-            views.append((name, _TORCH_DTYPES[field.dtype], tail, stride, field.offset // size))
-        cached = _VIEWS[key] = (layout, views)
+            views.append(
+                Column(name, _TORCH_DTYPES[field.dtype], tail, stride, field.offset // size)
+            )
+        cached = _COLUMNS[key] = (layout, views)
     return cached[1]
 
 

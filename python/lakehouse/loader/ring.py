@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,20 @@ class Column:
     tail: tuple[int, ...]  # the shape after the row axis
     stride: tuple[int, ...]
     offset: int
+
+
+def strided(buffer: torch.Tensor, rows: int, columns: Iterable[Column]) -> dict[str, torch.Tensor]:
+    """Each column of ``rows`` row-major rows in ``buffer`` as a strided view of it."""
+    columns = list(columns)
+    typed = {dtype: buffer.view(dtype) for dtype in {c.dtype for c in columns}}
+    return {c.name: typed[c.dtype].as_strided((rows, *c.tail), c.stride, c.offset) for c in columns}
+
+
+def with_constants(batch: dict[str, torch.Tensor], rows: int, extra: Extra):
+    """``batch`` with a constant column of ``rows`` values for each of ``extra``."""
+    for name, (fill, dtype) in extra.items():
+        batch[name] = torch.full((rows,), fill, dtype=dtype)
+    return batch
 
 
 def _shared(nbytes: int) -> torch.Tensor:
@@ -84,9 +99,7 @@ class Ring:
     def slot(self, slot: int) -> torch.Tensor:
         return self.memory[slot]
 
-    def message(
-        self, slot: int, rows: int, nbytes: int, columns: list[Column], extra: Extra
-    ) -> RingBatch:
+    def message(self, slot: int, rows: int, columns: list[Column], extra: Extra) -> RingBatch:
         """What the worker sends for a batch in ``slot``: each segment with its first use."""
         memory = None if slot in self._sent else self.memory[slot]
         flags = None if self._flags_sent else self.flags
@@ -147,15 +160,8 @@ def _receive(
     if memory is not None:
         ring.slots[slot] = memory
     ring.release()
-    buffer = ring.slots[slot]
     ring.lent.add(slot)
-    typed = {dtype: buffer.view(dtype) for dtype in {c.dtype for c in columns}}
-    batch = Batch(
-        {c.name: typed[c.dtype].as_strided((rows, *c.tail), c.stride, c.offset) for c in columns}
-    )
-    for name, (fill, dtype) in extra.items():
-        batch[name] = torch.full((rows,), fill, dtype=dtype)
-    return batch
+    return with_constants(Batch(strided(ring.slots[slot], rows, columns)), rows, extra)
 
 
 def _forget_rings_of_ended_workers() -> None:
