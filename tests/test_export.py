@@ -103,44 +103,154 @@ def _read_split(folder: Path, split: str) -> pa.Table:
 
 
 def test_shards_hold_exactly_the_mart(built, tmp_path: Path) -> None:
+    """Every exported column as pyarrow reads it from the shards equals the mart's value:
+    timestamps, categories (decoded by their dictionary, nulls kept), booleans, embeddings;
+    floats as float32."""
     folder, manifest = _export(built, tmp_path, shard_rows=500)
     con = connect(built["warehouse"], PROJECT)
     try:
         for split, rows in manifest.totals.items():
             shards = _read_split(folder, split)
             mart = con.execute(
-                f"select *, epoch_us(posted_at) as posted_us from {MODEL} where split = ? "
+                f"select {', '.join(shards.column_names)} from {MODEL} where split = ? "
                 "order by photo_id",
                 [split],
             ).to_arrow_table()
             assert shards.num_rows == mart.num_rows == rows
-            assert shards.column("photo_id").to_pylist() == mart.column("photo_id").to_pylist()
-            assert shards.column("posted_at").to_pylist() == mart.column("posted_us").to_pylist()
-            assert shards.column("likes_7d").to_pylist() == mart.column("likes_7d").to_pylist()
-            assert shards.column("is_popular").to_pylist() == [
-                int(v) for v in mart.column("is_popular").to_pylist()
-            ]
-            vocab = manifest.vocabularies["weak_label"]
-            decoded = [
-                vocab[c] if c >= 0 else None for c in shards.column("weak_label").to_pylist()
-            ]
-            assert decoded == mart.column("weak_label").to_pylist()
-            np.testing.assert_array_equal(
-                np.stack(shards.column("embedding").to_numpy(zero_copy_only=False)),
-                np.stack(mart.column("embedding").to_numpy(zero_copy_only=False)),
-            )
+            for name in shards.column_names:
+                ours, theirs = shards.column(name), mart.column(name)
+                if pa.types.is_floating(theirs.type):
+                    theirs = theirs.cast(pa.float32())
+                if pa.types.is_fixed_size_list(theirs.type):
+                    np.testing.assert_array_equal(
+                        np.stack(ours.to_numpy(zero_copy_only=False)),
+                        np.stack(theirs.to_numpy(zero_copy_only=False)),
+                    )
+                    continue
+                assert ours.to_pylist() == theirs.to_pylist(), name
+            assert shards.column("weak_label").null_count == mart.column("weak_label").null_count
     finally:
         con.close()
 
 
-def test_types_are_tensor_ready_and_no_string_reaches_a_shard(built, tmp_path: Path) -> None:
-    _, manifest = _export(built, tmp_path)
+def test_shards_are_first_class_arrow_with_their_meaning_in_the_schema(
+    built, tmp_path: Path
+) -> None:
+    """Types any Arrow tool reads as what they are, each value stored once, and the dbt
+    YAML's descriptions, units and labels plus a lineage pointer in the schema metadata."""
+    folder, manifest = _export(built, tmp_path)
     types = {c["name"]: c["type"] for c in manifest.schema}
-    assert types["embedding"].startswith("fixed_size_list") and types["embedding"].endswith("[64]")
+    assert types["posted_at"] == "timestamp[us, tz=UTC]"
+    assert types["owner_country_code"] == "dictionary<values=string, indices=int32, ordered=0>"
+    assert types["is_popular"] == "bool" and types["owner_is_verified"] == "bool"
+    assert types["embedding"] == "fixed_size_list<item: float>[64]"
     assert types["aspect_ratio"] == "float" and types["likes_7d"] == "int64"
-    assert types["owner_country_code"] == "int32" and types["is_popular"] == "uint8"
-    assert not any("string" in t or "utf8" in t for t in types.values())
-    assert "split" not in types and "features_as_of" not in types
+    assert "_rows" not in types and "split" not in types and "features_as_of" not in types
+    for shard in manifest.shards:
+        schema = ipc.open_file(str(folder / shard.path)).schema
+        meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
+        assert meta["lakehouse.model"] == MODEL and meta["lakehouse.split"] == shard.split
+        assert meta["lakehouse.key"] == "photo_id"
+        labels = json.loads(meta["lakehouse.labels"])
+        assert list(labels) == ["likes_24h", "likes_7d", "engagement_score_7d", "is_popular"]
+        assert labels["is_popular"].startswith("likes_7d >= ")
+        pointer = json.loads(meta["lakehouse.lineage"])
+        assert (folder / shard.path).parent.joinpath(pointer["manifest"]).resolve() == (
+            folder / "manifest.json"
+        ).resolve()
+        assert pointer["bronze_versions"] == manifest.lineage["bronze_versions"]
+        width = schema.field("width").metadata
+        assert width == {b"description": b"Pixels.", b"unit": b"pixels"}
+        assert schema.field("owner_account_age_days").metadata[b"unit"] == b"days"
+        assert schema.field("photo_id").metadata == {b"description": b"Primary key."}
+        table = ipc.open_file(str(folder / shard.path)).read_all()
+        for name, vocabulary in manifest.vocabularies.items():  # the whole vocabulary
+            assert table.column(name).chunk(0).dictionary.to_pylist() == vocabulary
+
+
+def _read_with(tool: str, paths: list[Path], cache: Path) -> dict[str, object]:
+    """The shards of one split as ``tool`` reads them: column type names and the first row,
+    as Python values."""
+    if tool == "pyarrow":
+        table = pa.concat_tables(ipc.open_file(str(p)).read_all() for p in paths)
+        return {
+            "types": {f.name: str(f.type) for f in table.schema},
+            "row": table.slice(0, 1).to_pylist()[0],
+        }
+    if tool == "polars":
+        import polars as pl
+
+        frame = pl.read_ipc([str(p) for p in paths])
+        return {
+            "types": {k: str(v) for k, v in frame.schema.items()},
+            "row": frame.row(0, named=True),
+        }
+    if tool == "duckdb":
+        import duckdb
+
+        table = pa.concat_tables(ipc.open_file(str(p)).read_all() for p in paths)
+        relation = duckdb.connect().from_arrow(table)
+        row = relation.limit(1).fetchall()[0]
+        return {
+            "types": dict(zip(relation.columns, map(str, relation.types), strict=True)),
+            "row": dict(zip(relation.columns, row, strict=True)),
+        }
+    from datasets import load_dataset
+
+    dataset = load_dataset(
+        "arrow", data_files=[str(p) for p in paths], split="train", cache_dir=str(cache)
+    )
+    return {"types": {k: str(v) for k, v in dataset.features.items()}, "row": dataset[0]}
+
+
+# per tool: the type names of a timestamp, a category, a flag and an embedding column
+_TYPES_READ = {
+    "pyarrow": (
+        "timestamp[us, tz=UTC]",
+        "dictionary<values=string, indices=int32, ordered=0>",
+        "bool",
+        "fixed_size_list<item: float>[64]",
+    ),
+    "polars": (
+        "Datetime(time_unit='us', time_zone='UTC')",
+        "Categorical",
+        "Boolean",
+        "Array(Float32, shape=(64,))",
+    ),
+    "duckdb": ("TIMESTAMP WITH TIME ZONE", "VARCHAR", "BOOLEAN", "FLOAT[64]"),
+    "datasets": (
+        "Value('timestamp[us, tz=UTC]')",
+        "Value('string')",
+        "Value('bool')",
+        "List(Value('float32'), length=64)",
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", list(_TYPES_READ))
+def test_any_arrow_tool_reads_the_shards_fully_typed(built, tmp_path: Path, tool: str) -> None:
+    """pyarrow, polars, DuckDB (from pyarrow) and Hugging Face ``load_dataset("arrow")`` read
+    a split's shards as the data they hold: a posting time, a country name, a flag, 64
+    floats; the first row's values are the mart's."""
+    folder, manifest = _export(built, tmp_path)
+    paths = [folder / s.path for s in manifest.shards if s.split == "train"]
+    read = _read_with(tool, paths, tmp_path / "hf-cache")
+    types, row = read["types"], read["row"]
+    assert list(types) == [c["name"] for c in manifest.schema]  # nothing but the data
+    names = ("posted_at", "owner_country_code", "is_popular", "embedding")
+    assert tuple(types[name] for name in names) == _TYPES_READ[tool]
+    con = connect(built["warehouse"], PROJECT)
+    try:
+        first = con.execute(
+            f"select posted_at, owner_country_code, is_popular, embedding, likes_7d from {MODEL} "
+            "where split = 'train' order by photo_id limit 1"
+        ).fetchone()
+    finally:
+        con.close()
+    assert row["posted_at"] == first[0] and row["posted_at"].utcoffset() == timedelta(0)
+    assert row["owner_country_code"] == first[1] and row["is_popular"] == first[2]
+    assert row["likes_7d"] == first[4]
+    assert list(row["embedding"]) == pytest.approx(list(first[3]))
 
 
 def test_shards_have_a_fixed_row_count_in_key_order(built, tmp_path: Path) -> None:

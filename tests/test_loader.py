@@ -3,14 +3,15 @@ order fixed by (seed, epoch), resumes mid-epoch without replay, and names a brok
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pytest
 import torch
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from lakehouse.loader import GPUPrefetcher, LoaderError, ShardDataset
 from lakehouse.loader import shards as shards_module
 from lakehouse.loader.plan import EpochOrder, RankPlan, Rows
+from lakehouse.loader.rowmajor import evict
 from lakehouse.loader.shards import ShardCache
 from lakehouse.shardformat import Manifest, sha256_of
 from tests.loader_fixtures import ROWS, SHARD_ROWS, rank_job, write_shards
@@ -402,59 +404,93 @@ def test_a_shard_is_hashed_once_per_file_version_not_once_per_process(
     assert len(hashed) == first + 1
 
 
-def test_a_shuffled_batch_copies_whole_rows_and_equals_the_per_column_gather(
-    shards: Path,
+def _arrow_rows(version: Path, split: str) -> dict[int, dict[str, np.ndarray]]:
+    """Every row of a split as pyarrow reads it, by photo_id, in the loader's tensor types:
+    codes of the dictionary (-1 where null), microseconds of the timestamp, 0/1 of a bool."""
+    table = pa.concat_tables(
+        ipc.open_file(str(path)).read_all() for path in sorted((version / split).glob("*.arrow"))
+    )
+    columns = {}
+    for name in table.column_names:
+        array = table.column(name).combine_chunks()
+        if pa.types.is_dictionary(array.type):
+            array = pc.fill_null(array.indices, -1)
+        elif pa.types.is_timestamp(array.type):
+            array = array.cast(pa.int64())
+        elif pa.types.is_boolean(array.type):
+            array = array.cast(pa.uint8())
+        elif pa.types.is_fixed_size_list(array.type):
+            columns[name] = array.flatten().to_numpy().reshape(len(array), -1)
+            continue
+        columns[name] = array.to_numpy(zero_copy_only=False)
+    return {
+        int(photo_id): {name: values[i] for name, values in columns.items()}
+        for i, photo_id in enumerate(columns["photo_id"])
+    }
+
+
+def test_a_shuffled_batch_copies_whole_rows_from_a_row_major_copy_the_loader_derives(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest = Manifest.read(Path(shards) / "manifest.json")
-    layout = manifest.row_layout
-    assert layout is not None and layout.row_bytes % 8 == 0
-    assert sorted(layout.fields) == sorted(manifest.columns)
-    assert "_rows" not in manifest.columns  # the row-major copy is not a user column
-    row_major = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
-    per_column = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
-    per_column.manifest = dataclasses.replace(per_column.manifest, row_layout=None)
-    pairs = list(zip(row_major, per_column, strict=True))
-    assert len(pairs) == len(row_major)
-    for fast, slow in pairs:
-        assert fast.keys() == slow.keys()
-        for name in fast:
-            assert torch.equal(fast[name], slow[name]), name
+    """Shards hold each column once; a shuffled pass derives each shard's row-major copy
+    once into the cache (named by the shard's sha256 and the layout), gathers whole rows from
+    it, and gives the values pyarrow reads from the shards themselves."""
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path / "cache"))
+    version = Path(shards).resolve()
+    manifest = Manifest.read(version / "manifest.json")
+    assert "_rows" not in [c["name"] for c in manifest.schema]  # no duplicated bytes
+    expected = _arrow_rows(version, "train")
+    ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+    layout = ds.layout
+    assert layout.row_bytes % 8 == 0 and sorted(layout.fields) == sorted(manifest.columns)
+    seen = 0
+    for batch in ds:
+        for i, photo_id in enumerate(batch["photo_id"].tolist()):
+            for name in manifest.columns:
+                assert np.array_equal(batch[name][i].numpy(), expected[photo_id][name]), name
+            seen += 1
         # every column is a view of one buffer of whole rows
-        storages = {fast[n].untyped_storage().data_ptr() for n in manifest.columns}
+        storages = {batch[n].untyped_storage().data_ptr() for n in manifest.columns}
         assert len(storages) == 1
-        assert fast["photo_id"].stride() == (layout.row_bytes // 8,)
-        assert fast["embedding"].stride() == (layout.row_bytes // 4, 1)
+        assert batch["photo_id"].stride() == (layout.row_bytes // 8,)
+        assert batch["embedding"].stride() == (layout.row_bytes // 4, 1)
+    assert seen >= len(expected)  # padding repeats real rows
+    copies = sorted((tmp_path / "cache" / "rows").glob("*.rows"))
+    train = [s for s in manifest.shards if s.split == "train"]
+    assert [c.name for c in copies] == sorted(f"{s.sha256}-{layout.digest}.rows" for s in train)
+    assert [c.stat().st_size for c in copies] == [
+        s.rows * layout.row_bytes for s in sorted(train, key=lambda s: s.sha256)
+    ]
+    # a later pass maps the same copies (not made again); a damaged one is made again
+    made = {c: c.stat().st_ino for c in copies}
+    copies[0].write_bytes(b"short")
+    again = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+    assert torch.equal(
+        torch.cat([b["photo_id"] for b in again]), torch.cat([b["photo_id"] for b in ds])
+    )
+    damaged = next(s for s in train if copies[0].name.startswith(s.sha256))
+    assert copies[0].stat().st_size == damaged.rows * layout.row_bytes  # made again, whole
+    assert all(c.stat().st_ino == made[c] for c in copies[1:])
 
 
-@pytest.mark.parametrize(
-    ("fields", "problem"),
-    [
-        (
-            {
-                "a": {"offset": 0, "dtype": "int64", "width": 1},
-                "b": {"offset": 4, "dtype": "float32", "width": 1},
-            },
-            "not overlapping",
-        ),
-        ({"a": {"offset": 4, "dtype": "int64", "width": 1}}, "a multiple of 8"),
-        ({"a": {"offset": 0, "dtype": "float32", "width": 4}}, "inside 8 bytes"),
-        ({"a": {"offset": 0, "dtype": "object", "width": 1}}, "dtype must be one of"),
-    ],
-)
-def test_a_row_layout_that_would_read_outside_its_row_is_refused(
-    shards: Path, fields: dict, problem: str
+def test_the_row_major_cache_keeps_under_its_limit(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = json.loads((Path(shards) / "manifest.json").read_text())
-    data["row_layout"] = {"row_bytes": 8, "fields": fields}
-    with pytest.raises(ValueError, match=problem):
-        Manifest.parse(json.dumps(data))
-
-
-def test_a_row_layout_must_place_every_column_of_the_schema(shards: Path) -> None:
-    data = json.loads((Path(shards) / "manifest.json").read_text())
-    data["row_layout"]["fields"].pop("feature")
-    with pytest.raises(ValueError, match=r"row_layout.fields must be the columns of the schema"):
-        Manifest.parse(json.dumps(data))
+    """The least recently used copies go first; a run whose cache cannot be written still
+    reads every row (its copies in memory)."""
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path / "cache"))
+    ds = ShardDataset(shards, "train", batch_size=64, shuffle=True, seed=2)
+    ids = sorted(_real_ids(ds))
+    copies = sorted((tmp_path / "cache" / "rows").glob("*.rows"))[::-1]
+    for used, copy in enumerate(copies):  # last used in this order, oldest first
+        os.utime(copy, ns=(10**18 + used, 10**18 + used))
+    limit = sum(c.stat().st_size for c in copies[-3:])
+    removed = evict(tmp_path / "cache" / "rows", limit=limit)
+    assert removed == copies[: len(copies) - 3]
+    assert sorted((tmp_path / "cache" / "rows").glob("*.rows")) == sorted(copies[-3:])
+    (tmp_path / "readonly").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("LAKEHOUSE_CACHE", str(tmp_path / "readonly"))
+    assert sorted(_real_ids(ShardDataset(shards, "train", batch_size=64, shuffle=True))) == ids
 
 
 def test_a_category_keeps_its_code_across_versions_and_mixing_checks_the_codes(

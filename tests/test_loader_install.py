@@ -87,6 +87,8 @@ def test_the_cli_runs_what_needs_only_the_loader(
     inspected = _lakehouse(loader_venv, "shards", "inspect", str(shards), cwd=tmp_path)
     assert inspected.returncode == 0, inspected.stderr
     assert "loader_fixture" in inspected.stdout
+    said = " ".join(inspected.stdout.split())  # however the console wrapped it
+    assert "posted_at timestamp[us, tz=UTC]" in said and "orientation category (2 values)" in said
     verified = _lakehouse(loader_venv, "shards", "verify", str(shards), cwd=tmp_path)
     assert verified.returncode == 0 and "every shard matches" in verified.stdout
     training, _ = export_model(

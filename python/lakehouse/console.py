@@ -201,6 +201,13 @@ def print_suggestions(found: list[Suggestion], text: str, out: Path, console: Co
     console.print(shown(text, lines=True, markup=False), highlight=False, markup=False)
 
 
+def _column_type(arrow_type: str, vocabulary: list[str] | None) -> str:
+    """A shard column's Arrow type as people read it: a category with its vocabulary's size."""
+    if arrow_type.startswith("dictionary<") and vocabulary is not None:
+        return f"category ({len(vocabulary)} values)"
+    return arrow_type
+
+
 def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> None:
     table = Table(title=f"{manifest.model} v{manifest.version} in {shown(folder)}")
     for column in ("split", "shards", "rows", "MB"):
@@ -212,8 +219,13 @@ def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> 
         )
     console.print(table)
     console.print(
-        "columns: " + ", ".join(f"{c['name']} {c['type']}" for c in manifest.schema),
+        "columns: "
+        + ", ".join(
+            f"{c['name']} {_column_type(c['type'], manifest.vocabularies.get(c['name']))}"
+            for c in manifest.schema
+        ),
         highlight=False,
+        markup=False,
     )
     lineage, gate = manifest.lineage, manifest.quality_gate
     console.print(

@@ -8,7 +8,6 @@ it, and neither imports the other, so ``import lakehouse.loader`` never loads th
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -35,12 +34,43 @@ SHARD_PATH = re.compile(rf"{_NAME}(?:/{_NAME}){{0,3}}")
 # the largest manifest read: a million shards take about 160 MB
 MAX_MANIFEST_BYTES = 512 << 20
 _CHUNK = 8 << 20
-# every shard also holds its rows row-major in this fixed_size_binary column: all tensor
-# columns of a row in one run of bytes (the manifest's row_layout says where each one is),
-# so a shuffled batch is one copy per row instead of one read per value and column
+# the row-major copy of every row that shards of versions before format 2 also carried;
+# the loader no longer reads it (it derives its own, see lakehouse.loader.rowmajor)
 ROW_MAJOR = "_rows"
-# numpy dtype names a row-major field may have
-_FIELD_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "float64", "float32")
+# what each shard holds, part of every export's content fingerprint: 2 is first-class Arrow
+# (timestamps, dictionary-encoded categories, booleans, schema metadata) with no row copy
+SHARD_FORMAT = 2
+# the manifest's Arrow type names (str(pyarrow type)) a tensor column may have, and the numpy
+# dtype of its values in a tensor: timestamps are int64 microseconds since the epoch (UTC),
+# categories their int32 codes, booleans uint8
+_TENSOR_TYPES = {
+    "int64": "int64",
+    "int32": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "bool": "uint8",
+    "float": "float32",
+    "double": "float64",
+}
+_TIMESTAMP = re.compile(r"timestamp\[us(, tz=UTC)?\]")
+_DICTIONARY = re.compile(r"dictionary<values=string, indices=int32, ordered=0>")
+_FIXED_LIST = re.compile(r"fixed_size_list<[A-Za-z_]*: (\w+)>\[([1-9][0-9]{0,8})\]")
+
+
+def tensor_type(arrow_type: str) -> tuple[str, int] | None:
+    """The numpy dtype of a column of this Arrow type in a tensor, and its values per row
+    (1, or N for a fixed-size list such as an embedding); None when no tensor holds it."""
+    if arrow_type in _TENSOR_TYPES:
+        return _TENSOR_TYPES[arrow_type], 1
+    if _TIMESTAMP.fullmatch(arrow_type):
+        return "int64", 1
+    if _DICTIONARY.fullmatch(arrow_type):
+        return "int32", 1
+    listed = _FIXED_LIST.fullmatch(arrow_type)
+    if listed and listed.group(1) in _TENSOR_TYPES and listed.group(1) != "bool":
+        return _TENSOR_TYPES[listed.group(1)], int(listed.group(2))
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class RowField:
 
 @dataclass(frozen=True)
 class RowLayout:
-    """The byte layout of the row-major column: ``row_bytes`` per row (a multiple of 8, so
+    """A row-major layout of tensor columns: ``row_bytes`` per row (a multiple of 8, so
     every field is aligned to its size) and each column's field."""
 
     row_bytes: int
@@ -69,11 +99,13 @@ class RowLayout:
         for name, dtype, width in sorted(columns, key=lambda c: -_itemsize(c[1])):
             fields[name] = RowField(offset, dtype, width)
             offset += _itemsize(dtype) * width
-        return cls(row_bytes=-(-offset // 8) * 8, fields=fields)
+        return cls(row_bytes=max(-(-offset // 8) * 8, 8), fields=fields)
 
-    def to_dict(self) -> dict[str, Any]:
-        fields = {name: asdict(field) for name, field in self.fields.items()}
-        return {"row_bytes": self.row_bytes, "fields": fields}
+    @property
+    def digest(self) -> str:
+        """A short name for this layout (cache files of row-major copies carry it)."""
+        text = json.dumps([self.row_bytes, sorted((n, asdict(f)) for n, f in self.fields.items())])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _itemsize(dtype: str) -> int:
@@ -110,12 +142,10 @@ class Manifest:
     # what the rows hold, whatever the build that made them: an export whose rows and
     # columns fingerprint the same as the latest version's publishes nothing new
     content_fingerprint: str = ""
-    # the row-major column's layout; None in versions written before it existed
-    row_layout: RowLayout | None = None
 
     @property
     def columns(self) -> list[str]:
-        """The named tensor columns (the row-major copy of them is not one)."""
+        """The named columns (the row-major copy older versions carry is not one)."""
         return [c["name"] for c in self.schema if c["name"] != ROW_MAJOR]
 
     @property
@@ -128,7 +158,6 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["totals"] = self.totals
-        data["row_layout"] = self.row_layout.to_dict() if self.row_layout else None
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
     @classmethod
@@ -160,21 +189,12 @@ class Manifest:
             lineage=_lineage(_typed(data, "lineage", dict, default={})),
             quality_gate=_typed(data, "quality_gate", dict, default={}),
             content_fingerprint=_typed(data, "content_fingerprint", str, default=""),
-            row_layout=_row_layout(data.get("row_layout")),
         )
         paths = {shard.path for shard in manifest.shards}
         if len(paths) != len(manifest.shards):
             seen: set[str] = set()
             twice = next(s.path for s in manifest.shards if s.path in seen or seen.add(s.path))
             _check(False, "shards[].path", "a different file for each shard", twice)
-        if manifest.row_layout is not None:  # the loader views each column through it
-            fields = sorted(manifest.row_layout.fields)
-            _check(
-                fields == sorted(manifest.columns),
-                "row_layout.fields",
-                f"the columns of the schema ({', '.join(sorted(manifest.columns))})",
-                ", ".join(fields),
-            )
         return manifest
 
 
@@ -301,34 +321,6 @@ def _shard(entry: Any) -> ShardEntry:
 
 _SHARD_KEYS_ORDERED = ("split", "path", "rows", "bytes", "sha256")
 _SHARD_KEYS = frozenset(_SHARD_KEYS_ORDERED)
-
-
-def _row_layout(layout: Any) -> RowLayout | None:
-    """Checked so the loader can trust it: fields inside the row, aligned to their size,
-    not overlapping, of a dtype a tensor can have."""
-    if layout is None:
-        return None
-    _check(isinstance(layout, dict), "row_layout", "an object or null", layout)
-    row_bytes = _integer(layout, "row_bytes", minimum=1)
-    fields, spans = {}, []
-    for name, field_ in _typed(layout, "fields", dict).items():
-        _identifier({"row_layout.fields": name}, "row_layout.fields")
-        where = f"row_layout.fields.{name}"
-        _check(isinstance(field_, dict), where, "an object", field_)
-        dtype = field_.get("dtype")
-        _check(dtype in _FIELD_DTYPES, f"{where}.dtype", f"one of {_FIELD_DTYPES}", dtype)
-        offset = _integer(field_, "offset")
-        width = _integer(field_, "width", minimum=1)
-        size = _itemsize(dtype)
-        _check(offset % size == 0, f"{where}.offset", f"a multiple of {size}", offset)
-        _check(offset + size * width <= row_bytes, where, f"inside {row_bytes} bytes", field_)
-        spans.append((offset, offset + size * width, name))
-        fields[name] = RowField(offset, dtype, width)
-    spans.sort()
-    for (_, end, first), (start, _, second) in itertools.pairwise(spans):
-        _check(start >= end, "row_layout.fields", "not overlapping", f"{first}, {second}")
-    _check(row_bytes % 8 == 0, "row_layout.row_bytes", "a multiple of 8", row_bytes)
-    return RowLayout(row_bytes, fields)
 
 
 def _lineage(lineage: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
@@ -25,8 +24,9 @@ from lakehouse import sql
 from lakehouse.export.writer import (
     ExportError,
     ExportSpec,
+    ShardMetadata,
     plan_columns,
-    row_layout,
+    schema_metadata,
     write_split,
 )
 from lakehouse.quality import GateRecord, outline_suites
@@ -34,7 +34,7 @@ from lakehouse.shardformat import (
     DEFAULT_SHARD_ROWS,
     LATEST,
     MANIFEST,
-    ROW_MAJOR,
+    SHARD_FORMAT,
     VERSION_NAME,
     Manifest,
 )
@@ -53,6 +53,7 @@ from lakehouse.warehouse import (
     latest_finished_build,
     latest_started,
     model_build,
+    model_docs,
     model_meta,
     project_dir,
     run_dbt,
@@ -102,12 +103,13 @@ def export_model(
         latest = latest_version(out, model)  # its codes stay what they are
         if vocabularies is None and latest is not None:
             vocabularies = latest[1].vocabularies
-        select, vocabularies, splits = plan_columns(con, model, spec, columns, vocabularies)
+        plan = plan_columns(con, model, spec, columns, vocabularies)
+        metadata = _shard_metadata(project, model, spec, lineage)
         # the table's content now, bound to the content the gate passed
         content = table_fingerprint(con, sql.identifier(model))
         suites = [suite.name for suite in outline_suites(project)]
         gate = _gate(model, lineage, quality_dir, force, content, suites)
-        fingerprint = content_fingerprint(con, model, spec, select, shard_rows, compression)
+        fingerprint = content_fingerprint(con, model, spec, plan.select, shard_rows, compression)
         if if_changed and latest is not None and latest[1].content_fingerprint == fingerprint:
             return latest
         if remote:  # written locally first, uploaded when complete
@@ -120,22 +122,21 @@ def export_model(
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
         try:
             shards = []
-            for split in splits:
+            for split in plan.splits:
                 shards += write_split(
                     con,
                     model,
                     spec,
-                    select,
+                    plan,
                     split,
                     staging / split,
                     staging,
                     shard_rows,
                     compression,
                     on_rows,
+                    metadata,
                 )
             schema = _schema_of(staging / shards[0].path) if shards else []
-            named = _arrow_schema(staging / shards[0].path, named=True) if shards else None
-            layout = row_layout(named) if named else None
             manifest = Manifest(
                 model=model,
                 version=0,
@@ -144,12 +145,11 @@ def export_model(
                 compression=compression,
                 order_by=[spec.key],
                 schema=schema,
-                vocabularies=vocabularies,
+                vocabularies=plan.vocabularies,
                 shards=shards,
                 lineage=lineage,
                 quality_gate=gate,
                 content_fingerprint=fingerprint,
-                row_layout=layout,
             )
             if remote:
                 return _publish_remote(join_uri(str(out), model), staging, manifest), manifest
@@ -189,8 +189,10 @@ def content_fingerprint(
         "select count(*), coalesce(sum(cast(hash(exported) as hugeint)), 0) from "
         f"(select {', '.join(select)}, {split} from {sql.identifier(model)}) as exported"
     ).fetchone()
-    # the shard format is part of it: shards without the row-major column are exported again
-    layout = "\n".join([*select, str(shard_rows), str(compression), ROW_MAJOR, duckdb.__version__])
+    # the shard format is part of it: shards of an older format are exported again
+    layout = "\n".join(
+        [*select, str(shard_rows), str(compression), f"format {SHARD_FORMAT}", duckdb.__version__]
+    )
     digest = hashlib.sha256(layout.encode()).hexdigest()[:16]
     return f"{rows}:{total}:{digest}"
 
@@ -361,14 +363,17 @@ def _advance_latest(uri: str, version: int) -> None:
 
 
 def _schema_of(shard: Path) -> list[dict[str, str]]:
-    return [{"name": f.name, "type": str(f.type)} for f in _arrow_schema(shard)]
-
-
-def _arrow_schema(shard: Path, *, named: bool = False) -> pa.Schema:
-    """A shard's Arrow schema; ``named``: without the row-major column."""
     with ipc.open_file(str(shard)) as reader:
-        schema = reader.schema
-    return schema.remove(schema.get_field_index(ROW_MAJOR)) if named else schema
+        return [{"name": f.name, "type": str(f.type)} for f in reader.schema]
+
+
+def _shard_metadata(
+    project: Path, model: str, spec: ExportSpec, lineage: dict[str, Any]
+) -> ShardMetadata:
+    """What each shard's Arrow schema says about the data, from the model's dbt YAML (its
+    description, each column's description and ``meta.unit``) and the export's lineage."""
+    description, columns = model_docs(project, model)
+    return ShardMetadata(schema_metadata(model, description, spec, lineage, columns), columns)
 
 
 def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]:

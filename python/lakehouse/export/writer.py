@@ -1,19 +1,23 @@
 """Stream a mart out of DuckDB into Arrow IPC shards of a fixed row count, per split.
 
-Types are chosen so a loader can hand columns to torch without work: fixed-size float32
-lists for embeddings, float32 for floats, int64 for integers and timestamps (UTC
-microseconds), uint8 for booleans, int32 codes for categoricals (vocabulary in the
-manifest). Strings never reach a shard. Each shard also carries the same values row-major,
-in one fixed-size binary column (``shardformat.ROW_MAJOR``): a shuffled batch then copies
-whole rows, one run of bytes each.
+Shards are first-class Arrow, so any Arrow tool (pyarrow, polars, DuckDB, Hugging Face
+``datasets``) reads the data fully typed, and the loader hands columns to torch without
+work: timestamps ``timestamp[us, tz=UTC]`` (int64 microseconds underneath), categories
+dictionary-encoded with the version's whole vocabulary (int32 codes underneath, stable
+across versions; a missing category is null), booleans ``bool``, floats float32,
+integers int64, embeddings fixed-size float32 lists. Each column carries its dbt
+description and unit as field metadata, and the schema the model, split, label columns and
+a pointer to the version's lineage (``lakehouse.*`` keys). Each value is stored once: the
+loader derives any row-major copy it wants (``lakehouse.loader.rowmajor``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -21,7 +25,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from lakehouse import sql
-from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ROW_MAJOR, RowLayout, ShardEntry, sha256_of
+from lakehouse.shardformat import DEFAULT_SHARD_ROWS, ShardEntry, sha256_of
 
 
 class ExportError(Exception):
@@ -36,6 +40,7 @@ class ExportSpec:
     key: str
     split: str = "split"
     exclude: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # the columns a model learns to predict
 
     @classmethod
     def from_meta(
@@ -61,7 +66,28 @@ class ExportSpec:
             key=declared["key"],
             split=str(declared.get("split", "split")),
             exclude=tuple(declared.get("exclude") or ()),
+            labels=tuple(declared.get("labels") or ()),
         )
+
+
+class ColumnPlan(NamedTuple):
+    """What an export selects: one SQL expression per column, the vocabulary of each
+    categorical column (its int32 codes index it), the timestamp columns (selected as
+    microseconds since the epoch), and the split values."""
+
+    select: list[str]
+    vocabularies: dict[str, list[str]]
+    splits: list[str]
+    timestamps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShardMetadata:
+    """What a shard says about itself in its Arrow schema: ``schema`` (model, labels,
+    lineage pointer; JSON values) and per column its dbt description and unit."""
+
+    schema: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def plan_columns(
@@ -70,7 +96,7 @@ def plan_columns(
     spec: ExportSpec,
     columns: list[str] | None,
     known: dict[str, list[str]] | None = None,
-) -> tuple[list[str], dict[str, list[str]], list[str]]:
+) -> ColumnPlan:
     """SQL select expressions, vocabularies of categorical columns, and the splits.
 
     A category keeps its code across versions: ``known`` (the latest version's vocabularies)
@@ -96,7 +122,7 @@ def plan_columns(
         raise ExportError(
             f"{model} has no column(s) {', '.join(unknown)}; it has {', '.join(types)}"
         )
-    select, vocabularies = [], {}
+    select, vocabularies, timestamps = [], {}, []
     table = sql.identifier(model)
     for name in wanted:
         kind, column = types[name], sql.identifier(name)
@@ -115,8 +141,9 @@ def plan_columns(
             expression = f"cast(case {column} {cases} else -1 end as integer)"
         elif kind.startswith("TIMESTAMP"):
             expression = f"epoch_us({column})"
+            timestamps.append(name)
         elif kind == "BOOLEAN":
-            expression = f"cast({column} as utinyint)"
+            expression = column
         elif kind in ("FLOAT", "DOUBLE") or kind.startswith("DECIMAL"):
             expression = f"cast({column} as float)"
         elif kind.endswith("]"):  # fixed-size array, e.g. FLOAT[64]
@@ -143,32 +170,41 @@ def plan_columns(
             f"select distinct {sql.identifier(spec.split)} from {sql.identifier(model)} order by 1"
         ).fetchall()
     ]
-    return select, vocabularies, splits
+    unlabelled = [c for c in spec.labels if c not in wanted]
+    if unlabelled:
+        raise ExportError(
+            f"{model} declares label column(s) {', '.join(unlabelled)} that the export "
+            f"leaves out; it exports {', '.join(wanted)}"
+        )
+    return ColumnPlan(select, vocabularies, splits, tuple(timestamps))
 
 
 def write_split(
     con: duckdb.DuckDBPyConnection,
     model: str,
     spec: ExportSpec,
-    select: list[str],
+    plan: ColumnPlan,
     split: str,
     folder: Path,
     version_dir: Path,
     shard_rows: int,
     compression: str | None,
     on_rows=lambda n: None,
+    metadata: ShardMetadata | None = None,
 ) -> list[ShardEntry]:
     """Write one split as part-00000.arrow, ... of exactly ``shard_rows`` rows (the last one
     fewer), rows ordered by the key so the same warehouse gives the same bytes."""
     folder.mkdir(parents=True, exist_ok=True)
+    metadata = metadata or ShardMetadata()
+    schema_metadata = {**metadata.schema, "lakehouse.split": split}
     query = (
-        f"select {', '.join(select)} from {sql.identifier(model)} "
+        f"select {', '.join(plan.select)} from {sql.identifier(model)} "
         f"where {sql.identifier(spec.split)} = ? order by {sql.identifier(spec.key)}"
     )
     reader = con.execute(query, [split]).to_arrow_reader(min(shard_rows, DEFAULT_SHARD_ROWS))
     entries = []
-    for index, named in enumerate(_fixed_size_tables(reader, shard_rows)):
-        table = with_row_major(named)
+    for index, selected in enumerate(_fixed_size_tables(reader, shard_rows)):
+        table = first_class(selected, plan, metadata.columns, schema_metadata)
         path = folder / f"part-{index:05d}.arrow"
         options = ipc.IpcWriteOptions(compression=compression)
         with (
@@ -189,33 +225,62 @@ def write_split(
     return entries
 
 
-def row_layout(schema: pa.Schema) -> RowLayout:
-    """The row-major layout of a shard's named columns."""
-    columns = []
-    for field in schema:
-        kind, width = field.type, 1
-        if pa.types.is_fixed_size_list(kind):
-            kind, width = kind.value_type, kind.list_size
-        columns.append((field.name, str(np.dtype(kind.to_pandas_dtype())), width))
-    return RowLayout.plan(columns)
+def first_class(
+    table: pa.Table,
+    plan: ColumnPlan,
+    columns: dict[str, dict[str, str]],
+    schema: dict[str, str],
+) -> pa.Table:
+    """``table`` as selected (codes, epoch microseconds) in the shards' Arrow types, with
+    each column's metadata and the schema's: categories become dictionary arrays over the
+    whole vocabulary (code -1, a missing category, becomes null), timestamps
+    ``timestamp[us, tz=UTC]`` (the same int64 buffer), fixed-size lists name their item."""
+    arrays, fields = [], []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        array = column.combine_chunks()
+        if name in plan.vocabularies:
+            codes = array.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            missing = codes < 0
+            indices = pa.array(
+                np.where(missing, 0, codes).astype(np.int32),
+                mask=missing if missing.any() else None,
+            )
+            dictionary = pa.array(plan.vocabularies[name], pa.string())
+            array = pa.DictionaryArray.from_arrays(indices, dictionary)
+        elif name in plan.timestamps:
+            array = array.view(pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_fixed_size_list(array.type):
+            item = array.type.value_type
+            array = array.cast(pa.list_(pa.field("item", item), array.type.list_size))
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, metadata=columns.get(name) or None))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema or None))
 
 
-def with_row_major(table: pa.Table) -> pa.Table:
-    """``table`` plus its rows row-major in one fixed_size_binary column."""
-    layout = row_layout(table.schema)
-    rows = np.zeros((table.num_rows, layout.row_bytes), np.uint8)
-    for name, field in layout.fields.items():
-        array = table.column(name).combine_chunks()
-        if pa.types.is_fixed_size_list(array.type):
-            array = array.flatten()
-        values = array.to_numpy(zero_copy_only=False).astype(field.dtype, copy=False)
-        size = np.dtype(field.dtype).itemsize * field.width
-        view = rows[:, field.offset : field.offset + size]
-        view[:] = values.reshape(table.num_rows, size // values.itemsize).view(np.uint8)
-    column = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(layout.row_bytes), table.num_rows, [None, pa.py_buffer(rows)]
-    )
-    return table.append_column(ROW_MAJOR, column)
+def schema_metadata(
+    model: str,
+    description: str,
+    spec: ExportSpec,
+    lineage: dict[str, Any],
+    columns: dict[str, dict[str, str]],
+) -> dict[str, str]:
+    """The schema-level metadata of every shard of an export: the model and what it is, its
+    key, its label columns with their definitions (dbt descriptions), and a pointer to where
+    its rows came from (the version's manifest, beside the split folders, holds the whole
+    lineage). Only what a reproduction of the same rows would give again: no build id,
+    clock or path."""
+    labels = {label: columns.get(label, {}).get("description", "") for label in spec.labels}
+    pointer = {
+        "manifest": "../manifest.json",
+        "bronze_versions": lineage.get("bronze_versions") or {},
+    }
+    return {
+        "lakehouse.model": model,
+        "lakehouse.description": description.strip(),
+        "lakehouse.key": spec.key,
+        "lakehouse.labels": json.dumps(labels),
+        "lakehouse.lineage": json.dumps(pointer, sort_keys=True),
+    }
 
 
 def _fixed_size_tables(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:

@@ -47,8 +47,10 @@ class ShardDataset(ResumableBatches):
     Order: blocks of ``block_rows`` rows (default ``batch_size``) are shuffled by (seed,
     epoch), then rows are mixed within windows of ``shuffle_buffer`` rows (default
     8 x ``batch_size``; 0 keeps blocks whole, so batches are zero-copy slices of the map).
-    A mixed batch is gathered as whole rows from the shards' row-major column: its columns
-    are strided views of one buffer (``.contiguous()`` gives a packed copy).
+    A mixed batch is gathered as whole rows from a row-major copy of each shard, which the
+    loader derives once per shard and keeps in ``$LAKEHOUSE_CACHE/rows`` (see
+    :mod:`lakehouse.loader.rowmajor`): its columns are strided views of one buffer
+    (``.contiguous()`` gives a packed copy).
 
     Checkpointing: ``state_dict()``/``load_state_dict()`` follow torchdata's
     ``StatefulDataLoader`` protocol (checkpoint the loader, mid-epoch, with workers);
@@ -84,6 +86,7 @@ class ShardDataset(ResumableBatches):
         self.opened = open_split(path, split, columns, verify=verify, cache_limit=cache_limit)
         self.folder, self.manifest, self.remote = self.opened.version
         self.split, self.entries, self.columns = split, self.opened.entries, self.opened.columns
+        self.layout = self.opened.layout  # a row of a row-major batch
         self.readahead = readahead if self.remote is not None else 0
         self.batch_size = batch_size
         self.shuffle, self.seed = shuffle, seed
@@ -214,12 +217,12 @@ class ShardDataset(ResumableBatches):
         run = rows.contiguous()
         if run is not None and not in_worker:  # one run of rows: views of the map, no copy
             return self._view(cache, run, extra)
-        layout = self.manifest.row_layout
-        if in_worker and layout is not None and cache[int(rows.shard[0])].row_major is not None:
-            sent = self._through_ring(cache, rows, layout, extra)
+        if in_worker:
+            sent = self._through_ring(cache, rows, self.layout, extra)
             if sent is not None:
                 return sent
         pool = None if in_worker else self.__dict__.setdefault("_pool", BufferPool())
+        layout = self.layout if self._random_rows else None  # rows scattered: copy whole rows
         batch = Batch(_gather(cache, rows, self.columns, layout, shared=in_worker, pool=pool))
         return with_constants(batch, len(rows.row), extra)
 
@@ -242,8 +245,13 @@ class ShardDataset(ResumableBatches):
         if slot is None:
             return None
         shard, row, spans = _runs(rows)
-        _copy_rows(cache, shard, row, spans, ring.slot(slot)[: count * width].view(count, width))
-        return ring.message(slot, count, _columns(layout, self.columns), extra)
+        matrix = ring.slot(slot)[: count * width].view(count, width)
+        columns = _columns(layout, self.columns)
+        if self._random_rows:  # scattered rows: whole rows from the shard's row-major copy
+            _copy_rows(cache, shard, row, spans, matrix)
+        else:  # runs of rows: each column's run, read in order, into its place in the rows
+            _copy_columns(cache, shard, row, spans, strided(matrix, count, columns))
+        return ring.message(slot, count, columns, extra)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -267,11 +275,31 @@ def _copy_rows(
     spans: list[tuple[int, int]],
     matrix: torch.Tensor,
 ) -> None:
-    """Whole rows from the shards' row-major columns into ``matrix`` (rows x row bytes)."""
+    """Whole rows from the shards' row-major copies into ``matrix`` (rows x row bytes)."""
     index = torch.from_numpy(row)
     for lo, hi in spans:  # torch's gather runs on its intra-op threads; numpy's on one
         source = torch.from_numpy(cache[int(shard[lo])].row_major)
         torch.index_select(source, 0, index[lo:hi], out=matrix[lo:hi])
+
+
+def _copy_columns(
+    cache: ShardCache,
+    shard: np.ndarray,
+    row: np.ndarray,
+    spans: list[tuple[int, int]],
+    out: dict[str, torch.Tensor],
+) -> None:
+    """Each column's rows into ``out`` (views, e.g. strided into row-major rows): a span of
+    consecutive rows as one slice, any other as a take."""
+    for lo, hi in spans:
+        columns = cache[int(shard[lo])].columns
+        first, last = int(row[lo]), int(row[hi - 1])
+        for name, target in out.items():
+            values = columns[name]
+            if last - first == hi - lo - 1:  # sorted and distinct, so consecutive
+                target[lo:hi].copy_(torch.from_numpy(values[first : last + 1]))
+            else:
+                np.take(values, row[lo:hi], axis=0, out=target[lo:hi].numpy(), mode="clip")
 
 
 def _gather(
@@ -286,14 +314,14 @@ def _gather(
     """Copy a batch's rows into one fresh buffer.
 
     Rows are grouped by shard and sorted within it: a batch is a set of samples to SGD, and
-    sorted runs turn the copy into a few sequential reads instead of a scatter. With the
-    shards' row-major column, one ``take`` per shard copies whole rows, and each column is
-    a strided view of that buffer (row stride ``row_bytes``); without it (older versions),
-    one ``take`` per shard and column.
+    sorted runs turn the copy into a few sequential reads instead of a scatter. With a
+    ``layout`` (rows in random order), one ``take`` per shard copies whole rows from its
+    row-major copy, and each column is a strided view of that buffer (row stride
+    ``row_bytes``); without, one ``take`` per shard and column.
     """
     shard, row, spans = _runs(rows)
     first = cache[int(shard[0])]
-    if layout is not None and first.row_major is not None:
+    if layout is not None:
         return _gather_rows(cache, shard, row, spans, names, layout, shared, pool)
     out = _allocate(len(row), {name: first.columns[name] for name in names}, shared)
     for lo, hi in spans:

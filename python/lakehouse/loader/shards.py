@@ -17,15 +17,18 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from lakehouse.loader.remote import FetchError, RemoteVersion, checked_marker, mark_checked
+from lakehouse.loader.rowmajor import layout_of, row_major
 from lakehouse.shardformat import (
     MANIFEST,
-    ROW_MAJOR,
     Manifest,
+    RowLayout,
     ShardEntry,
     safe_shard_path,
+    tensor_type,
     verify,
 )
 from lakehouse.storage import is_remote
@@ -79,7 +82,8 @@ def split_entries(manifest: Manifest, split: str) -> list[ShardEntry]:
 
 
 def check_columns(manifest: Manifest, columns: list[str] | None) -> list[str]:
-    """The requested columns, all of them by default; unknown names are refused."""
+    """The requested columns, all of them by default; unknown names, and columns no tensor
+    can hold, are refused."""
     names = manifest.columns
     wanted = list(columns) if columns else names
     unknown = [c for c in wanted if c not in names]
@@ -88,6 +92,13 @@ def check_columns(manifest: Manifest, columns: list[str] | None) -> list[str]:
             f"{manifest.model} v{manifest.version} has no column(s) {', '.join(unknown)}; "
             f"it has {', '.join(names)}"
         )
+    types = {c["name"]: c["type"] for c in manifest.schema}
+    for name in wanted:
+        if tensor_type(types[name]) is None:
+            raise LoaderError(
+                f"{manifest.model} v{manifest.version} column {name} has Arrow type "
+                f"{types[name]}, which no tensor holds; read it with pyarrow or polars"
+            )
     return wanted
 
 
@@ -107,13 +118,26 @@ class Split:
     entries: list[ShardEntry]
     columns: list[str]
 
+    @property
+    def layout(self) -> RowLayout:
+        """Where each of the columns read lies in a row of a row-major batch or copy."""
+        layout = layout_of(self.version.manifest.schema, self.columns)
+        assert layout is not None  # check_columns refused any column no tensor holds
+        return layout
+
     def cache(self, *, random_rows: bool = False) -> ShardCache:
         """A fresh cache of open shards (maps are per process: one per pass or worker).
         ``random_rows``: batches gather rows in random order (a shuffle buffer), so each
-        shard's row-major pages are mapped in one call when it opens."""
+        shard's row-major copy is mapped in one call when it opens."""
         folder, manifest, remote = self.version
         return ShardCache(
-            folder, manifest, self.entries, self.columns, remote=remote, random_rows=random_rows
+            folder,
+            manifest,
+            self.entries,
+            self.columns,
+            remote=remote,
+            random_rows=random_rows,
+            layout=self.layout,
         )
 
 
@@ -142,8 +166,8 @@ def open_split(
 
 class ShardColumns:
     """One shard's requested columns as numpy arrays over a copy-on-write memory map, and
-    its row-major copy of them as a ``(rows, row_bytes)`` uint8 matrix (``row_major``; None
-    for a version exported before it existed)."""
+    (``row_major``, derived on first use) a row-major copy of them as a ``(rows,
+    row_bytes)`` uint8 matrix laid out by ``layout``."""
 
     def __init__(
         self,
@@ -152,6 +176,7 @@ class ShardColumns:
         manifest: Manifest,
         columns: list[str],
         random_rows: bool = False,
+        layout: RowLayout | None = None,
     ):
         try:
             path = safe_shard_path(folder, entry.path)
@@ -185,49 +210,44 @@ class ShardColumns:
                 f"shard {path} has {table.num_rows} rows, the manifest says {entry.rows}"
             )
         table = table.combine_chunks()
-        self.rows = table.num_rows
+        self.rows, self._sha256, self._layout = table.num_rows, entry.sha256, layout
+        self._vocabularies = manifest.vocabularies
         self.columns = {name: self._numpy(name, table.column(name), base) for name in columns}
         self._row_major: np.ndarray | None = None
-        self._populated = not random_rows  # only a random gather needs every page mapped
-        if manifest.row_layout is not None:
-            row_bytes = manifest.row_layout.row_bytes
-            flat = self._bytes(table.column(ROW_MAJOR), base, row_bytes)
-            self._row_major = flat.reshape(self.rows, row_bytes)
+        self._random_rows = random_rows
 
     @property
     def row_major(self) -> np.ndarray | None:
-        """The rows, row-major. For a random gather (``random_rows``) its pages are mapped in
-        one call when first asked for: such a gather would otherwise take a page fault for
-        nearly every row (a fault costs as much as copying the row several times over)."""
-        if not self._populated and self._row_major is not None and self._row_major.size:
-            self._populated = True
-            _populate(self._map, self._row_major)
+        """The rows, row-major (None without a layout). Derived from the columns the first
+        time it is asked for, or mapped from the cache where an earlier pass, worker or run
+        made it (:mod:`.rowmajor`). For a random gather (``random_rows``) its pages are
+        mapped in one call: such a gather would otherwise take a page fault for nearly
+        every row (a fault costs as much as copying the row several times over)."""
+        if self._row_major is None and self._layout is not None:
+            matrix = row_major(self.columns, self.rows, self._layout, self._sha256)
+            if self._random_rows and matrix.size:
+                _populate(matrix)
+            self._row_major = matrix
         return self._row_major
 
-    def _bytes(self, column: pa.ChunkedArray, base: pa.Buffer, row_bytes: int) -> np.ndarray:
-        """The row-major column's values as flat bytes, viewed in the map."""
-        array = column.chunk(0) if column.num_chunks else pa.array([], pa.binary(row_bytes))
-        if array.type != pa.binary(row_bytes) or array.null_count:
-            raise LoaderError(
-                f"shard {self.path} column {ROW_MAJOR} is {array.type} with "
-                f"{array.null_count} nulls; the manifest says {row_bytes}-byte rows"
-            )
-        if not len(array):
-            return np.empty(0, np.uint8)
-        data = array.buffers()[1]
-        count, start = len(array) * row_bytes, array.offset * row_bytes
-        offset = data.address - base.address
-        if offset >= 0 and offset + data.size <= base.size:
-            return np.frombuffer(self._map, np.uint8, count, offset + start)
-        return np.frombuffer(data, np.uint8, count, start).copy()
-
     def _numpy(self, name: str, column: pa.ChunkedArray, base: pa.Buffer) -> np.ndarray:
+        """A column's values as a tensor reads them, viewed in the map where they lie there
+        as they are: timestamps their int64 microseconds, categories their int32 codes
+        (null, a missing category, is -1), booleans uint8 (0 or 1)."""
         array = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if pa.types.is_dictionary(array.type):
+            array = self._codes(name, array)
+            if array.null_count:  # a private copy with -1 where the category is missing
+                return np.array(pc.fill_null(array, -1).to_numpy(zero_copy_only=False))
         if array.null_count:
             raise LoaderError(
                 f"shard {self.path} column {name} has {array.null_count} nulls; "
-                "shards carry no nulls (the exporter codes missing categories as -1)"
+                "a tensor has no null (only a category may be missing: its code is -1)"
             )
+        if pa.types.is_boolean(array.type):  # bits: a private copy, one byte per value
+            return np.array(pc.cast(array, pa.uint8()).to_numpy(zero_copy_only=False))
+        if pa.types.is_timestamp(array.type):
+            array = array.view(pa.int64())
         width = 1
         if pa.types.is_fixed_size_list(array.type):
             width = array.type.list_size
@@ -248,6 +268,19 @@ class ShardColumns:
             values = np.frombuffer(data, dtype, count, array.offset * dtype.itemsize).copy()
         return values.reshape(-1, width) if width > 1 else values
 
+    def _codes(self, name: str, array: pa.DictionaryArray) -> pa.Array:
+        """A category's int32 codes (null where it is missing), its dictionary checked
+        against the manifest's vocabulary (a shard's dictionary is the version's whole
+        vocabulary, so a code means the same in every shard and every version sharing it)."""
+        vocabulary = self._vocabularies.get(name)
+        dictionary = array.dictionary.to_pylist()
+        if vocabulary is None or dictionary != vocabulary:
+            raise LoaderError(
+                f"shard {self.path} column {name} has categories {dictionary[:5]}..., not the "
+                "manifest's vocabulary; export the version again"
+            )
+        return array.indices
+
 
 # shards this process has checked: (path, size, mtime_ns, ctime_ns, sha256)
 _CHECKED: set[tuple[str, int, int, int, str]] = set()
@@ -256,24 +289,23 @@ _CHECKED: set[tuple[str, int, int, int, str]] = set()
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14
 
 
-def _populate(mapped: mmap.mmap, view: np.ndarray) -> None:
-    """Map the pages under ``view`` (a part of ``mapped``) readable, without copying them:
-    ``MADV_POPULATE_READ`` (copy-on-write is kept), else ask the kernel to read them ahead."""
-    start = view.__array_interface__["data"][0] - _address(mapped)
-    first = start - start % mmap.PAGESIZE
-    length = start + view.nbytes - first
+def _populate(view: np.ndarray) -> None:
+    """Map the pages under ``view`` (all of a memory map) readable, without copying them:
+    ``MADV_POPULATE_READ`` (copy-on-write is kept), else ask the kernel to read them ahead.
+    An array in memory (not a map) needs nothing."""
+    mapped = view.base
+    while isinstance(mapped, np.ndarray):
+        mapped = mapped.base
+    if not isinstance(mapped, mmap.mmap):
+        return
     for advice in (_MADV_POPULATE_READ, getattr(mmap, "MADV_WILLNEED", None)):
         if advice is None:
             continue
         try:
-            mapped.madvise(advice, first, length)
+            mapped.madvise(advice)
             return
         except (OSError, ValueError):  # an older kernel: the next advice, else none
             continue
-
-
-def _address(mapped: mmap.mmap) -> int:
-    return np.frombuffer(mapped, np.uint8, 1).__array_interface__["data"][0]
 
 
 def _check_once(path: Path, handle, mapped: mmap.mmap, entry: ShardEntry) -> None:
@@ -307,10 +339,11 @@ class ShardCache:
         capacity: int = 64,
         remote: RemoteVersion | None = None,
         random_rows: bool = False,
+        layout: RowLayout | None = None,
     ):
         self._folder, self._manifest, self._entries = folder, manifest, entries
         self._columns, self._capacity, self._remote = columns, capacity, remote
-        self._random_rows = random_rows
+        self._random_rows, self._layout = random_rows, layout
         self._open: OrderedDict[int, ShardColumns] = OrderedDict()
 
     def __getitem__(self, index: int) -> ShardColumns:
@@ -326,7 +359,7 @@ class ShardCache:
         entry = self._entries[index]
         if self._remote is None:
             return ShardColumns(
-                self._folder, entry, self._manifest, self._columns, self._random_rows
+                self._folder, entry, self._manifest, self._columns, self._random_rows, self._layout
             )
         for attempt in range(3):
             try:
@@ -336,7 +369,12 @@ class ShardCache:
                 raise LoaderError(message) from error
             try:
                 return ShardColumns(
-                    self._folder, entry, self._manifest, self._columns, self._random_rows
+                    self._folder,
+                    entry,
+                    self._manifest,
+                    self._columns,
+                    self._random_rows,
+                    self._layout,
                 )
             except LoaderError:
                 # evicted by another process between our fetch and our open (the cache is

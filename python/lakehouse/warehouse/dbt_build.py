@@ -360,6 +360,21 @@ def model_meta(project: Path, model: str) -> dict | None:
     return None if node is None else _meta(node)
 
 
+def model_docs(project: Path, model: str) -> tuple[str, dict[str, dict[str, str]]]:
+    """A model's description and, per column, what its dbt YAML says of it: ``description``
+    and, where declared, ``unit`` (the column's ``config: {meta: {unit: ...}}``), as dbt's
+    ``manifest.json`` holds them (doc blocks rendered). Empty when dbt has not parsed it."""
+    node = _model_nodes(project).get(model) or {}
+    columns = {}
+    for name, column in (node.get("columns") or {}).items():
+        said = {"description": str(column.get("description") or "").strip()}
+        unit = _meta(column).get("unit")
+        if unit:
+            said["unit"] = str(unit)
+        columns[name] = {key: value for key, value in said.items() if value}
+    return str(node.get("description") or ""), columns
+
+
 def exportable_models(project: Path) -> list[str]:
     """The models whose dbt YAML declares ``meta.export`` (what ``lakehouse export`` takes)."""
     nodes = _model_nodes(project)
