@@ -7,6 +7,9 @@ float32 embedding: 400 bytes a row) with DuckDB and exports it with the real exp
 Then, in the same run and on the same bytes (page cache warm for every contender):
 
 - memcpy: ``np.copyto`` of every column buffer, the limit for delivering the bytes once;
+- the random-row gather alone: ``index_select`` of a batch's worth of random rows from 8
+  shards' row-major copies, the limit for a shuffled batch (it reads rows scattered over
+  hundreds of MB, where memcpy streams);
 - ShardDataset in the main process and with 2 DataLoader workers, unshuffled (zero-copy
   slices), shuffled by block only, and shuffled with an 8-batch shuffle buffer (a gather);
 - Hugging Face ``datasets`` over the same Arrow data (memory-mapped IPC stream file) with
@@ -158,6 +161,32 @@ def _memcpy(latest: Path) -> dict:
     return {"seconds": best, "bytes": total, "gb_per_s": total / best / 1e9}
 
 
+def _gather_limit(ds: ShardDataset, batch_size: int) -> dict:
+    """The hardware's rate for what a shuffled batch must do at least: copy ``batch_size``
+    random rows (sorted within each shard, as the loader sorts them) out of 8 shards'
+    row-major copies into one buffer, with torch's ``index_select`` on all threads. No
+    ordering, no tensors per column, no Python per batch beyond the loop."""
+    cache = ds.opened.cache(random_rows=True)
+    shards = min(8, len(ds.entries))
+    sources = [torch.from_numpy(cache[i].row_major) for i in range(shards)]
+    per = batch_size // shards
+    rng = np.random.default_rng(0)
+    batches = [
+        [torch.from_numpy(np.sort(rng.choice(len(s), per, replace=False))) for s in sources]
+        for _ in range(50)
+    ]
+    out = torch.empty((per * shards, ds.layout.row_bytes), dtype=torch.uint8)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for batch in batches:
+            for i, (source, index) in enumerate(zip(sources, batch, strict=True)):
+                torch.index_select(source, 0, index, out=out[i * per : (i + 1) * per])
+        best = min(best, time.perf_counter() - start)
+    nbytes = len(batches) * out.numel()
+    return {"seconds": best, "bytes": nbytes, "gb_per_s": nbytes / best / 1e9}
+
+
 def _train_table(latest: Path) -> pa.Table:
     """The train split as one table: the same rows the other contenders read."""
     return pa.concat_tables(
@@ -299,6 +328,9 @@ def main() -> None:
             ShardDataset(latest, "train", batch_size=b, shuffle=True, seed=1), batch_size=None
         )
     )
+    results["gather_limit"] = _gather_limit(
+        ShardDataset(latest, "train", batch_size=b, shuffle=True), b
+    )
     results["shard_bytes"] = sum(p.stat().st_size for p in latest.glob("train/part-*.arrow"))
     runs = {
         "unshuffled, main process": dict(shuffle=False, shuffle_buffer=0, workers=0),
@@ -334,6 +366,11 @@ def _print(results: dict) -> None:
     print(f"memcpy of the same bytes: {limit:.2f} GB/s")
     values, stored = results["memcpy"]["bytes"], results["shard_bytes"]
     print(f"train shards: {stored / 1e6:,.1f} MB on disk for {values / 1e6:,.1f} MB of values")
+    gather = results["gather_limit"]["gb_per_s"]
+    print(
+        f"random-row gather alone (index_select of sorted random rows, 8 shards): "
+        f"{gather:.2f} GB/s ({gather / limit:.2f}x memcpy), the ceiling of a shuffled batch"
+    )
     print(
         f"{'run':48} {'samples/s':>12} {'GB/s':>7} {'x memcpy':>9} {'1st batch':>10} "
         f"{'steady x memcpy':>16}"
