@@ -3,7 +3,10 @@ exactly the expectations that caught it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,7 @@ import yaml
 
 from lakehouse.cli import main
 from lakehouse.quality import validate
+from lakehouse.quality.reports import describe, junit
 from lakehouse.quality.suites import SuiteError, load_suite
 from lakehouse.warehouse import project_dir
 from tests.conftest import NIGHT, BuiltWarehouse
@@ -194,6 +198,30 @@ def test_stale_data_blocks_on_freshness(good) -> None:
     }
     stale = next(r for r in report.blocking_failures if r.table == "fct_events")
     assert 5 * 24 < stale.observed_value < 5 * 24 + 48 and stale.expected == "at most 48 h old"
+    said = describe(dataclasses.asdict(stale))  # the unit on the observed value too
+    assert re.fullmatch(r"observed 1\d\d(\.\d+)? h old; expected at most 48 h old", said), said
+
+
+def test_the_gate_prints_nothing_on_stderr_and_leaves_pyspark_unimported(good) -> None:
+    """GX imports pyspark when it is installed; the gate runs on DuckDB, so ``lakehouse
+    validate`` imports GX without it: none of pyspark's FutureWarnings, 1.3 s less."""
+    lake, warehouse = good
+    script = (
+        "import sys\n"
+        "from lakehouse.cli import main\n"
+        f"code = main(['validate', '--warehouse', {str(warehouse)!r}, '--lake', {str(lake)!r}, "
+        f"'--as-of', {AS_OF.isoformat()!r}])\n"
+        "print('pyspark' in sys.modules, code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GX_ANALYTICS_ENABLED": "false"},
+    )
+    assert done.stdout.split()[-2:] == ["False", "0"], done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stderr == ""
 
 
 def test_cli_writes_json_junit_html_and_exits_non_zero_when_blocked(
@@ -406,6 +434,18 @@ def test_a_broken_expectation_is_its_own_error_and_the_rest_still_report(
     assert "min_value" in broken["expect_column_values_to_be_between(aspect_ratio)"].error
     assert sum(r.success for r in results) == len(results) - 2
     assert {r.severity for r in report.warnings + report.infos} == {"warning", "info"}
+    # in JUnit neither is a pass: each is a skipped case typed by its severity, none a failure
+    xml = ET.fromstring(junit(report))
+    assert xml.get("failures") == "0" and xml.get("skipped") == "2"
+    skipped = {case.get("name"): case.find("skipped") for case in xml.iter("testcase")}
+    shown = {name: s.get("type") for name, s in skipped.items() if s is not None}
+    assert shown == {
+        "expect_column_values_to_not_be_null(no_such_column)": "warning",
+        "expect_column_values_to_be_between(aspect_ratio)": "info",
+    }
+    assert "no_such_column" in skipped["expect_column_values_to_not_be_null(no_such_column)"].get(
+        "message"
+    )
 
 
 def test_a_suite_with_a_severity_gx_does_not_have_is_refused(tmp_path: Path) -> None:

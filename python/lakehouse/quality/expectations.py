@@ -15,11 +15,10 @@ Import this module before loading a suite that uses them (``lakehouse.quality`` 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import lakehouse.quality.gxsetup  # noqa: F401  (first: GX without pyspark, analytics off)
 
 from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.expectations.expectation import ColumnAggregateExpectation

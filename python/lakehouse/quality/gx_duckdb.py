@@ -27,12 +27,11 @@ as ``unexpected_rows_expectation`` with ``regexp_matches``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import lakehouse.quality.gxsetup  # noqa: F401  (first: GX without pyspark, analytics off)
 
 import sqlalchemy as sa
 from great_expectations.compatibility import pydantic

@@ -125,21 +125,29 @@ def changes(
 
 
 def junit(report: RunReport) -> bytes:
+    """The run as JUnit XML: a blocking failure is a ``<failure>``; a warning-level failure
+    is a ``<skipped type="warning">`` (JUnit has no warning state; CI test views show a
+    skipped case apart from a passing one, as cfn-lint's JUnit output does), counted in
+    ``skipped``, so it never reads as a pass nor turns the build red."""
+    warned = [r for t in report.tables for r in t.results if not r.success]
     suites = ET.Element(
         "testsuites",
         name="lakehouse data-quality gate",
         tests=str(sum(len(t.results) for t in report.tables)),
         failures=str(len(report.blocking_failures)),
+        skipped=str(sum(r.severity != BLOCKING for r in warned)),
         time=str(report.seconds),
     )
     for table in report.tables:
         failed = [r for r in table.results if not r.success and r.severity == BLOCKING]
+        warnings = [r for r in table.results if not r.success and r.severity != BLOCKING]
         suite = ET.SubElement(
             suites,
             "testsuite",
             name=table.table,
             tests=str(len(table.results)),
             failures=str(len(failed)),
+            skipped=str(len(warnings)),
         )
         for result in table.results:
             case = ET.SubElement(
@@ -153,6 +161,8 @@ def junit(report: RunReport) -> bytes:
                     case, "failure", message=f"critical: {result.name}: {detail}"
                 ).text = f"{detail}\nexamples: {result.examples!r}"
             else:
+                message = f"{result.severity}: {result.name}: {detail}"
+                ET.SubElement(case, "skipped", type=result.severity, message=message)
                 ET.SubElement(case, "system-out").text = f"{result.severity}: {detail}"
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
 
@@ -161,7 +171,7 @@ def describe(result: dict[str, Any]) -> str:
     """``observed X, expected Y`` (or the error), as console, JUnit and HTML show it."""
     if result.get("error"):
         return f"error: {result['error']}"
-    text = f"observed {format_value(result['observed_value'])}"
+    text = f"observed {_observed(result)}"
     if result["observed_value"] is None and result.get("element_count"):
         text = f"observed {result['unexpected_count']:,} of {result['element_count']:,} rows"
     if result.get("unexpected_count"):
@@ -171,8 +181,18 @@ def describe(result: dict[str, Any]) -> str:
         if result.get("observed_value") is not None and result["type"] != (
             "unexpected_rows_expectation"
         ):
-            text += f", observed {format_value(result['observed_value'])}"
+            text += f", observed {_observed(result)}"
     return f"{text}; expected {result['expected']}"
+
+
+# the unit of an observed value where the expectation's bound names one
+_UNITS = {"expect_column_max_to_be_recent": " h old"}
+
+
+def _observed(result: dict[str, Any]) -> str:
+    value = result["observed_value"]
+    unit = _UNITS.get(result["type"], "") if is_number(value) else ""
+    return f"{format_value(value)}{unit}"
 
 
 # ---------------------------------------------------------------- HTML

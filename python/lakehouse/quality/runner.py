@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import lakehouse.quality.gxsetup  # noqa: F401  (first: GX without pyspark, analytics off)
 
 import duckdb
 import great_expectations as gx

@@ -17,12 +17,11 @@ error (:attr:`Expectation.error`) and the rest of the suite still runs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import lakehouse.quality.gxsetup
 
 import great_expectations as gx
 from great_expectations.expectations.expectation import (
