@@ -353,6 +353,52 @@ def test_dbt_and_the_gate_set_up_one_duckdb_session(tmp_path: Path, monkeypatch)
         connect(warehouse, PROJECT)
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (
+            {"LAKEHOUSE_DUCKDB": "/nonexistent/w.duckdb"},
+            "LAKEHOUSE_DUCKDB=/nonexistent/w.duckdb: the folder /nonexistent does not exist",
+        ),
+        (
+            {"LAKEHOUSE_LAKE": "s3://nobucket/lake"},
+            "no AWS credentials for the lake on S3: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY",
+        ),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_the_variable_to_set(
+    tmp_path: Path, setting: dict[str, str], said: str
+) -> None:
+    """An analyst's `dbt run` with a warehouse in a folder that does not exist, or a lake on
+    S3 without credentials: dbt stops before any model with one line saying what to set,
+    never a Python traceback or a model failing later on the lake."""
+    dbt = str(Path(sys.executable).parent / "dbt")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        {
+            "LAKEHOUSE_DUCKDB": str(tmp_path / "w.duckdb"),
+            "LAKEHOUSE_LAKE": str(tmp_path / "nolake"),
+            "LAKEHOUSE_PII_SALT": "a key for this test",
+            **setting,
+        }
+    )
+    out = subprocess.run(
+        [dbt, "run", "--select", "stg_app__users"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert said in " ".join(out.stdout.split()), out.stdout[-2000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    assert (
+        "stg_app__users" not in out.stdout.split("Encountered an error")[0].split("Concurrency")[-1]
+    )
+
+
 def test_split_is_stable_across_days(built) -> None:
     _, con, _ = built
     share = dict(

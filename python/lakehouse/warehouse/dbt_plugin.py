@@ -31,6 +31,7 @@ from dbt_common.exceptions import DbtRuntimeError
 from lakehouse.layout import Layout
 from lakehouse.warehouse.duckdb_env import (
     WarehouseError,
+    check_warehouse_path,
     connect_config,
     prepare,
     session_sql,
@@ -45,6 +46,10 @@ COMPUTING = {"build", "run", "retry", "snapshot", "clone", "show", "run-operatio
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         path = getattr(self.creds, "path", None) if self.creds is not None else None
+        try:
+            check_warehouse_path(path)
+        except WarehouseError as error:  # dbt's own error type: one line, no traceback
+            raise DbtRuntimeError(str(error)) from None
         flags = _flags()
         self._project = Path(getattr(flags, "PROJECT_DIR", None) or ".").resolve()
         lake = (getattr(flags, "VARS", None) or {}).get("lake_root")

@@ -118,12 +118,37 @@ def prepare(con: duckdb.DuckDBPyConnection, statements: list[str], project: Path
                     f"{extension_dir(project)}. Run `make setup` (or `lakehouse build`), which "
                     "installs it from the duckdb-extension-delta wheel; nothing is downloaded."
                 ) from None
+            if statement.startswith(f"create or replace secret {S3_SECRET}"):
+                raise WarehouseError(
+                    "no AWS credentials for the lake on S3: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones; "
+                    "AWS_REGION, AWS_ENDPOINT_URL for an S3-compatible server); DuckDB found none "
+                    "in the environment"
+                ) from None
             if statement.startswith("set memory_limit"):
                 raise WarehouseError(
                     f"{MEMORY_LIMIT_VARIABLE}={os.environ.get(MEMORY_LIMIT_VARIABLE)!r} is not "
                     f"a DuckDB memory size (e.g. 4GB, 512MB): {error}"
                 ) from None
             raise
+
+
+S3_SECRET = "lakehouse_s3"
+
+
+def check_warehouse_path(path: str | Path | None, variable: str = "LAKEHOUSE_DUCKDB") -> None:
+    """A warehouse file DuckDB can open or create: its folder must exist (DuckDB makes the
+    file, never folders). ``:memory:`` and URIs (``md:``, ``s3://``) are DuckDB's to judge."""
+    text = str(path or "")
+    if not text or text.startswith(":") or ":" in text.split("/")[0]:
+        return
+    folder = Path(text).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise WarehouseError(
+            f"{variable}={text}: the folder {folder} does not exist, so DuckDB cannot create "
+            f"the warehouse file there; create it, or set {variable} to a file in a folder "
+            "that exists"
+        )
 
 
 def object_store_sql(lake: str) -> list[str]:
@@ -145,7 +170,7 @@ def object_store_sql(lake: str) -> list[str]:
     return [
         "load httpfs",
         "load aws",
-        f"create or replace secret lakehouse_s3 ({', '.join(options)})",
+        f"create or replace secret {S3_SECRET} ({', '.join(options)})",
     ]
 
 
