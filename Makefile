@@ -9,11 +9,15 @@ DEMO_DIR ?= data/demo
 
 .PHONY: demo test lint setup clean bench dagster
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"  # dev = all (loader + pipeline) + test tools
 	$(BIN)/python -c "from lakehouse.warehouse import ensure_extensions, project_dir; ensure_extensions(project_dir())"
+	@# the scripts, styles and fonts of GX's Data Docs, from the npm registry (package-lock.json),
+	@# served from each Data Docs site so it renders offline; without npm the pages use the CDNs
+	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --ignore-scripts; \
+	else echo "Data Docs assets: SKIPPED, npm is not on PATH (Debian: apt-get install npm); the pages load them from CDNs"; fi
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -87,14 +87,18 @@ class Page:
 
 
 @contextmanager
-def chromium(profile: Path, width: int = 1600, height: int = 1000) -> Iterator[Page]:
-    """A headless Chromium with one page of ``width`` x ``height``."""
+def chromium(
+    profile: Path, width: int = 1600, height: int = 1000, *, offline: bool = False
+) -> Iterator[Page]:
+    """A headless Chromium with one page of ``width`` x ``height``; ``offline``: no host
+    name resolves (a page that needs the internet shows what it lacks)."""
     from websockets.sync.client import connect
 
     assert CHROMIUM is not None, "Chromium is not installed"
     process = subprocess.Popen(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-         f"--window-size={width},{height}", "about:blank"],
+         f"--window-size={width},{height}",
+         *(["--host-resolver-rules=MAP * ~NOTFOUND"] if offline else []), "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

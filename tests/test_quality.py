@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import pytest
 import yaml
 
 from lakehouse.cli import main
-from lakehouse.quality import validate
+from lakehouse.quality import datadocs, validate
+from lakehouse.quality.datadocs import missing_assets
 from lakehouse.quality.reports import describe, junit
 from lakehouse.quality.suites import SuiteError, load_suite
 from lakehouse.warehouse import project_dir
@@ -697,3 +699,48 @@ def test_gx_is_given_the_runs_start_and_never_parses_the_run_id_as_a_date(run_id
     identifier = run_identifier(report)
     assert identifier.run_name == run_id
     assert identifier.run_time.isoformat() == "2026-12-03T22:29:25.123456+00:00"
+
+
+_SITE_STATE = """(() => ({
+  rows: document.querySelectorAll('table tbody tr').length,
+  font: getComputedStyle(document.body).fontFamily,
+  icons: [...document.fonts].some(f => f.family.includes('Font Awesome') && f.status === 'loaded'),
+  text: document.body.innerText,
+}))()"""
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
+)
+@pytest.mark.skipif(
+    bool(missing_assets(PROJECT)),
+    reason="the Data Docs assets are not installed (`make setup` installs them with npm; "
+    "Debian: apt-get install npm)",
+)
+def test_data_docs_render_offline_with_styles_lists_and_icons(
+    good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GX's Data Docs in a Chromium that resolves no host name: styled, the validation list
+    filled in, the pass icons drawn from Font Awesome's font. The same site with the CDN
+    addresses GX writes (no local assets) shows none of it."""
+    from tests.browser import chromium
+
+    lake, warehouse = good
+    validate(warehouse, str(lake), out=tmp_path / "offline", as_of=AS_OF, project=PROJECT)
+    monkeypatch.setattr(datadocs, "node_modules", lambda project: tmp_path / "no-modules")
+    validate(warehouse, str(lake), out=tmp_path / "cdn", as_of=AS_OF, project=PROJECT)
+    seen = {}
+    with chromium(tmp_path / "chromium", 1400, 1000, offline=True) as page:
+        for site in ("offline", "cdn"):
+            page.open((tmp_path / site / "data_docs" / "index.html").as_uri())
+            time.sleep(3)  # the table is filled in by script once the page loaded
+            seen[site] = page.evaluate(_SITE_STATE)
+            page.screenshot(tmp_path / f"{site}.png")
+    offline, cdn = seen["offline"], seen["cdn"]
+    assert offline["rows"] >= 7 and "photo_popularity_training" in offline["text"]
+    # Bootstrap's font stack, not the browser's default serif
+    assert offline["font"].startswith("-apple-system") and offline["icons"] is True
+    assert cdn["rows"] == 0 and "Times" in cdn["font"] and cdn["icons"] is False
+    pages = list((tmp_path / "offline" / "data_docs").rglob("*.html"))
+    assert not [p for p in pages if "cdnjs.cloudflare.com" in p.read_text()]

@@ -31,6 +31,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from lakehouse.layout import bronze_uri
+from lakehouse.quality.datadocs import serve_offline
 from lakehouse.quality.gx_duckdb import DuckDBDatasource  # registers add_duckdb
 from lakehouse.quality.numbers import format_value
 from lakehouse.quality.parameters import Parameters
@@ -194,7 +195,14 @@ def run_suites(
     started = datetime.now(UTC)
     with _gx_on_duckdb(warehouse, project, lake) as (context, source):
         outcomes = _validate(
-            context, source, targets, parameters, as_of, data_docs, run_identifier(report)
+            context,
+            source,
+            targets,
+            parameters,
+            as_of,
+            data_docs,
+            run_identifier(report),
+            project,
         )
     report.seconds = round((datetime.now(UTC) - started).total_seconds(), 3)
     passed = all(
@@ -436,6 +444,7 @@ def _validate(
     as_of: datetime,
     data_docs: Path | None,
     run_id: RunIdentifier,
+    project: Path,
 ) -> dict[str, list[ExpectationResult]]:
     # per suite: (index in the suite file, result), sorted into the file's order at the end
     found: dict[str, list[tuple[int, ExpectationResult]]] = {}
@@ -505,6 +514,7 @@ def _validate(
     if building is not None and data_docs is not None:
         # once for the whole run: GX's UpdateDataDocsAction rebuilds the site per validation
         context.build_data_docs(site_names=["lakehouse"])
+        serve_offline(building, project)  # its scripts, styles and fonts from the site
         _replace_folder(building, data_docs)
     return _in_file_order(found)
 
