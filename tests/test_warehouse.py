@@ -284,14 +284,7 @@ def test_analysts_plain_dbt_build_refuses_a_missing_lake_clearly(tmp_path: Path)
         "LAKEHOUSE_LAKE": str(tmp_path / "nolake"),
         "LAKEHOUSE_DUCKDB": str(tmp_path / "w.duckdb"),
     }
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "build"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = _dbt_cli("build", env=env)
     assert out.returncode != 0
     assert "No bronze Delta table at" in out.stdout and "lakehouse ingest" in out.stdout
 
@@ -373,7 +366,6 @@ def test_a_wrong_setting_is_one_line_naming_the_variable_to_set(
     """An analyst's `dbt run` with a warehouse in a folder that does not exist, or a lake on
     S3 without credentials: dbt stops before any model with one line saying what to set,
     never a Python traceback or a model failing later on the lake."""
-    dbt = str(Path(sys.executable).parent / "dbt")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         {
@@ -383,14 +375,7 @@ def test_a_wrong_setting_is_one_line_naming_the_variable_to_set(
             **setting,
         }
     )
-    out = subprocess.run(
-        [dbt, "run", "--select", "stg_app__users"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = _dbt_cli("run", "--select", "stg_app__users", env=env)
     assert out.returncode != 0
     assert said in " ".join(out.stdout.split()), out.stdout[-2000:]
     assert "Traceback" not in out.stdout + out.stderr
@@ -601,3 +586,11 @@ def test_spark_reads_each_bronze_table_as_exactly_its_pinned_versions_files(
     assert "left-by-a-crash" not in bronze_files(str(copy), {"events": latest})["events"]
     with pytest.raises(WarehouseError, match="hadoop-aws"):
         bronze_files("s3://bucket/lake", {"events": 1})
+
+
+def _dbt_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``dbt <args>`` as an analyst runs it, from the project's folder."""
+    dbt = str(Path(sys.executable).parent / "dbt")
+    return subprocess.run(
+        [dbt, *args], cwd=PROJECT, env=env, capture_output=True, text=True, check=False
+    )

@@ -246,3 +246,15 @@ def put_if(uri: str, data: bytes, *, absent: bool = False, etag: str | None = No
         if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
             raise Precondition(f"{uri}: another writer changed it first") from error
         raise OSError(f"cannot write {uri}: {error}") from error
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a temporary file or folder named for a process
+    that is gone was abandoned by a writer killed mid-write, and may be removed."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

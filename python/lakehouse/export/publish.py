@@ -44,6 +44,7 @@ from lakehouse.storage import (
     filesystem_for,
     is_remote,
     join_uri,
+    process_alive,
     put_if,
     read_tagged,
 )
@@ -228,20 +229,10 @@ def remove_abandoned_staging(root: Path) -> list[Path]:
     removed = []
     for folder in root.glob(f"{STAGING_PREFIX}*"):
         pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+        if folder.is_dir() and not (pid.isdigit() and process_alive(int(pid))):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _publish(root: Path, staging: Path, manifest: Manifest) -> Path:

@@ -24,6 +24,7 @@ import numpy as np
 
 from lakehouse.loader.remote import cache_limit, cache_root
 from lakehouse.shardformat import RowLayout, tensor_type
+from lakehouse.storage import process_alive
 
 _SUFFIX = ".rows"
 _PARTIAL = ".tmp-"  # a copy being written, named for its process
@@ -111,7 +112,7 @@ def evict(folder: Path, limit: int, keep: Path | None = None) -> list[Path]:
     for entry in os.scandir(folder):
         if entry.name.startswith(_PARTIAL):  # a writer killed mid-copy leaves one
             pid = entry.name[len(_PARTIAL) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(Path(entry.path))
         elif entry.name.endswith(_SUFFIX):
@@ -130,13 +131,3 @@ def evict(folder: Path, limit: int, keep: Path | None = None) -> list[Path]:
         total -= size
         removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
