@@ -55,7 +55,11 @@ owner_photos as (
 ),
 {% else %}
 owner_photos as (
-    select photo_id, owner_user_id, posted_at from {{ ref('stg_app__photos') }}
+    select
+        photo_id,
+        owner_user_id,
+        posted_at
+    from {{ ref('stg_app__photos') }}
 ),
 
 photos as (
@@ -64,7 +68,12 @@ photos as (
 {% endif %}
 
 users as (
-    select user_id, signup_at, is_verified, country_code from {{ ref('stg_app__users') }}
+    select
+        user_id,
+        signup_at,
+        is_verified,
+        country_code
+    from {{ ref('stg_app__users') }}
 ),
 
 engagement_received as (
@@ -74,7 +83,7 @@ engagement_received as (
         events.occurred_at,
         events.event_type
     from {{ ref('stg_app__events') }} as events
-    inner join owner_photos as photos on photos.photo_id = events.photo_id
+    inner join owner_photos as photos on events.photo_id = photos.photo_id
     where events.event_type in ('like', 'follow')
 ),
 
@@ -98,7 +107,9 @@ received_before_posting as (
         r.occurred_at as received_as_of,
         coalesce(r.likes_received_total, 0) as owner_likes_received,
         coalesce(r.followers_total, 0) as owner_followers
-    from {{ point_in_time_join('photos', 'owner_timeline', 'owner_user_id', 'posted_at', 'occurred_at') }}
+    from {{ point_in_time_join(
+        'photos', 'owner_timeline', 'owner_user_id', 'posted_at', 'occurred_at'
+    ) }}
 ),
 
 prior_photos as (
@@ -116,9 +127,11 @@ recent_activity as (
         max(activity.last_event_at) as activity_as_of
     from photos
     left join {{ ref('int_user_activity_daily') }} as activity
-        on activity.user_id = photos.owner_user_id
-        and activity.activity_date < cast(photos.posted_at as date)
-        and activity.activity_date >= cast({{ dbt.dateadd('day', -30, 'photos.posted_at') }} as date)
+        on
+            photos.owner_user_id = activity.user_id
+            and activity.activity_date < cast(photos.posted_at as date)
+            and activity.activity_date
+            >= cast({{ dbt.dateadd('day', -30, 'photos.posted_at') }} as date)
     group by photos.photo_id
 ),
 
@@ -127,7 +140,8 @@ final as (
         photos.photo_id,
         photos.owner_user_id,
         photos.posted_at,
-        {{ dbt.datediff('users.signup_at', 'photos.posted_at', 'day') }} as owner_account_age_days,
+        {{ dbt.datediff('users.signup_at', 'photos.posted_at', 'day') }}
+            as owner_account_age_days,
         users.is_verified as owner_is_verified,
         users.country_code as owner_country_code,
         prior_photos.owner_prior_photos,
@@ -138,10 +152,10 @@ final as (
             as features_as_of,
         {{ build_seq() }} as _build_seq
     from photos
-    left join users on users.user_id = photos.owner_user_id
-    left join prior_photos on prior_photos.photo_id = photos.photo_id
-    left join received_before_posting on received_before_posting.photo_id = photos.photo_id
-    left join recent_activity on recent_activity.photo_id = photos.photo_id
+    left join users on photos.owner_user_id = users.user_id
+    left join prior_photos on photos.photo_id = prior_photos.photo_id
+    left join received_before_posting on photos.photo_id = received_before_posting.photo_id
+    left join recent_activity on photos.photo_id = recent_activity.photo_id
 )
 
 select * from final

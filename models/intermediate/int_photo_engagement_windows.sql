@@ -14,7 +14,11 @@
 with
 
 all_events as (
-    select photo_id, event_type, occurred_at from {{ ref('stg_app__events') }}
+    select
+        photo_id,
+        event_type,
+        occurred_at
+    from {{ ref('stg_app__events') }}
 ),
 
 data_horizon as (
@@ -60,7 +64,10 @@ events as (
 ),
 {% else %}
 photos as (
-    select photo_id, posted_at from {{ ref('stg_app__photos') }}
+    select
+        photo_id,
+        posted_at
+    from {{ ref('stg_app__photos') }}
 ),
 
 events as (
@@ -69,7 +76,10 @@ events as (
 {% endif %}
 
 event_types as (
-    select event_type, engagement_weight from {{ ref('event_types') }}
+    select
+        event_type,
+        engagement_weight
+    from {{ ref('event_types') }}
 ),
 
 events_in_first_week as (
@@ -80,10 +90,11 @@ events_in_first_week as (
         events.occurred_at < {{ dbt.dateadd('hour', 24, 'photos.posted_at') }} as in_first_day
     from photos
     inner join events
-        on events.photo_id = photos.photo_id
-        and events.occurred_at >= photos.posted_at
-        and events.occurred_at < {{ dbt.dateadd('day', 7, 'photos.posted_at') }}
-    inner join event_types on event_types.event_type = events.event_type
+        on
+            photos.photo_id = events.photo_id
+            and photos.posted_at <= events.occurred_at
+            and events.occurred_at < {{ dbt.dateadd('day', 7, 'photos.posted_at') }}
+    inner join event_types on events.event_type = event_types.event_type
 ),
 
 windowed as (
@@ -119,7 +130,7 @@ final as (
         {{ build_seq() }} as _build_seq
     from photos
     cross join data_horizon
-    left join windowed on windowed.photo_id = photos.photo_id
+    left join windowed on photos.photo_id = windowed.photo_id
 )
 
 select * from final

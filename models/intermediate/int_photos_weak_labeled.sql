@@ -16,8 +16,11 @@ photos as (
 ),
 
 votes as (
-    select photo_id, label from {{ ref('int_caption_rule_votes') }}
-    where fired and photo_id in (select photo_id from photos)
+    select
+        photo_id,
+        label
+    from {{ ref('int_caption_rule_votes') }}
+    where fired and photo_id in (select photos.photo_id from photos)
 ),
 
 tallied as (
@@ -42,7 +45,7 @@ final as (
         end as weak_label,
         {{ build_seq() }} as _build_seq
     from photos
-    left join tallied on tallied.photo_id = photos.photo_id
+    left join tallied on photos.photo_id = tallied.photo_id
 )
 
 select * from final

@@ -14,7 +14,11 @@
 with
 
 all_events as (
-    select user_id, event_type, occurred_at, cast(occurred_at as date) as activity_date
+    select
+        user_id,
+        event_type,
+        occurred_at,
+        cast(occurred_at as date) as activity_date
     from {{ events_relation }} as events
     -- the days tonight's events fall on, and later: a late event is a day or two old
     where occurred_at >= {{ incremental_lower_bound(

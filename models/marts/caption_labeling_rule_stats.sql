@@ -7,12 +7,19 @@
 with
 
 votes as (
-    select photo_id, rule_name, label from {{ ref('int_caption_rule_votes') }}
+    select
+        photo_id,
+        rule_name,
+        label
+    from {{ ref('int_caption_rule_votes') }}
     where fired
 ),
 
 rules as (
-    select rule_name, label from {{ ref('caption_labeling_rules') }}
+    select
+        rule_name,
+        label
+    from {{ ref('caption_labeling_rules') }}
 ),
 
 photo_count as (
@@ -32,17 +39,17 @@ per_vote as (
         votes.rule_name,
         votes.photo_id,
         votes.label,
-        exists (
+        labels.is_popular,
+        exists(
             select 1 from votes as other
             where other.photo_id = votes.photo_id and other.rule_name <> votes.rule_name
-        ) as overlaps,
-        exists (
+        ) as overlaps_another_rule,
+        exists(
             select 1 from votes as other
             where other.photo_id = votes.photo_id and other.label <> votes.label
-        ) as conflicts,
-        labels.is_popular
+        ) as conflicts
     from votes
-    left join labels on labels.photo_id = votes.photo_id
+    left join labels on votes.photo_id = labels.photo_id
 ),
 
 final as (
@@ -51,7 +58,8 @@ final as (
         rules.label,
         count(per_vote.photo_id) as photos_labeled,
         cast(count(per_vote.photo_id) as double) / max(photo_count.photos) as coverage,
-        coalesce(avg(case when per_vote.overlaps then 1 else 0 end), 0) as overlap_rate,
+        coalesce(avg(case when per_vote.overlaps_another_rule then 1 else 0 end), 0)
+            as overlap_rate,
         coalesce(avg(case when per_vote.conflicts then 1 else 0 end), 0) as conflict_rate,
         avg(
             case
@@ -62,7 +70,7 @@ final as (
         ) as agreement_with_label
     from rules
     cross join photo_count
-    left join per_vote on per_vote.rule_name = rules.rule_name
+    left join per_vote on rules.rule_name = per_vote.rule_name
     group by rules.rule_name, rules.label
 )
 

@@ -29,7 +29,10 @@ photos as (
 ),
 
 embeddings as (
-    select photo_id, model_version from {{ ref('stg_ml__photo_embeddings') }}
+    select
+        photo_id,
+        model_version
+    from {{ ref('stg_ml__photo_embeddings') }}
 ),
 
 weak_labels as (
@@ -43,7 +46,9 @@ final as (
         photos.posted_at,
         photos.caption_lang,
         cast(coalesce(length(photos.caption), 0) as bigint) as caption_length,
-        cast(coalesce(length(photos.caption) - length(replace(photos.caption, '#', '')), 0) as bigint)
+        cast(
+            coalesce(length(photos.caption) - length(replace(photos.caption, '#', '')), 0) as bigint
+        )
             as hashtag_count,
         photos.width,
         photos.height,
@@ -55,8 +60,8 @@ final as (
         weak_labels.votes_not_popular,
         {{ build_seq() }} as _build_seq
     from photos
-    left join embeddings on embeddings.photo_id = photos.photo_id
-    left join weak_labels on weak_labels.photo_id = photos.photo_id
+    left join embeddings on photos.photo_id = embeddings.photo_id
+    left join weak_labels on photos.photo_id = weak_labels.photo_id
 )
 
 select * from final

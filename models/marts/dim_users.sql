@@ -34,14 +34,16 @@ activity as (
         min(activity_date) as first_active_date,
         max(activity_date) as last_active_date
     from {{ ref('int_user_activity_daily') }}
-    where user_id in (select user_id from users)
+    where user_id in (select users.user_id from users)
     group by user_id
 ),
 
 photos as (
-    select owner_user_id, count(*) as photos_posted
+    select
+        owner_user_id,
+        count(*) as photos_posted
     from {{ ref('stg_app__photos') }}
-    where owner_user_id in (select user_id from users)
+    where owner_user_id in (select users.user_id from users)
     group by owner_user_id
 ),
 
@@ -58,8 +60,8 @@ final as (
         activity.last_active_date,
         {{ build_seq() }} as _build_seq
     from users
-    left join activity on activity.user_id = users.user_id
-    left join photos on photos.owner_user_id = users.user_id
+    left join activity on users.user_id = activity.user_id
+    left join photos on users.user_id = photos.owner_user_id
 )
 
 select * from final

@@ -15,11 +15,18 @@ events as (
 ),
 
 photos as (
-    select photo_id, owner_user_id from {{ ref('stg_app__photos') }}
+    select
+        photo_id,
+        owner_user_id
+    from {{ ref('stg_app__photos') }}
 ),
 
 event_types as (
-    select event_type, is_engagement, engagement_weight from {{ ref('event_types') }}
+    select
+        event_type,
+        is_engagement,
+        engagement_weight
+    from {{ ref('event_types') }}
 ),
 
 final as (
@@ -42,8 +49,8 @@ final as (
         events.ingested_at,
         {{ build_seq() }} as _build_seq
     from events
-    inner join event_types on event_types.event_type = events.event_type
-    left join photos on photos.photo_id = events.photo_id
+    inner join event_types on events.event_type = event_types.event_type
+    left join photos on events.photo_id = photos.photo_id
 )
 
 select * from final

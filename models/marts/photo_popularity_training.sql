@@ -44,11 +44,17 @@ owner_features as (
 ),
 
 embeddings as (
-    select photo_id, embedding from {{ ref('stg_ml__photo_embeddings') }}
+    select
+        photo_id,
+        embedding
+    from {{ ref('stg_ml__photo_embeddings') }}
 ),
 
 split_buckets as (
-    select photo_id, {{ deterministic_bucket('photo_id') }} as bucket from labels
+    select
+        photo_id,
+        {{ deterministic_bucket('photo_id') }} as bucket
+    from labels
 ),
 
 final as (
@@ -88,10 +94,10 @@ final as (
         ---------- bookkeeping
         {{ build_seq() }} as _build_seq
     from labels
-    inner join photos on photos.photo_id = labels.photo_id
-    inner join split_buckets on split_buckets.photo_id = labels.photo_id
-    inner join embeddings on embeddings.photo_id = labels.photo_id
-    left join owner_features on owner_features.photo_id = labels.photo_id
+    inner join photos on labels.photo_id = photos.photo_id
+    inner join split_buckets on labels.photo_id = split_buckets.photo_id
+    inner join embeddings on labels.photo_id = embeddings.photo_id
+    left join owner_features on labels.photo_id = owner_features.photo_id
 )
 
 select * from final

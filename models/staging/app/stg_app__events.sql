@@ -25,7 +25,7 @@ known_types as (
 of_known_type as (
     select committed.*
     from committed
-    inner join known_types using (event_type)
+    inner join known_types on committed.event_type = known_types.event_type
 ),
 
 deduplicated as (

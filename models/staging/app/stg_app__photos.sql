@@ -24,8 +24,20 @@ committed as (
 
 candidates as (
     select
-        photo_id, owner_id, posted_at, caption, lang, camera, width, height, updated_at,
-        _batch_id, _ingested_at, _source_file, _source_line, _batch_log_version
+        photo_id,
+        owner_id,
+        posted_at,
+        caption,
+        lang,
+        camera,
+        width,
+        height,
+        updated_at,
+        _batch_id,
+        _ingested_at,
+        _source_file,
+        _source_line,
+        _batch_log_version
     from committed
     {% if is_incremental() %}
     union all
@@ -48,7 +60,11 @@ latest_edit as (
     from candidates
     qualify row_number() over (
         partition by photo_id
-        order by coalesce(updated_at, posted_at) desc, _batch_log_version nulls first, _source_file, _source_line
+        order by
+            coalesce(updated_at, posted_at) desc,
+            _batch_log_version nulls first,
+            _source_file asc,
+            _source_line asc
     ) = 1
 ),
 
@@ -72,7 +88,7 @@ renamed as (
         latest_edit._batch_log_version as batch_log_version,
         {{ build_seq() }} as _build_seq
     from identity
-    inner join latest_edit on latest_edit.photo_id = identity.photo_id
+    inner join latest_edit on identity.photo_id = latest_edit.photo_id
 )
 
 select * from renamed
