@@ -168,6 +168,18 @@ def test_shards_are_first_class_arrow_with_their_meaning_in_the_schema(
             assert table.column(name).chunk(0).dictionary.to_pylist() == vocabulary
 
 
+def test_an_export_of_some_columns_names_only_the_labels_it_holds(built, tmp_path: Path) -> None:
+    """``--columns`` picks features and labels as before; the schema names the labels it
+    holds. A label the dbt YAML declares that the model lacks is refused, naming it."""
+    folder, manifest = _export(built, tmp_path, columns=["photo_id", "embedding", "likes_7d"])
+    assert manifest.columns == ["photo_id", "embedding", "likes_7d"]
+    schema = ipc.open_file(str(folder / manifest.shards[0].path)).schema
+    assert list(json.loads(schema.metadata[b"lakehouse.labels"])) == ["likes_7d"]
+    spec = ExportSpec(key="photo_id", exclude=("features_as_of", "_build_seq"), labels=("ctr",))
+    with pytest.raises(ExportError, match=r"label column\(s\) ctr in meta.export.labels"):
+        _export(built, tmp_path / "typo", spec=spec)
+
+
 def _read_with(tool: str, paths: list[Path], cache: Path) -> dict[str, object]:
     """The shards of one split as ``tool`` reads them: column type names and the first row,
     as Python values."""

@@ -7,6 +7,7 @@ it, and neither imports the other, so ``import lakehouse.loader`` never loads th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -101,7 +102,7 @@ class RowLayout:
             offset += _itemsize(dtype) * width
         return cls(row_bytes=max(-(-offset // 8) * 8, 8), fields=fields)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """A short name for this layout (cache files of row-major copies carry it)."""
         text = json.dumps([self.row_bytes, sorted((n, asdict(f)) for n, f in self.fields.items())])

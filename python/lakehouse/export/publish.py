@@ -105,7 +105,7 @@ def export_model(
         if vocabularies is None and latest is not None:
             vocabularies = latest[1].vocabularies
         plan = plan_columns(con, model, spec, columns, vocabularies)
-        metadata = _shard_metadata(project, model, spec, lineage)
+        metadata = _shard_metadata(project, model, spec, lineage, plan.columns)
         # the table's content now, bound to the content the gate passed
         content = table_fingerprint(con, sql.identifier(model))
         suites = [suite.name for suite in outline_suites(project)]
@@ -359,12 +359,18 @@ def _schema_of(shard: Path) -> list[dict[str, str]]:
 
 
 def _shard_metadata(
-    project: Path, model: str, spec: ExportSpec, lineage: dict[str, Any]
+    project: Path,
+    model: str,
+    spec: ExportSpec,
+    lineage: dict[str, Any],
+    exported: tuple[str, ...],
 ) -> ShardMetadata:
     """What each shard's Arrow schema says about the data, from the model's dbt YAML (its
     description, each column's description and ``meta.unit``) and the export's lineage."""
     description, columns = model_docs(project, model)
-    return ShardMetadata(schema_metadata(model, description, spec, lineage, columns), columns)
+    return ShardMetadata(
+        schema_metadata(model, description, spec, lineage, columns, exported), columns
+    )
 
 
 def _lineage(con, project: Path, lake: str | None, model: str) -> dict[str, Any]:

@@ -73,12 +73,13 @@ class ExportSpec:
 class ColumnPlan(NamedTuple):
     """What an export selects: one SQL expression per column, the vocabulary of each
     categorical column (its int32 codes index it), the timestamp columns (selected as
-    microseconds since the epoch), and the split values."""
+    microseconds since the epoch), the split values, and the columns' names."""
 
     select: list[str]
     vocabularies: dict[str, list[str]]
     splits: list[str]
     timestamps: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,13 @@ def plan_columns(
             f"select distinct {sql.identifier(spec.split)} from {sql.identifier(model)} order by 1"
         ).fetchall()
     ]
-    unlabelled = [c for c in spec.labels if c not in wanted]
-    if unlabelled:
+    unknown_labels = [c for c in spec.labels if c not in types]
+    if unknown_labels:
         raise ExportError(
-            f"{model} declares label column(s) {', '.join(unlabelled)} that the export "
-            f"leaves out; it exports {', '.join(wanted)}"
+            f"{model} declares label column(s) {', '.join(unknown_labels)} in meta.export.labels "
+            f"that it does not have; it has {', '.join(types)}"
         )
-    return ColumnPlan(select, vocabularies, splits, tuple(timestamps))
+    return ColumnPlan(select, vocabularies, splits, tuple(timestamps), tuple(wanted))
 
 
 def write_split(
@@ -263,13 +264,18 @@ def schema_metadata(
     spec: ExportSpec,
     lineage: dict[str, Any],
     columns: dict[str, dict[str, str]],
+    exported: tuple[str, ...],
 ) -> dict[str, str]:
     """The schema-level metadata of every shard of an export: the model and what it is, its
     key, its label columns with their definitions (dbt descriptions), and a pointer to where
     its rows came from (the version's manifest, beside the split folders, holds the whole
     lineage). Only what a reproduction of the same rows would give again: no build id,
-    clock or path."""
-    labels = {label: columns.get(label, {}).get("description", "") for label in spec.labels}
+    clock or path. Labels an export of some columns (``--columns``) leaves out are not named."""
+    labels = {
+        label: columns.get(label, {}).get("description", "")
+        for label in spec.labels
+        if label in exported
+    }
     pointer = {
         "manifest": "../manifest.json",
         "bronze_versions": lineage.get("bronze_versions") or {},

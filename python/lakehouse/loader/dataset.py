@@ -296,10 +296,10 @@ def _copy_columns(
         first, last = int(row[lo]), int(row[hi - 1])
         for name, target in out.items():
             values = columns[name]
-            if last - first == hi - lo - 1:  # sorted and distinct, so consecutive
+            if last - first == hi - lo - 1:  # sorted: a span this long is consecutive rows
                 target[lo:hi].copy_(torch.from_numpy(values[first : last + 1]))
             else:
-                np.take(values, row[lo:hi], axis=0, out=target[lo:hi].numpy(), mode="clip")
+                np.take(values, row[lo:hi], axis=0, out=target[lo:hi].numpy())
 
 
 def _gather(
@@ -320,14 +320,11 @@ def _gather(
     ``row_bytes``); without, one ``take`` per shard and column.
     """
     shard, row, spans = _runs(rows)
-    first = cache[int(shard[0])]
     if layout is not None:
         return _gather_rows(cache, shard, row, spans, names, layout, shared, pool)
+    first = cache[int(shard[0])]
     out = _allocate(len(row), {name: first.columns[name] for name in names}, shared)
-    for lo, hi in spans:
-        columns = cache[int(shard[lo])].columns
-        for name in names:
-            np.take(columns[name], row[lo:hi], axis=0, out=out[name].numpy()[lo:hi])
+    _copy_columns(cache, shard, row, spans, out)
     return out
 
 

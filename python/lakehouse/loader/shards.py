@@ -7,6 +7,7 @@ changes its private copy of the page, never the shard (a read-only map would cra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
 import os
@@ -118,7 +119,7 @@ class Split:
     entries: list[ShardEntry]
     columns: list[str]
 
-    @property
+    @functools.cached_property
     def layout(self) -> RowLayout:
         """Where each of the columns read lies in a row of a row-major batch or copy."""
         layout = layout_of(self.version.manifest.schema, self.columns)

@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 
 from lakehouse.quality.numbers import format_value, is_number, significant
 from lakehouse.quality.record import BLOCKING, RESULT_FILE
-from lakehouse.quality.runner import DATA_DOCS, RunReport
+from lakehouse.quality.runner import DATA_DOCS, UNITS, RunReport
 from lakehouse.storage import write_atomic
 
 __all__ = ["CHANGE_THRESHOLD", "changes", "html_report", "junit", "write_reports"]
@@ -185,13 +185,9 @@ def describe(result: dict[str, Any]) -> str:
     return f"{text}; expected {result['expected']}"
 
 
-# the unit of an observed value where the expectation's bound names one
-_UNITS = {"expect_column_max_to_be_recent": " h old"}
-
-
 def _observed(result: dict[str, Any]) -> str:
     value = result["observed_value"]
-    unit = _UNITS.get(result["type"], "") if is_number(value) else ""
+    unit = UNITS.get(result["type"], "") if is_number(value) else ""
     return f"{format_value(value)}{unit}"
 
 

@@ -659,13 +659,17 @@ def _failure(
     )
 
 
+# the unit of an observed value and of its bound, where the expectation has one
+UNITS = {"expect_column_max_to_be_recent": " h old"}
+
+
 def expected_text(kind: str, kwargs: dict[str, Any]) -> str:
     """What the expectation asks for, in words a reader compares with the observed value."""
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     mostly = kwargs.get("mostly")
     share = f" (at least {format_value(mostly * 100)}% of rows)" if mostly not in (None, 1) else ""
     if kind == "expect_column_max_to_be_recent":
-        return f"at most {format_value(kwargs.get('max_age_hours'))} h old"
+        return f"at most {format_value(kwargs.get('max_age_hours'))}{UNITS[kind]}"
     if kind == "expect_column_value_share_to_be_between":
         return f"share of {kwargs.get('value')!r}: {_range(low, high)}"
     if low is not None or high is not None:

@@ -20,6 +20,8 @@ DEFAULT_EXTENSIONS = ".duckdb/extensions"
 MEMORY_LIMIT_VARIABLE = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
 # where DuckDB finds its extensions (profiles.yml reads it too); relative to the project
 EXTENSIONS_VARIABLE = "LAKEHOUSE_DUCKDB_EXTENSIONS"
+# the DuckDB secret that reads an s3:// lake (object_store_sql)
+S3_SECRET = "lakehouse_s3"
 
 
 class WarehouseError(Exception):
@@ -131,9 +133,6 @@ def prepare(con: duckdb.DuckDBPyConnection, statements: list[str], project: Path
                     f"a DuckDB memory size (e.g. 4GB, 512MB): {error}"
                 ) from None
             raise
-
-
-S3_SECRET = "lakehouse_s3"
 
 
 def check_warehouse_path(path: str | Path | None, variable: str = "LAKEHOUSE_DUCKDB") -> None:
