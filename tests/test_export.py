@@ -520,6 +520,21 @@ def test_a_malformed_or_crafted_manifest_is_refused_by_field(
     assert not list(Path.cwd().glob("pwned.csv")) and not list(tmp_path.rglob("pwned.csv"))
 
 
+def test_shards_inspect_prints_a_crafted_type_name_as_text(
+    built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest is input: a column type holding terminal controls or rich markup is
+    printed as text, escaped, never acted on."""
+    folder, _ = _export(built, tmp_path / "shards")
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["schema"][0]["type"] = "int64\x1b[2J[bold red]boom[/]"
+    path.write_text(json.dumps(data))
+    assert main(["shards", "inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J[bold red]boom[/]" in " ".join(out.split())
+
+
 def test_a_manifest_that_is_not_json_is_named(built, tmp_path: Path) -> None:
     folder, _ = _export(built, tmp_path / "shards")
     (folder / "manifest.json").write_text('{"model": ')

@@ -218,15 +218,11 @@ def print_manifest(manifest: Manifest, folder: Path | str, console: Console) -> 
             split, str(len(shards)), f"{rows:,}", f"{sum(s.bytes for s in shards) / 1e6:.1f}"
         )
     console.print(table)
-    console.print(
-        "columns: "
-        + ", ".join(
-            f"{c['name']} {_column_type(c['type'], manifest.vocabularies.get(c['name']))}"
-            for c in manifest.schema
-        ),
-        highlight=False,
-        markup=False,
-    )
+    columns = ", ".join(
+        f"{c['name']} {_column_type(c['type'], manifest.vocabularies.get(c['name']))}"
+        for c in manifest.schema
+    )  # a manifest is input: its type names are printed as text, controls escaped
+    console.print(shown(f"columns: {columns}", markup=False), highlight=False, markup=False)
     lineage, gate = manifest.lineage, manifest.quality_gate
     console.print(
         f"built by dbt invocation {lineage.get('dbt_invocation_id')} from bronze "
