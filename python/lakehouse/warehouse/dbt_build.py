@@ -25,6 +25,7 @@ from lakehouse.storage import delta_exists, normalize_uri, open_delta
 from lakehouse.warehouse.duckdb_env import (
     EXTENSIONS_VARIABLE,
     WarehouseError,
+    connect_config,
     ensure_extensions,
     ensure_writable,
 )
@@ -117,7 +118,9 @@ class DbtInvocation:
             assert self.spark_dir is not None
             attach_spark_tables(self.warehouse, self.spark_dir, manifest)
         if invocation_id and command in ("build", "run"):
-            record_dbt_manifest(self.warehouse, manifest, invocation_id, self.as_of)
+            record_dbt_manifest(
+                self.warehouse, manifest, invocation_id, self.as_of, project=self.project
+            )
 
     @contextmanager
     def environment(self) -> Iterator[None]:
@@ -273,11 +276,17 @@ def run_dbt(
 
 
 def record_dbt_manifest(
-    warehouse: Path, manifest: Path, invocation_id: str, as_of: datetime | None = None
+    warehouse: Path,
+    manifest: Path,
+    invocation_id: str,
+    as_of: datetime | None = None,
+    project: Path | None = None,
 ) -> None:
     """Record the sha256 of the manifest a build or run invocation parsed, and the job's
     ``as_of``, next to its lineage in the warehouse (the exporter copies both into the shard
-    manifest)."""
+    manifest). Opened with the configuration dbt's session has (``connect_config``): should
+    a cursor of the run still hold DuckDB's instance, the same configuration shares it where
+    another one is refused."""
     import duckdb
 
     from lakehouse.shardformat import sha256_of
@@ -285,7 +294,8 @@ def record_dbt_manifest(
 
     if not manifest.exists():
         return
-    con = duckdb.connect(str(warehouse))
+    config = connect_config(project) if project is not None else {}
+    con = duckdb.connect(str(warehouse), config=config)
     try:
         record_manifest(con, invocation_id, sha256_of(manifest), as_of)
     finally:
