@@ -62,6 +62,31 @@ def test_every_stream_position_is_a_distinct_row(shuffle: bool, buffer: int) -> 
         assert row[:97].tolist() == list(range(97))
 
 
+@pytest.mark.parametrize(("shuffle", "buffer"), [(False, 0), (True, 0), (True, 250)])
+def test_a_batch_is_its_stream_positions_rows_as_ascending_runs(shuffle: bool, buffer: int) -> None:
+    sizes = [97] * 8 + [24]  # blocks of 40 rows: shards end in short blocks
+    order = EpochOrder(
+        sizes, block_rows=40, shuffle=shuffle, shuffle_buffer=buffer, seed=1, epoch=2, batch_size=32
+    )
+    everything = order.rows(np.arange(order.total))
+    for start in (0, 7):  # batches on the deal's boundaries, and a resume off them
+        for lo in range(start, order.total, 32):
+            hi = min(lo + 32, order.total)
+            rows = order.batch(lo, hi)
+            assert rows.shard.tolist() == everything[0][lo:hi].tolist()
+            assert rows.row.tolist() == everything[1][lo:hi].tolist()
+            if rows.runs:  # what the copy relies on: few runs, each one shard, ascending
+                breaks = (np.diff(rows.shard) != 0) | (np.diff(rows.row) <= 0)
+                assert breaks.sum() < 8
+            assert rows.runs == (not shuffle or buffer == 0 or start == 0)
+    if shuffle and buffer:  # a dealt batch draws its rows from most of its window's blocks
+        dealt = [order.batch(lo, lo + 32) for lo in range(0, 224, 32)]
+        blocks = [
+            len(set(zip(r.shard.tolist(), (r.row // 40).tolist(), strict=True))) for r in dealt
+        ]
+        assert min(blocks) >= 3
+
+
 def test_a_rank_plan_gives_every_rank_the_same_number_of_batches() -> None:
     for total, batch, world in [(800, 64, 2), (800, 64, 3), (5, 64, 4), (1000, 1, 7)]:
         for uneven in ("pad", "drop"):
@@ -221,6 +246,11 @@ def test_a_state_from_another_order_is_refused(shards: Path) -> None:
     other = ShardDataset(shards, "train", shuffle=True, seed=2)
     with pytest.raises(LoaderError, match="seed: saved 1, now 2"):
         other.load_state_dict(state)
+    # a state saved before the shuffle buffer dealt rows to batches: another order
+    same = ShardDataset(shards, "train", shuffle=True, seed=1)
+    with pytest.raises(LoaderError, match="saved with state format 1, now 2"):
+        same.load_state_dict(state | {"format": 1})
+    same.load_state_dict(state)
 
 
 def test_a_missing_truncated_or_corrupt_shard_is_named(shards: Path, tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ class ShardDataset(ResumableBatches):
 
     Order: blocks of ``block_rows`` rows (default ``batch_size``) are shuffled by (seed,
     epoch), then rows are mixed within windows of ``shuffle_buffer`` rows (default
-    8 x ``batch_size``; 0 keeps blocks whole, so batches are zero-copy slices of the map).
+    8 x ``batch_size``; 0 keeps blocks whole, so batches are zero-copy slices of the map):
+    each batch of a window is a random set of its rows (see :mod:`lakehouse.loader.plan`).
     A mixed batch is gathered as whole rows from a row-major copy of each shard, which the
     loader derives once per shard and keeps in ``$LAKEHOUSE_CACHE/rows`` (see
     :mod:`lakehouse.loader.rowmajor`): its columns are strided views of one buffer
@@ -157,11 +158,13 @@ class ShardDataset(ResumableBatches):
 
         def make(positions: np.ndarray, padding: bool) -> Batch:
             # a batch that is one run of one shard (positions of a real batch are a range)
-            run = None if padding or in_worker else order.run(positions[0], positions[-1] + 1)
+            lo, hi = int(positions[0]), int(positions[-1]) + 1
+            run = None if padding or in_worker else order.run(lo, hi)
             if run is not None:
                 return self._view(cache, run, self._extra(padding))
-            shard, row = order.rows(positions)
-            return self._tensors(cache, Rows(shard, row, padding), in_worker=in_worker)
+            # a real batch's positions are the range lo..hi-1; a filler's wrap around the end
+            rows = Rows(*order.rows(positions), padding) if padding else order.batch(lo, hi)
+            return self._tensors(cache, rows, in_worker=in_worker)
 
         def ahead(positions: np.ndarray) -> None:  # read-ahead: fetch a later batch's shards
             cache.prefetch(np.unique(order.rows(positions)[0]).tolist())
@@ -183,6 +186,7 @@ class ShardDataset(ResumableBatches):
             shuffle_buffer=self.shuffle_buffer,
             seed=self.seed,
             epoch=self.epoch if epoch is None else epoch,
+            batch_size=self.batch_size,
         )
 
     def _plan(self, start: int | None = None) -> RankPlan:
@@ -261,10 +265,16 @@ class ShardDataset(ResumableBatches):
 
 
 def _runs(rows: Rows) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """A batch's rows grouped by shard and sorted within it, and the span of each shard."""
-    key = np.sort((rows.shard << 40) | rows.row)  # by shard, then row (rows < 2**40)
-    shard, row = key >> 40, key & ((1 << 40) - 1)
-    runs = np.flatnonzero(np.diff(shard)) + 1
+    """A batch's rows as runs of one shard each, rows strictly ascending within a run, and
+    the span of each run: as they come when the order made them so (a run ends where the
+    shard changes or the rows stop ascending), else grouped by shard and sorted."""
+    if rows.runs:
+        shard, row = rows.shard, rows.row
+        runs = np.flatnonzero((shard[1:] != shard[:-1]) | (row[1:] <= row[:-1])) + 1
+    else:
+        key = np.sort((rows.shard << 40) | rows.row)  # by shard, then row (rows < 2**40)
+        shard, row = key >> 40, key & ((1 << 40) - 1)
+        runs = np.flatnonzero(shard[1:] != shard[:-1]) + 1
     return shard, row, list(zip([0, *runs.tolist()], [*runs.tolist(), len(row)], strict=True))
 
 
@@ -296,7 +306,7 @@ def _copy_columns(
         first, last = int(row[lo]), int(row[hi - 1])
         for name, target in out.items():
             values = columns[name]
-            if last - first == hi - lo - 1:  # sorted: a span this long is consecutive rows
+            if last - first == hi - lo - 1:  # ascending: a span this long is consecutive
                 target[lo:hi].copy_(torch.from_numpy(values[first : last + 1]))
             else:
                 np.take(values, row[lo:hi], axis=0, out=target[lo:hi].numpy())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from lakehouse.loader.dataset import PADDING_KEY, ShardDataset, rank_and_world
-from lakehouse.loader.plan import RankPlan, Rows, Uneven
+from lakehouse.loader.plan import RankPlan, Uneven
 from lakehouse.loader.resume import Batch, Make, ResumableBatches
 from lakehouse.loader.ring import RingBatch
 from lakehouse.loader.shards import LoaderError
@@ -127,12 +127,9 @@ class MixedDataset(ResumableBatches):
             s, i = int(source[g]), int(index[g])
             ds = self.sources[s]
             lo = i * ds.batch_size
-            rows = np.arange(lo, min(lo + ds.batch_size, ds.num_samples), dtype=np.int64)
-            shard, row = orders[s].rows(rows)
+            rows = orders[s].batch(lo, min(lo + ds.batch_size, ds.num_samples), padding)
             extra = {PADDING_KEY: (padding, torch.bool)} if self.uneven == "pad" else {}
             extra[SOURCE_KEY] = (s, torch.int64)
-            return ds._tensors(
-                caches[s], Rows(shard, row, padding), in_worker=in_worker, extra=extra
-            )
+            return ds._tensors(caches[s], rows, in_worker=in_worker, extra=extra)
 
         return make

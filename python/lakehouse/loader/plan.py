@@ -8,9 +8,12 @@ An epoch is a *stream* of sample positions 0..N-1:
 
 1. The split's rows are cut into blocks of ``block_rows`` consecutive rows per shard.
    Shuffling permutes the blocks (so both shard and block order change with the epoch).
-2. Consecutive blocks form windows of about ``shuffle_buffer`` rows; the rows inside a
-   window are permuted too. This is a shuffle buffer with a deterministic result: the same
-   (seed, epoch) gives the same order in every process.
+2. With a shuffle buffer, the stream is cut into windows of ``shuffle_buffer`` positions
+   (rounded down to whole batches) and the rows inside a window are mixed: each of the
+   window's batches gets a random set of its rows (a random permutation cut into batches),
+   and inside a batch the rows keep the window's order, so a batch is a few ascending runs
+   of rows, one per block, which the loader copies without sorting. This is a shuffle buffer
+   with a deterministic result: the same (seed, epoch) gives the same order in every process.
 3. The stream is cut into batches of ``batch_size`` from the resume position on. Batch
    ``g`` goes to rank ``g % world_size``; a rank's ``j``-th batch goes to DataLoader worker
    ``j % num_workers``, which is the order DataLoader collects them in.
@@ -33,6 +36,8 @@ class Rows:
     shard: np.ndarray  # int64
     row: np.ndarray  # int64
     padding: bool = False  # True for the filler batches that even out ranks
+    # rows come as ascending runs (one per block), so a copy needs no sort first
+    runs: bool = False
 
     def contiguous(self) -> tuple[int, int, int] | None:
         """(shard, first row, stop) when the batch is one run of rows in one shard."""
@@ -57,6 +62,7 @@ class EpochOrder:
         shuffle_buffer: int,
         seed: int,
         epoch: int,
+        batch_size: int | None = None,
     ) -> None:
         if block_rows < 1:
             raise ValueError(f"block_rows must be at least 1, got {block_rows}")
@@ -67,9 +73,14 @@ class EpochOrder:
         self.block_shard, self.block_start = shard, start
         self.block_cum = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
         self.total = int(self.block_cum[-1])
-        per_window = max(1, shuffle_buffer // block_rows) if shuffle else 1
-        self.mixes = shuffle and per_window > 1
-        self.window_cum = np.append(self.block_cum[:-1:per_window], self.total)
+        self.mixes = shuffle and shuffle_buffer >= 2 * block_rows
+        # a window's rows are dealt out to batches of ``group`` positions
+        self.group = batch_size or block_rows
+        if self.mixes:  # windows of whole batches, so a batch is one deal of one window
+            span = max(self.group, shuffle_buffer // self.group * self.group)
+            self.window_cum = np.append(np.arange(0, self.total, span), self.total)
+        else:  # nothing mixes: a window per block
+            self.window_cum = self.block_cum
         self._key = (seed, epoch)
         self._windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -83,6 +94,19 @@ class EpochOrder:
             return None
         first = int(self.block_start[block] + lo - self.block_cum[block])
         return int(self.block_shard[block]), first, first + hi - lo
+
+    def batch(self, lo: int, hi: int, padding: bool = False) -> Rows:
+        """The rows of stream positions ``lo..hi-1``; a batch that is one deal of a window
+        (or any batch when nothing mixes) comes as ascending runs of rows."""
+        window = int(np.searchsorted(self.window_cum, lo, side="right") - 1)
+        start = int(self.window_cum[window])
+        if hi <= self.window_cum[window + 1] and (
+            not self.mixes or ((lo - start) % self.group == 0 and hi - lo <= self.group)
+        ):
+            shard, row = self._window(window)
+            return Rows(shard[lo - start : hi - start], row[lo - start : hi - start], padding, True)
+        shard, row = self.rows(np.arange(lo, hi, dtype=np.int64))
+        return Rows(shard, row, padding, not self.mixes)
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shard index and row of each stream position."""
@@ -102,21 +126,26 @@ class EpochOrder:
 
     def _window(self, window: int) -> tuple[np.ndarray, np.ndarray]:
         """Shard and row of every stream position in ``window``, in stream order: its
-        blocks' rows, permuted when the window mixes them. Computed once per window, so
-        a batch is two lookups; a worker moves forward, so the last few are kept."""
+        blocks' rows, dealt out to its batches when the window mixes them. Computed once
+        per window, so a batch is two slices; a worker moves forward, so the last few are
+        kept."""
         if window not in self._windows:
             if len(self._windows) >= 4:
                 self._windows.pop(next(iter(self._windows)))
-            lo, hi = self.window_cum[window], self.window_cum[window + 1]
+            lo, hi = int(self.window_cum[window]), int(self.window_cum[window + 1])
             first = int(np.searchsorted(self.block_cum, lo, side="right") - 1)
             last = int(np.searchsorted(self.block_cum, hi, side="left"))
             lengths = np.diff(self.block_cum[first : last + 1])
             shard = np.repeat(self.block_shard[first:last], lengths)
             offset = self.block_start[first:last] - self.block_cum[first:last]
-            row = np.repeat(offset, lengths) + np.arange(lo, hi, dtype=np.int64)
-            if self.mixes:
-                rng = np.random.default_rng((*self._key, 1, window))
-                mixed = rng.permutation(int(hi - lo))
+            begin = int(self.block_cum[first])  # windows need not start on a block
+            row = np.repeat(offset, lengths) + np.arange(begin, begin + len(shard), dtype=np.int64)
+            shard, row = shard[lo - begin : hi - begin], row[lo - begin : hi - begin]
+            if self.mixes:  # deal: a random permutation cut into batches, each kept in order
+                rng = np.random.default_rng((*self._key, 2, window))
+                deal = rng.permutation(hi - lo) // self.group
+                small = np.int16 if (hi - lo - 1) // self.group < 2**15 else np.int64
+                mixed = np.argsort(deal.astype(small), kind="stable")  # radix sort for int16
                 shard, row = shard[mixed], row[mixed]
             self._windows[window] = (shard, row)
         return self._windows[window]

@@ -23,7 +23,9 @@ from lakehouse.loader.plan import RankPlan, worker_batches
 from lakehouse.loader.ring import RingBatch
 from lakehouse.loader.shards import LoaderError
 
-STATE_FORMAT = 1
+# 2: a shuffle buffer deals its window's rows out to batches (plan.EpochOrder); a state of
+# format 1 was saved under another sample order, so it cannot resume exactly
+STATE_FORMAT = 2
 # what torchdata's StatefulDataLoader calls the parts of its own state
 _LOADER_SNAPSHOT, _LOADER_DATASET = "_snapshot", "dataset_state"
 
@@ -144,7 +146,10 @@ class ResumableBatches(IterableDataset):
         if state.get("format") != STATE_FORMAT or differ:
             raise LoaderError(
                 "cannot resume exactly from this state, the sample order differs ("
-                + ("; ".join(differ) or f"state format {state.get('format')!r}")
+                + (
+                    "; ".join(differ)
+                    or f"saved with state format {state.get('format')!r}, now {STATE_FORMAT}"
+                )
                 + ")"
             )
         epoch, position = int(state["epoch"]), int(state["position"])
