@@ -16,6 +16,7 @@ import yaml
 from lakehouse.contracts import (
     INGEST_LOG,
     INGESTED,
+    LINEAGE_PREFIX,
     bronze_tables,
     data_tables,
     embedding_dim,
@@ -23,6 +24,8 @@ from lakehouse.contracts import (
 )
 from lakehouse.engines import ENV_TARGET, SPARK_TARGET
 from lakehouse.ingest import sources
+from lakehouse.ingest.schemas import _TYPES as BRONZE_TYPES
+from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, INGESTION_COLUMNS
 from lakehouse.layout import Layout, bronze_uri
 from lakehouse.warehouse.spark import ENV_SPARK_DIR, VIEW_COMMENT
 
@@ -82,6 +85,26 @@ def test_each_bronze_table_is_declared_once_and_ingest_reads_that_declaration() 
     assert not events.column("session_id").required  # no not_null test
     embedding = next(s for s in specs if s.table == "photo_embeddings").column("embedding")
     assert embedding.fixed_size == embedding_dim() == 64
+
+
+def test_the_yaml_documents_the_columns_ingest_adds_as_ingest_writes_them() -> None:
+    """The sources' YAML lists, for the docs, the lineage columns ingest adds to every bronze
+    row and the ingest log's columns; Python's schemas own them. Names, order and types
+    agree, and no lineage column becomes part of a landing file's contract."""
+    lineage = [(f.name, f.type) for f in INGESTION_COLUMNS]
+    for path in (REPO / "models").rglob("_*__sources.yml"):
+        for source in yaml.safe_load(path.read_text())["sources"]:
+            for table in source["tables"]:
+                declared = [
+                    (c["name"], BRONZE_TYPES.get(c["data_type"])) for c in table.get("columns", [])
+                ]
+                if table.get("identifier") == INGEST_LOG:
+                    assert declared == [(f.name, f.type) for f in INGEST_LOG_SCHEMA], path
+                else:
+                    added = [c for c in declared if c[0].startswith(LINEAGE_PREFIX)]
+                    assert added == lineage, f"{path}: {table['name']}"
+    for spec in sources():
+        assert not [c.name for c in spec.columns if c.name.startswith(LINEAGE_PREFIX)]
 
 
 def test_the_ingested_status_dbt_filters_on_is_the_one_ingest_writes() -> None:

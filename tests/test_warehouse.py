@@ -32,6 +32,7 @@ from lakehouse.warehouse import (
 )
 from lakehouse.warehouse.pii import DEMO_SALT, pii_key
 from tests.conftest import NIGHT, BuiltWarehouse
+from tests.helpers import bronze
 
 PROJECT = project_dir(Path(__file__).parent)
 MARTS = (
@@ -594,3 +595,36 @@ def _dbt_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [dbt, *args], cwd=PROJECT, env=env, capture_output=True, text=True, check=False
     )
+
+
+def test_dbt_docs_catalog_lists_the_bronze_sources_with_described_columns(
+    built_warehouse: BuiltWarehouse, tmp_path: Path
+) -> None:
+    """`dbt docs generate`: the Delta sources (read with delta_scan, not relations DuckDB
+    knows) are in catalog.json with their columns and types as the models read them, and
+    every one of those columns has a description in the sources' YAML."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built_warehouse.warehouse, warehouse)
+    env = {
+        **os.environ,
+        "LAKEHOUSE_LAKE": str(built_warehouse.lake),
+        "LAKEHOUSE_DUCKDB": str(warehouse),
+        "LAKEHOUSE_PII_SALT": "a key for this test",
+    }
+    target = tmp_path / "target"
+    out = _dbt_cli("docs", "generate", "--target-path", str(target), env=env)
+    assert out.returncode == 0, out.stdout[-2000:]
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert sorted(catalog["sources"]) == sorted(manifest["sources"])
+    for unique_id, entry in catalog["sources"].items():
+        table = manifest["sources"][unique_id]["identifier"]
+        # the columns as landed, in order
+        assert list(entry["columns"]) == bronze(built_warehouse.lake, table).column_names
+        assert entry["metadata"]["type"] == "DELTA TABLE"
+        documented = manifest["sources"][unique_id]["columns"]
+        missing = [c for c in entry["columns"] if not documented.get(c, {}).get("description")]
+        assert not missing, f"{unique_id}: no description for {missing}"
+    log = catalog["sources"]["source.lakehouse.ingest.ingest_log"]["columns"]
+    assert log["log_version"]["type"] == "BIGINT"
+    assert len(catalog["nodes"]) >= len(MARTS)  # the models are still there

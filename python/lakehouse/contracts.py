@@ -29,6 +29,11 @@ QUARANTINE = "_quarantine"
 # spelling every layer compares with
 INGESTED = "ingested"
 
+# a bronze column whose name starts so is one ingest adds to every row (_source_file, ...,
+# lakehouse.ingest.schemas.INGESTION_COLUMNS): the YAML documents it, a landing file never
+# holds it
+LINEAGE_PREFIX = "_"
+
 # a relationships test's `to`: ref('seed') or source('name', 'table')
 _NAME = r"""\s*['"]([\w.-]+)['"]\s*"""
 _REF = re.compile(rf"^\s*(ref|source)\({_NAME}(?:,{_NAME})?\)\s*$")
@@ -93,6 +98,8 @@ def _declared(
     where = f"{path}: source {source}.{table['name']}"
     columns = []
     for column in table.get("columns") or []:
+        if str(column.get("name", "")).startswith(LINEAGE_PREFIX):
+            continue  # added by ingest to every row (documented there), never landed
         data_type = column.get("data_type")
         if not data_type:
             raise ContractError(f"{where}, column {column.get('name')}: no data_type")

@@ -1,0 +1,76 @@
+{#- dbt docs' catalog (catalog.json): dbt-duckdb's query of the relations DuckDB knows, plus
+    the bronze sources. A source is a Delta table read with delta_scan (dbt_project.yml's
+    location template), not a relation in the warehouse, so dbt-duckdb's query never sees
+    it: its columns and types come from DESCRIBE of the source as the models read it (at the
+    pinned version, if any). A bronze table not ingested yet is left out, not an error. -#}
+
+{% macro duckdb__get_catalog(information_schema, schemas) -%}
+    {%- set query -%}
+        with tables as (
+            {{ duckdb__get_catalog_tables_sql(information_schema) }}
+            {{ duckdb__get_catalog_schemas_where_clause_sql(schemas) }}
+            {{ bronze_catalog_sql(information_schema, 'tables') }}
+        ),
+        columns as (
+            {{ duckdb__get_catalog_columns_sql(information_schema) }}
+            {{ duckdb__get_catalog_schemas_where_clause_sql(schemas) }}
+            {{ bronze_catalog_sql(information_schema, 'columns') }}
+        )
+        {{ duckdb__get_catalog_results_sql() }}
+    {%- endset -%}
+    {{ return(run_query(query)) }}
+{%- endmacro %}
+
+
+{% macro duckdb__get_catalog_relations(information_schema, relations) -%}
+    {%- set query -%}
+        with tables as (
+            {{ duckdb__get_catalog_tables_sql(information_schema) }}
+            {{ duckdb__get_catalog_relations_where_clause_sql(relations) }}
+            {{ bronze_catalog_sql(information_schema, 'tables') }}
+        ),
+        columns as (
+            {{ duckdb__get_catalog_columns_sql(information_schema) }}
+            {{ duckdb__get_catalog_relations_where_clause_sql(relations) }}
+            {{ bronze_catalog_sql(information_schema, 'columns') }}
+        )
+        {{ duckdb__get_catalog_results_sql() }}
+    {%- endset -%}
+    {{ return(run_query(query)) }}
+{%- endmacro %}
+
+
+{% macro bronze_catalog_sql(information_schema, part) -%}
+    {#- `union all` rows for the bronze sources in this database: one per table ('tables')
+        or one per column ('columns'), shaped like dbt-duckdb's catalog queries. -#}
+    {%- for source in graph.sources.values() | sort(attribute='unique_id') -%}
+        {%- if source.database | upper == information_schema.database | upper
+            and bronze_ingested(source.identifier) %}
+    union all
+            {%- set names -%}
+                '{{ source.database }}' as table_database,
+                '{{ source.schema }}' as table_schema,
+                '{{ source.identifier }}' as table_name
+            {%- endset -%}
+            {%- if part == 'tables' %}
+    select {{ names }}, 'DELTA TABLE' as table_type, null as table_comment
+            {%- else %}
+    select
+        {{ names }},
+        column_name,
+        row_number() over () as column_index,
+        column_type,
+        null as column_comment
+    from (describe select * from {{ source.relation_name }})
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{% macro bronze_ingested(table) -%}
+    {%- set commits = run_query(
+        "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
+    ).columns[0].values()[0] -%}
+    {{ return(commits > 0) }}
+{%- endmacro %}
