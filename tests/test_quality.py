@@ -744,3 +744,71 @@ def test_data_docs_render_offline_with_styles_lists_and_icons(
     assert cdn["rows"] == 0 and "Times" in cdn["font"] and cdn["icons"] is False
     pages = list((tmp_path / "offline" / "data_docs").rglob("*.html"))
     assert not [p for p in pages if "cdnjs.cloudflare.com" in p.read_text()]
+
+
+def test_the_suites_load_and_run_in_a_plain_gx_session(good, tmp_path: Path) -> None:
+    """GX alone, as a notebook runs it: without the project's plugins GX drops the custom
+    expectations (logged, no exception); with `lakehouse.quality.plugins` imported every
+    suite file loads whole by GX's own constructor, and the model suites run on the
+    warehouse through `add_duckdb` with the bounds of parameters.yml, freshness as of now,
+    no expectation raising. The gate's verdict on the same warehouse is the same."""
+    lake, warehouse = good
+    script = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        import great_expectations as gx
+        files = sorted(Path("expectations").glob("*.json"))
+        raw = {{f.stem: json.loads(f.read_text()) for f in files}}
+        plain = {{n: len(gx.ExpectationSuite(**d).expectations) for n, d in raw.items()}}
+        from lakehouse.quality import plugins
+        loaded = {{n: len(gx.ExpectationSuite(**d).expectations) for n, d in raw.items()}}
+        context = gx.get_context(mode="ephemeral")
+        source = context.data_sources.add_duckdb(
+            "warehouse", connection_string="duckdb:///{warehouse}", read_only=True)
+        runs = {{}}
+        for name in ("fct_events", "dim_photos", "photo_popularity_training"):
+            batch = source.add_table_asset(name, table_name=name)
+            batch = batch.add_batch_definition_whole_table("whole")
+            suite = context.suites.add(plugins.read_suite(f"expectations/{{name}}.json"))
+            result = context.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite)
+            ).run(expectation_parameters=plugins.suite_parameters())
+            runs[name] = [
+                [r.expectation_config.type, r.success, r.exception_info.get("raised_exception"),
+                 r.result.get("observed_value")]
+                for r in result.results
+            ]
+        print(json.dumps({{"plain": plain, "loaded": loaded,
+                          "written": {{n: len(d["expectations"]) for n, d in raw.items()}},
+                          "runs": runs}}, default=str))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout.splitlines()[-1])
+    assert data["loaded"] == data["written"]  # every expectation of every file
+    assert data["plain"]["fct_events"] < data["written"]["fct_events"]  # what GX alone drops
+    assert "expect_column_max_to_be_recent not found" in out.stderr
+    for name, results in data["runs"].items():
+        assert len(results) == data["written"][name]
+        assert not [r for r in results if r[2]], f"{name}: {results}"
+    fresh = next(r for r in data["runs"]["fct_events"] if r[0] == "expect_column_max_to_be_recent")
+    assert fresh[3] > 24  # hours since the sample's last event, as of now (the sample is old)
+    # the gate, as of the night after the sample: the same warehouse passes
+    models = ["fct_events", "dim_photos", "photo_popularity_training"]
+    report, _ = validate(warehouse, str(lake), as_of=AS_OF, project=PROJECT, tables=models)
+    assert report.passed
+    share = [r for r in data["runs"]["photo_popularity_training"] if "share" in r[0]]
+    assert share and all(r[1] for r in share)
+
+
+def test_a_suite_gx_would_silently_shorten_is_refused_by_name(tmp_path: Path) -> None:
+    from lakehouse.quality.plugins import read_suite
+
+    suite = json.loads((PROJECT / "expectations" / "fct_events.json").read_text())
+    suite["expectations"].append({"type": "expect_column_to_be_purple", "kwargs": {}})
+    path = tmp_path / "fct_events.json"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match=r"fct_events.json: .*expect_column_to_be_purple"):
+        read_suite(path)

@@ -4,13 +4,15 @@ class registers its snake_case name, so suite files use them like GX's own). Bot
 nothing themselves: they read metrics GX already computes in the database.
 
 - ``expect_column_max_to_be_recent``: the newest value of a timestamp column is at most
-  ``max_age_hours`` older than ``as_of`` (the gate passes its run time as the suite parameter
-  ``as_of``). Observed value: the age in hours.
+  ``max_age_hours`` older than ``as_of``. The gate sets ``as_of`` to its run's (``--as-of``,
+  default now); a suite file leaves it out, so in a plain GX session it defaults to the time
+  the expectation is checked. Observed value: the age in hours.
 - ``expect_column_value_share_to_be_between``: the share of rows whose ``column`` equals
   ``value`` (a split, a label, an event type) is within [min_value, max_value].
   Observed value: the share.
 
-Import this module before loading a suite that uses them (``lakehouse.quality`` does).
+Import this module (or :mod:`lakehouse.quality.plugins`) before loading a suite that uses
+them: GX drops an expectation of a type it does not know with only a logged traceback.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from great_expectations.expectations.expectation import ColumnAggregateExpectati
 
 class ExpectColumnMaxToBeRecent(ColumnAggregateExpectation):
     """Expect the newest value of a timestamp column to be at most ``max_age_hours`` before
-    ``as_of`` (freshness)."""
+    ``as_of`` (freshness; default: when the expectation is checked)."""
 
     max_age_hours: float | SuiteParameterDict
-    as_of: datetime | str | SuiteParameterDict
+    as_of: datetime | str | SuiteParameterDict | None = None
 
     metric_dependencies: ClassVar[tuple[str, ...]] = ("column.max",)
     success_keys: ClassVar[tuple[str, ...]] = ("max_age_hours", "as_of")
@@ -43,9 +45,10 @@ class ExpectColumnMaxToBeRecent(ColumnAggregateExpectation):
         newest = metrics["column.max"]
         if newest is None:
             return {"success": False, "result": {"observed_value": None}}
-        as_of = self.as_of
+        as_of = self.as_of or datetime.now(UTC)  # freshness is what a clock is for
         if isinstance(as_of, str):
             as_of = datetime.fromisoformat(as_of)
+        as_of = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         if isinstance(newest, str):
             newest = datetime.fromisoformat(newest)
         newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)

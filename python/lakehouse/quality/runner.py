@@ -472,7 +472,7 @@ def _validate(
             else:
                 asset = source.add_table_asset(name, table_name=suite.relation)
             batch = asset.add_batch_definition_whole_table("whole")
-            gx_suite_ = context.suites.add(gx_suite(name, expectations))
+            gx_suite_ = context.suites.add(gx_suite(name, expectations, as_of))
             for built, ours in zip(gx_suite_.expectations, expectations, strict=True):
                 placed[str(built.id)] = (target, ours)
             definitions.append(

@@ -18,6 +18,7 @@ error (:attr:`Expectation.error`) and the rest of the suite still runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,21 @@ def _row_by_row(expectation: GXExpectation) -> bool:
     ) and (expectation.expectation_type not in WHOLE_TABLE_MAP_TYPES)
 
 
-def gx_suite(name: str, expectations: list[Expectation]) -> gx.ExpectationSuite:
-    """A GX suite of the expectations that could be built."""
-    return gx.ExpectationSuite(name=name, expectations=[e.gx for e in expectations if e.gx])
+def gx_suite(
+    name: str, expectations: list[Expectation], as_of: datetime | None = None
+) -> gx.ExpectationSuite:
+    """A GX suite of the expectations that could be built, each that takes an ``as_of`` and
+    was given none (freshness) checked as of ``as_of``."""
+    built = [e.gx for e in expectations if e.gx]
+    if as_of is not None:
+        built = [_as_of(x, as_of) for x in built]
+    return gx.ExpectationSuite(name=name, expectations=built)
+
+
+def _as_of(expectation: GXExpectation, as_of: datetime) -> GXExpectation:
+    if "as_of" not in type(expectation).__fields__ or expectation.as_of is not None:  # type: ignore[attr-defined]
+        return expectation
+    return expectation.copy(update={"as_of": as_of.isoformat()})
 
 
 def _first_line(exc: Exception) -> str:
