@@ -37,8 +37,8 @@ dagster: $(STAMP)
 # demo needed; a model reading a seed at compile time falls back to its data form there)
 LINT_DIR := $(abspath data/lint)
 lint: $(STAMP)
-	$(BIN)/ruff check python tests benchmarks
-	$(BIN)/ruff format --check python tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	mkdir -p $(LINT_DIR)
 	LAKEHOUSE_DUCKDB=$(LINT_DIR)/warehouse.duckdb LAKEHOUSE_LAKE=$(LINT_DIR)/lake \
 	  DBT_SEND_ANONYMOUS_USAGE_STATS=false $(BIN)/sqlfluff lint models

@@ -387,6 +387,33 @@ def _graphql(port: int, query: str) -> dict[str, Any]:
         return json.load(reply)["data"]
 
 
+def test_dagsters_command_line_tools_find_the_code_location_from_the_repo_root() -> None:
+    """`dg check defs` and `dg list defs` (pyproject's [tool.dg]: the package under src/,
+    the definitions in lakehouse.orchestrate) and `dagster asset list -m ...`, as a user
+    types them in the checkout."""
+    bin_dir = Path(sys.executable).parent
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]], cwd=PROJECT, capture_output=True, text=True,
+            check=False, timeout=600,
+        )  # fmt: skip
+
+    checked = run("dg", "check", "defs")
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = run("dg", "list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    defs = json.loads(listed.stdout)
+    keys = {a["asset_key"] for a in defs["assets"]}
+    assert {"bronze/events", "fct_events", MODEL, f"shards/{MODEL}"} <= keys
+    assert len(keys) == 6 + 14 + 2 + 1  # bronze, models, seeds, shards
+    assert [j["name"] for j in defs["jobs"]] == ["nightly"]
+    assets = run("dagster", "asset", "list", "-m", "lakehouse.orchestrate.definitions")
+    assert assets.returncode == 0, assets.stderr[-2000:]
+    assert set(assets.stdout.split()) == keys
+
+
 def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
     """The README's command on this checkout: the UI answers with every asset, and (where
     Chromium is installed) renders the export's upstream lineage. With
