@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"  # dev = all (loader + pipeline) + test tools
 	$(BIN)/python -c "from lakehouse.warehouse import ensure_extensions, project_dir; ensure_extensions(project_dir())"
+	@# dbt looks for profiles.yml in the working directory only: after `source .venv/bin/activate`
+	@# it finds this checkout's from any folder of it (`cd models && dbt build`)
+	grep -q DBT_PROFILES_DIR $(BIN)/activate || printf '\n# make setup: dbt finds the profiles.yml of this checkout from any folder in it\nexport DBT_PROFILES_DIR="%s"\n' "$(CURDIR)" >> $(BIN)/activate
 	@# the scripts, styles and fonts of GX's Data Docs, from the npm registry (package-lock.json),
 	@# served from each Data Docs site so it renders offline; without npm the pages use the CDNs
 	@if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --ignore-scripts; \

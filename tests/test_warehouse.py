@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -628,3 +629,35 @@ def test_dbt_docs_catalog_lists_the_bronze_sources_with_described_columns(
     log = catalog["sources"]["source.lakehouse.ingest.ingest_log"]["columns"]
     assert log["log_version"]["type"] == "BIGINT"
     assert len(catalog["nodes"]) >= len(MARTS)  # the models are still there
+
+
+def test_dbt_runs_from_a_folder_inside_the_project(
+    built_warehouse: BuiltWarehouse, tmp_path: Path
+) -> None:
+    """An analyst's shell: `source .venv/bin/activate` (make setup points DBT_PROFILES_DIR
+    at the checkout there), then `cd models && dbt run`. dbt finds the project upwards and
+    the profile through the variable, and the relative defaults (the demo's warehouse and
+    lake) mean the project's data/demo/, not models/data/demo/."""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if Path(sys.prefix).resolve() != (PROJECT / ".venv").resolve():
+        pytest.skip("runs in the project's own .venv, which `make setup` makes")
+    assert f'export DBT_PROFILES_DIR="{PROJECT}"' in activate.read_text()
+    project = tmp_path / "project"
+    for folder in ("models", "macros", "seeds"):
+        shutil.copytree(PROJECT / folder, project / folder)
+    for name in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy(PROJECT / name, project / name)
+    (project / ".duckdb").symlink_to(PROJECT / ".duckdb")  # the installed extensions
+    shutil.copytree(built_warehouse.lake, project / "data" / "demo" / "lake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "DBT_"))}
+    script = f"source {activate} && cd {project / 'models'} && dbt run --select stg_app__users"
+    out = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert not (project / "models" / "data").exists()
+    warehouse = project / "data" / "demo" / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        users = con.sql("select count(*) from stg_app__users").fetchone()
+    with duckdb.connect(str(built_warehouse.warehouse), read_only=True) as con:
+        assert users == con.sql("select count(*) from stg_app__users").fetchone()

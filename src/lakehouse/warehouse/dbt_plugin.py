@@ -22,6 +22,8 @@ public demo key; commands that hash nothing (``test``, ``source freshness``, ``d
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,14 @@ COMPUTING = {"build", "run", "retry", "snapshot", "clone", "show", "run-operatio
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
+        flags = _flags()
+        self._project = Path(getattr(flags, "PROJECT_DIR", None) or ".").resolve()
+        _to_project_root(self._project)
         path = getattr(self.creds, "path", None) if self.creds is not None else None
         try:
             check_warehouse_path(path)
         except WarehouseError as error:  # dbt's own error type: one line, no traceback
             raise DbtRuntimeError(str(error)) from None
-        flags = _flags()
-        self._project = Path(getattr(flags, "PROJECT_DIR", None) or ".").resolve()
         lake = (getattr(flags, "VARS", None) or {}).get("lake_root")
         self._lake = str(lake or Layout.from_root().lake).rstrip("/")
         self._pads: tuple[bytes, bytes] | None = None
@@ -84,6 +87,19 @@ class Plugin(BasePlugin):
         inner, outer = self._pads
         connection.execute(f"set variable {INNER} = ?", [inner])
         connection.execute(f"set variable {OUTER} = ?", [outer])
+
+
+def _to_project_root(project: Path) -> None:
+    """`dbt build` typed in a folder inside the project (`cd models`): dbt finds
+    dbt_project.yml upwards and keeps its own files (target/, logs/) in the project's root,
+    but DuckDB resolves relative paths (profiles.yml's warehouse, the lake in each
+    delta_scan) against the working directory. The dbt command works from the project's root
+    then, as dbt's own `deps` and `clean` do, so a relative path means the same file from
+    any folder of the project. Only the dbt command: a program that runs dbt in its own
+    process (lakehouse build, Dagster) keeps its working directory."""
+    here = Path.cwd()
+    if project in here.parents and Path(sys.argv[0]).name == "dbt":
+        os.chdir(project)
 
 
 def _flags() -> Any:
