@@ -279,3 +279,45 @@ def test_a_duckdb_build_into_the_spark_builds_warehouse_takes_its_tables_back(
         con.execute(f"select count(*) from s.main.{MART}").fetchone()[0]
         == con.execute(f"select count(*) from d.main.{MART}").fetchone()[0]
     )
+
+
+def test_an_analysts_own_spark_build_is_attached_for_the_gate_and_export(
+    builds: TwoBuilds, tmp_path: Path
+) -> None:
+    """After a `dbt build --target spark` run by hand, `lakehouse attach` serves its tables
+    from a warehouse file: the same rows as the job's Spark build, its manifest recorded, and
+    the gate passes on it. A DuckDB build's manifest is refused in one line."""
+    warehouse = tmp_path / "analyst" / "warehouse.duckdb"
+    warehouse.parent.mkdir()
+    env = {
+        "LAKEHOUSE_SPARK_DIR": str(builds.spark.parent / "spark"),
+        "DBT_TARGET_PATH": str(builds.work / "spark-target"),
+    }
+    attached = _lakehouse("attach", "--warehouse", str(warehouse), env=env)
+    assert attached.returncode == 0, attached.stdout[-2000:] + attached.stderr[-2000:]
+    assert MART in attached.stdout
+    con = duckdb.connect()
+    con.execute(f"attach '{warehouse}' as a (read_only)")
+    con.execute(f"attach '{builds.spark}' as s (read_only)")
+    for table in (MART, "fct_events", "lakehouse_test_results"):
+        mine, jobs = (con.sql(f"select count(*) from {db}.{table}").fetchone() for db in "as")
+        assert mine == jobs and mine[0] > 0, table
+    invocation = builds.spark_results["metadata"]["invocation_id"]
+    recorded = con.sql("select invocation_id from a.lakehouse_dbt_manifests").fetchall()
+    assert (invocation,) in recorded
+    con.close()
+    gate = _lakehouse(
+        "validate", "--warehouse", str(warehouse), "--lake", str(builds.lake),
+        "--as-of", NIGHT.isoformat(), env=env,
+    )  # fmt: skip
+    assert gate.returncode == 0, gate.stdout[-3000:]
+    duck_target = tmp_path / "duckdb-target"
+    duck_target.mkdir()
+    (duck_target / "manifest.json").write_text(
+        json.dumps({"metadata": {"adapter_type": "duckdb", "invocation_id": "x"}})
+    )
+    refused = _lakehouse(
+        "attach", "--warehouse", str(warehouse), env={**env, "DBT_TARGET_PATH": str(duck_target)}
+    )
+    assert refused.returncode == 1
+    assert "manifest of a duckdb build, not a Spark one" in " ".join(refused.stderr.split())

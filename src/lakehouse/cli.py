@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         _ingest,
         _build,
         _dbt_vars,
+        _attach,
         _validate,
         _export,
         _shards,
@@ -331,6 +332,44 @@ def dbt_vars(args: argparse.Namespace, console, err) -> int:
         spark_dir=layout.spark,
     )
     print(invocation.vars)
+    return EXIT_OK
+
+
+def _attach(commands) -> None:
+    cmd = commands.add_parser(
+        "attach",
+        help="serve your own `dbt build --target spark` to validate and export",
+        description=(
+            "After a `dbt build --target spark` you ran yourself (dbt build --target spark "
+            '--vars "$(lakehouse dbt-vars --engine spark)"): make each of its Spark tables a '
+            "view in the warehouse file, over its Parquet and cast to its contract's types, "
+            "and record the manifest the build parsed, as `lakehouse build --engine spark` "
+            "does after its own dbt build. `lakehouse validate` and `export` then read it. "
+            "Reads dbt's manifest.json ($DBT_TARGET_PATH, else the project's target/) and "
+            "the Spark tables where the build wrote them ($LAKEHOUSE_SPARK_DIR, else the "
+            "spark/ folder next to the warehouse)."
+        ),
+    )
+    _path_options(cmd, "warehouse")
+    cmd.set_defaults(handler=attach)
+
+
+def attach(args: argparse.Namespace, console, err) -> int:
+    from lakehouse.warehouse import attach_spark_build, dbt_artifacts, project_dir
+    from lakehouse.warehouse.spark import ENV_SPARK_DIR
+
+    layout = _layout(args).resolved()
+    project = project_dir()
+    spark_dir = Path(os.environ.get(ENV_SPARK_DIR) or layout.spark)
+    spark_dir = spark_dir if spark_dir.is_absolute() else project / spark_dir
+    names = attach_spark_build(
+        layout.warehouse, spark_dir, dbt_artifacts(project) / "manifest.json"
+    )
+    console.print(
+        f"attached {len(names)} Spark tables to {shown(str(layout.warehouse))}: "
+        f"{shown(', '.join(names))}",
+        highlight=False,
+    )
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from lakehouse.engines import ENGINES
 from lakehouse.warehouse.dbt_build import (
     BuildResult,
     DbtInvocation,
+    attach_spark_build,
     bronze_versions,
     dbt_artifacts,
     exportable_models,
@@ -57,6 +58,7 @@ __all__ = [
     "Invocation",
     "TestVerdict",
     "WarehouseError",
+    "attach_spark_build",
     "attach_spark_tables",
     "bronze_versions",
     "built_fingerprint",

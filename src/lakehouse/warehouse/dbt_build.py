@@ -302,6 +302,32 @@ def record_dbt_manifest(
         con.close()
 
 
+def attach_spark_build(warehouse: Path, spark_dir: Path, manifest: Path) -> list[str]:
+    """After a `dbt build --target spark` run by hand (an analyst's): what
+    ``lakehouse build --engine spark`` does after its own dbt build. Each Spark table becomes
+    a view in ``warehouse`` (:func:`attach_spark_tables`) and the manifest the build parsed is
+    recorded with its invocation, so the gate and export read the build as they read a DuckDB
+    one. ``manifest`` is that build's ``manifest.json``; a manifest of a DuckDB build, or none,
+    is refused with what to do. Returns the tables attached."""
+    try:
+        metadata = json.loads(manifest.read_text()).get("metadata") or {}
+    except (OSError, ValueError) as exc:
+        raise WarehouseError(
+            f"cannot read dbt's manifest {manifest} ({exc}): run `dbt build --target spark` "
+            "first, or point DBT_TARGET_PATH at the target folder it wrote"
+        ) from None
+    adapter = metadata.get("adapter_type")
+    if adapter != "spark":
+        raise WarehouseError(
+            f"{manifest} is the manifest of a {adapter or 'unknown'} build, not a Spark one: "
+            "a DuckDB build writes the warehouse itself, nothing to attach"
+        )
+    names = attach_spark_tables(warehouse, spark_dir, manifest)
+    if metadata.get("invocation_id"):
+        record_dbt_manifest(warehouse, manifest, metadata["invocation_id"])
+    return names
+
+
 def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
     """The lake and the versions become dbt vars that SQL quotes or inlines: a quote or a
     control character in the lake, or a version that is not a whole number, is refused here
