@@ -4,6 +4,7 @@ it never loads the warehouse, and packaging lets it install without the pipeline
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -105,6 +106,45 @@ def test_the_yaml_documents_the_columns_ingest_adds_as_ingest_writes_them() -> N
                     assert added == lineage, f"{path}: {table['name']}"
     for spec in sources():
         assert not [c.name for c in spec.columns if c.name.startswith(LINEAGE_PREFIX)]
+
+
+def test_the_project_follows_the_evaluators_rules_or_waives_them_with_a_reason() -> None:
+    """What dbt-project-evaluator checks, read from the project's YAML (the package itself
+    comes from the dbt hub, out of reach here): every model has a primary-key test, every
+    source declares freshness and lives in models/staging/<source>/, the exposure reads
+    public models only, and every waiver in its exceptions seed names something that exists
+    and says why."""
+    models, sources, exposures = {}, set(), []
+    for path in (REPO / "models").rglob("_*.yml"):
+        document = yaml.safe_load(path.read_text())
+        for model in document.get("models") or []:
+            models[model["name"]] = model
+        for source in document.get("sources") or []:
+            assert path.parent.name == source["name"], f"{path}: source {source['name']}"
+            for table in source["tables"]:
+                sources.add(f"{source['name']}.{table['name']}")
+                assert "freshness" in source or "freshness" in table, path
+        exposures += document.get("exposures") or []
+
+    def tests(node: dict) -> list[str]:
+        return [t if isinstance(t, str) else next(iter(t)) for t in node.get("data_tests") or []]
+
+    for name, model in models.items():
+        keyed = "unique_combination_of_columns" in tests(model) or any(
+            {"unique", "not_null"} <= set(tests(column)) for column in model.get("columns") or []
+        )
+        assert keyed, f"{name} has no primary-key test"
+    for exposure in exposures:
+        for parent in exposure["depends_on"]:
+            model = models[re.fullmatch(r"ref\('(\w+)'\)", parent).group(1)]
+            assert (model.get("config") or {}).get("access") == "public", parent
+    with (REPO / "seeds" / "dbt_project_evaluator_exceptions.csv").open() as file:
+        waivers = list(csv.DictReader(file))
+    assert waivers
+    for waiver in waivers:
+        pattern = re.compile(waiver["id_to_exclude"].replace("%", ".*") + "$")
+        assert any(pattern.match(n) for n in {*models, *sources}), waiver
+        assert len(waiver["comment"]) > 40, waiver  # a reason, not a label
 
 
 def test_the_ingested_status_dbt_filters_on_is_the_one_ingest_writes() -> None:
