@@ -25,21 +25,25 @@
 
 
 {% macro assert_bronze_exists() %}
-    {%- if execute -%}
-        {%- set tables = bronze_tables() -%}
-        {%- set pins = var('bronze_versions', {}) -%}
-        {%- set unpinned = tables | reject('in', pins) | list -%}
-        {%- if pins and unpinned -%}
-            {{ exceptions.raise_compiler_error(
-                "bronze_versions pins " ~ (pins.keys() | list | join(', ')) ~ " but not "
-                ~ (unpinned | join(', ')) ~ ": pin every bronze table or none. "
-                ~ "`lakehouse build --bronze-version TABLE=VERSION` pins the others at "
-                ~ "their current version for you."
-            ) }}
-        {%- endif -%}
-    {%- endif -%}
     {{ return(adapter.dispatch('assert_bronze_exists', 'lakehouse')()) }}
 {% endmacro %}
+
+
+{% macro bronze_pin_sql(table) -%}
+    {#- SQL for the Delta version of `table` this invocation reads. On DuckDB, the session's
+        pin (the variable the profile's plugin sets: lakehouse.warehouse.dbt_plugin); on
+        Spark, the `bronze_versions` var the files were listed for. -#}
+    {{ return(adapter.dispatch('bronze_pin_sql', 'lakehouse')(table)) }}
+{%- endmacro %}
+
+{% macro duckdb__bronze_pin_sql(table) -%}
+    getvariable('lakehouse_bronze_versions')['{{ table }}']
+{%- endmacro %}
+
+{% macro default__bronze_pin_sql(table) -%}
+    {%- set pinned = var('bronze_versions', {}).get(table) -%}
+    {{ pinned if pinned is not none else 'null' }}
+{%- endmacro %}
 
 {% macro duckdb__assert_bronze_exists() %}
     {%- if execute -%}

@@ -99,18 +99,17 @@
 
 {% macro record_bronze_reads() %}
     {#- Which Delta version of each bronze table this invocation read, for the exporter's
-        lineage manifest: the pinned version, or null when the run read the latest one
-        (a plain `dbt build`; `lakehouse build` always pins). A table's version is learned
-        in one place, by deltalake in Python, never re-derived here from the log's files. -#}
+        lineage manifest: the version the session pinned (bronze_pin_sql), or null where
+        none was (Spark without pins). A table's version is learned in one place, by
+        deltalake in Python, never re-derived here from the log's files. -#}
     {%- if execute -%}
-        {%- set pins = var('bronze_versions', {}) -%}
         {%- set rows = [] -%}
         {%- for table in bronze_tables() -%}
-            {%- set pinned = pins.get(table) -%}
+            {%- set pinned = bronze_pin_sql(table) | trim -%}
             {%- do rows.append([
                 sql_string(invocation_id), sql_string(table),
-                "cast(" ~ (pinned if pinned is not none else 'null') ~ " as bigint)",
-                'true' if pinned is not none else 'false', 'current_timestamp']) -%}
+                "cast(" ~ pinned ~ " as bigint)",
+                "(" ~ pinned ~ ") is not null", 'current_timestamp']) -%}
         {%- endfor -%}
         {{ return(run_statements([
             create_lineage_table('lakehouse_bronze_reads'),

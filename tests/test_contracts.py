@@ -147,6 +147,18 @@ def test_the_project_follows_the_evaluators_rules_or_waives_them_with_a_reason()
         assert len(waiver["comment"]) > 40, waiver  # a reason, not a label
 
 
+def test_the_pins_variable_the_sql_reads_is_the_one_the_plugin_sets() -> None:
+    """SQL cannot import Python: the session variable that carries the bronze pins is named
+    the same in the source template, the lineage macro and the profile's plugin."""
+    from lakehouse.warehouse.dbt_build import PINS_VARIABLE
+
+    template = yaml.safe_load((REPO / "dbt_project.yml").read_text())["sources"]["lakehouse"]
+    assert f"getvariable('{PINS_VARIABLE}')['{{identifier}}']" in " ".join(
+        template["+meta"]["external_location"].split()
+    )
+    assert f"getvariable('{PINS_VARIABLE}')" in (REPO / "macros" / "bronze.sql").read_text()
+
+
 def test_the_ingested_status_dbt_filters_on_is_the_one_ingest_writes() -> None:
     """SQL cannot import Python: the one status staging's macro compares with is guarded."""
     macro = (REPO / "macros" / "staging.sql").read_text()

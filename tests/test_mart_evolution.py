@@ -224,8 +224,7 @@ def test_a_bronze_table_is_its_declaration_plus_its_staging_model(
     monkeypatch.chdir(project)  # ingest reads the declarations of the project it runs in
     sources = project / "models" / "staging" / "app" / "_app__sources.yml"
     declared = sources.read_text()
-    ingest_source = declared.index("\n  - name: ingest\n")  # the app's tables end there
-    sources.write_text(declared[:ingest_source] + REPORTS_SOURCE + declared[ingest_source:])
+    sources.write_text(declared.rstrip("\n") + "\n" + REPORTS_SOURCE.lstrip("\n"))
     (project / "models" / "staging" / "app" / "stg_app__reports.sql").write_text(REPORTS_MODEL)
     models = project / "models" / "staging" / "app" / "_app__models.yml"
     models.write_text(models.read_text().rstrip("\n") + "\n" + REPORTS_YAML)

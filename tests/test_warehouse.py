@@ -659,5 +659,35 @@ def test_dbt_runs_from_a_folder_inside_the_project(
     warehouse = project / "data" / "demo" / "warehouse.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
         users = con.sql("select count(*) from stg_app__users").fetchone()
-    with duckdb.connect(str(built_warehouse.warehouse), read_only=True) as con:
-        assert users == con.sql("select count(*) from stg_app__users").fetchone()
+    assert users == (bronze(built_warehouse.lake, "users").num_rows,)  # one row per user
+
+
+def test_new_pins_keep_dbts_partial_parse_and_reach_the_sql(
+    built_warehouse: BuiltWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night pins other Delta versions than the last: the pins travel in the session (the
+    plugin's DuckDB variable), not in the parsed SQL, so dbt parses nothing again, and the
+    build reads and records exactly the versions pinned."""
+    target = tmp_path / "target"
+    monkeypatch.setenv("DBT_TARGET_PATH", str(target))
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(built_warehouse.warehouse, warehouse)
+    lake = str(built_warehouse.lake)
+    current = bronze_versions(lake)
+    parsed = []
+    for embeddings in (current["photo_embeddings"] - 1, current["photo_embeddings"]):
+        pins = {**current, "photo_embeddings": embeddings}
+        result = run_dbt(lake, warehouse, project=PROJECT, quiet=True, versions=pins,
+                         select=["stg_ml__photo_embeddings"])  # fmt: skip
+        assert result.success, result.failures or result.error
+        parsed.append(result.parse)
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            read = dict(
+                con.sql(
+                    "select table_name, delta_version from lakehouse_bronze_reads "
+                    f"where invocation_id = '{result.invocation_id}'"
+                ).fetchall()
+            )
+        assert read == pins
+    assert parsed[0] is not None and parsed[0].startswith("full")  # no saved parse yet
+    assert parsed[1] == "partial"  # the second night: dbt's saved parse, no file changed

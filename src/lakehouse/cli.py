@@ -306,12 +306,13 @@ def _engine_option(command: argparse.ArgumentParser) -> None:
 def _dbt_vars(commands) -> None:
     cmd = commands.add_parser(
         "dbt-vars",
-        help="print the --vars `lakehouse build` passes dbt (lake, pinned bronze versions)",
+        help="print the --vars `lakehouse build` passes dbt (the lake; on Spark, the pins)",
         description=(
-            "Print, as JSON, the dbt vars `lakehouse build` would pass: the lake, every "
-            "bronze table's current Delta version and, for --engine spark, the files of each "
+            "Print, as JSON, the dbt vars `lakehouse build` would pass: the lake and, for "
+            "--engine spark, every bronze table's current Delta version and the files of each "
             'version. For running dbt yourself: dbt build --target spark --vars "$(lakehouse '
-            'dbt-vars --engine spark)".'
+            'dbt-vars --engine spark)". On DuckDB no pins are needed: the session reads every '
+            "bronze table at its version when dbt started."
         ),
     )
     _path_options(cmd, "lake")

@@ -127,6 +127,8 @@ def print_build(result: BuildResult, warehouse: Path, console: Console, err: Con
     console.print(table)
     pinned = ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items())
     console.print(f"bronze read at: {pinned}", highlight=False)
+    if result.parse:  # partial: dbt reused its saved parse (the pins are not in the SQL)
+        console.print(f"dbt parse: {shown(result.parse)}", highlight=False)
     for failure in result.failures:
         console.print(
             f"[red]{failure.status}[/] {failure.resource_type} {failure.name}: "

@@ -55,6 +55,9 @@ class BuildResult:
     bronze_versions: dict[str, int]
     nodes: list[NodeResult] = field(default_factory=list)
     error: str | None = None
+    # how dbt read the project: "partial" (its saved parse, the files that changed parsed
+    # again) or "full: <dbt's reason>"; None when dbt said neither
+    parse: str | None = None
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((n.resource_type, n.status) for n in self.nodes)
@@ -76,6 +79,28 @@ def bronze_versions(lake: str) -> dict[str, int]:
             )
         versions[table] = open_delta(uri).version()
     return versions
+
+
+# the pins `lakehouse build` hands a DuckDB build (JSON: table -> Delta version); the profile's
+# plugin sets them as PINS_VARIABLE, which dbt_project.yml's source template and
+# macros/bronze.sql read (a test keeps the three spellings equal)
+ENV_BRONZE_VERSIONS = "LAKEHOUSE_BRONZE_VERSIONS"
+PINS_VARIABLE = "lakehouse_bronze_versions"
+
+
+def session_pins(lake: str, given: dict[str, int]) -> dict[str, int]:
+    """The Delta version a dbt session on DuckDB reads of each bronze table: ``given``
+    (refused when not a bronze table at a whole-number version), and every other table of
+    the lake at its current version, so one invocation reads one snapshot whatever runs
+    while it does. A table not in the lake yet is left out (the build's first hook names
+    it)."""
+    _refuse_unsafe_vars(lake, given)
+    pins = dict(given)
+    for table in bronze_tables():
+        uri = bronze_uri(lake, table)
+        if table not in pins and delta_exists(uri):
+            pins[table] = open_delta(uri).version()
+    return pins
 
 
 def pin_bronze_versions(lake: str, overrides: dict[str, int]) -> dict[str, int]:
@@ -160,11 +185,15 @@ def prepare_dbt(
     lake = normalize_uri(lake)
     _refuse_unsafe_vars(lake, versions or {})
     pinned = versions if versions is not None else bronze_versions(lake)
-    dbt_vars: dict = {"lake_root": lake, "bronze_versions": pinned}
+    # the vars stay the same night after night (dbt parses partially when they do): on
+    # DuckDB the pins travel in the environment, for the profile's plugin to set in the
+    # session (session_pins); Spark lists each pinned version's files, so both are vars there
+    dbt_vars: dict = {"lake_root": lake}
     target: tuple[str, ...] = ()
-    engine_env: dict[str, str] = {}
+    engine_env: dict[str, str] = {ENV_BRONZE_VERSIONS: json.dumps(pinned, sort_keys=True)}
     if engine == "spark":
         assert spark_dir is not None
+        dbt_vars["bronze_versions"] = pinned
         dbt_vars["bronze_files"] = bronze_files(lake, pinned)
         target = ("--target", SPARK_TARGET)
         engine_env = spark_dir_env(spark_dir)
@@ -245,9 +274,18 @@ def run_dbt(
         args.append("--full-refresh")
     if quiet:
         args += ["--quiet"]
+    parse: list[str] = []
+
+    def on_event(event) -> None:  # dbt's own account of its parse
+        name = event.info.name
+        if name == "UnableToPartialParse":
+            parse.append(f"full: {event.data.reason}")
+        elif name in ("PartialParsingEnabled", "PartialParsingSkipParsing"):
+            parse.append("partial")
+
     with invocation.environment():
         try:
-            outcome = dbtRunner().invoke(args)
+            outcome = dbtRunner(callbacks=[on_event]).invoke(args)
         finally:
             _release_duckdb()
             if engine == "spark":
@@ -272,7 +310,15 @@ def run_dbt(
     code = 0 if outcome.success else (2 if outcome.exception else 1)
     if nodes:
         invocation.finish(command, invocation_id, dbt_artifacts(project) / "manifest.json")
-    return BuildResult(outcome.success, code, invocation_id, invocation.versions, nodes, error)
+    return BuildResult(
+        outcome.success,
+        code,
+        invocation_id,
+        invocation.versions,
+        nodes,
+        error,
+        parse[0] if parse else None,
+    )
 
 
 def record_dbt_manifest(

@@ -22,6 +22,7 @@ public demo key; commands that hash nothing (``test``, ``source freshness``, ``d
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
 from lakehouse.layout import Layout
+from lakehouse.warehouse.dbt_build import ENV_BRONZE_VERSIONS, PINS_VARIABLE, session_pins
 from lakehouse.warehouse.duckdb_env import (
     WarehouseError,
     check_warehouse_path,
@@ -55,8 +57,10 @@ class Plugin(BasePlugin):
             check_warehouse_path(path)
         except WarehouseError as error:  # dbt's own error type: one line, no traceback
             raise DbtRuntimeError(str(error)) from None
-        lake = (getattr(flags, "VARS", None) or {}).get("lake_root")
-        self._lake = str(lake or Layout.from_root().lake).rstrip("/")
+        dbt_vars = getattr(flags, "VARS", None) or {}
+        self._lake = str(dbt_vars.get("lake_root") or Layout.from_root().lake).rstrip("/")
+        self._given = _given_pins(dbt_vars)
+        self._pins: dict[str, int] | None = None  # learned at the first connection
         self._pads: tuple[bytes, bytes] | None = None
         try:
             self._pads = hmac_pads(pii_key(path))
@@ -68,7 +72,12 @@ class Plugin(BasePlugin):
         config.update(connect_config(self._project))
 
     def configure_connection(self, conn) -> None:
-        self._prepare(conn, session_sql(self._lake))
+        self._prepare(conn, session_sql(self._lake))  # the lake's secret: first
+        if self._pins is None:
+            try:
+                self._pins = session_pins(self._lake, self._given)
+            except (WarehouseError, OSError) as error:  # one line, no traceback
+                raise DbtRuntimeError(str(error)) from None
         self._set(conn)
 
     def configure_cursor(self, cursor) -> None:
@@ -82,11 +91,33 @@ class Plugin(BasePlugin):
             raise DbtRuntimeError(str(error)) from None
 
     def _set(self, connection) -> None:
+        pins = self._pins or {}
+        connection.execute(
+            f"set variable {PINS_VARIABLE} = map(?::varchar[], ?::bigint[])",
+            [list(pins), list(pins.values())],
+        )
         if self._pads is None:  # a command that hashes nothing, run without a key
             return
         inner, outer = self._pads
         connection.execute(f"set variable {INNER} = ?", [inner])
         connection.execute(f"set variable {OUTER} = ?", [outer])
+
+
+def _given_pins(dbt_vars: dict[str, Any]) -> dict[str, int]:
+    """The Delta versions this invocation was asked to read: what `lakehouse build` pinned
+    ($LAKEHOUSE_BRONZE_VERSIONS), with an analyst's `--vars '{bronze_versions: ...}'` on
+    top."""
+    given: dict[str, int] = {}
+    text = os.environ.get(ENV_BRONZE_VERSIONS)
+    if text:
+        try:
+            given = dict(json.loads(text))
+        except (ValueError, TypeError):
+            raise DbtRuntimeError(
+                f"{ENV_BRONZE_VERSIONS} is not a JSON object of bronze table -> Delta version: "
+                f"{text[:200]!r}"
+            ) from None
+    return {**given, **(dbt_vars.get("bronze_versions") or {})}
 
 
 def _to_project_root(project: Path) -> None:
