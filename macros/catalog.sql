@@ -5,33 +5,29 @@
     pinned version, if any). A bronze table not ingested yet is left out, not an error. -#}
 
 {% macro duckdb__get_catalog(information_schema, schemas) -%}
-    {%- set query -%}
-        with tables as (
-            {{ duckdb__get_catalog_tables_sql(information_schema) }}
-            {{ duckdb__get_catalog_schemas_where_clause_sql(schemas) }}
-            {{ bronze_catalog_sql(information_schema, 'tables') }}
-        ),
-        columns as (
-            {{ duckdb__get_catalog_columns_sql(information_schema) }}
-            {{ duckdb__get_catalog_schemas_where_clause_sql(schemas) }}
-            {{ bronze_catalog_sql(information_schema, 'columns') }}
-        )
-        {{ duckdb__get_catalog_results_sql() }}
-    {%- endset -%}
-    {{ return(run_query(query)) }}
+    {{ return(catalog_with_bronze(
+        information_schema, duckdb__get_catalog_schemas_where_clause_sql(schemas))) }}
 {%- endmacro %}
 
 
 {% macro duckdb__get_catalog_relations(information_schema, relations) -%}
+    {{ return(catalog_with_bronze(
+        information_schema, duckdb__get_catalog_relations_where_clause_sql(relations))) }}
+{%- endmacro %}
+
+
+{% macro catalog_with_bronze(information_schema, where) -%}
+    {#- dbt-duckdb's catalog query, its tables and columns filtered by `where`, with the
+        bronze sources' rows added -#}
     {%- set query -%}
         with tables as (
             {{ duckdb__get_catalog_tables_sql(information_schema) }}
-            {{ duckdb__get_catalog_relations_where_clause_sql(relations) }}
+            {{ where }}
             {{ bronze_catalog_sql(information_schema, 'tables') }}
         ),
         columns as (
             {{ duckdb__get_catalog_columns_sql(information_schema) }}
-            {{ duckdb__get_catalog_relations_where_clause_sql(relations) }}
+            {{ where }}
             {{ bronze_catalog_sql(information_schema, 'columns') }}
         )
         {{ duckdb__get_catalog_results_sql() }}
