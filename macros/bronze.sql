@@ -13,6 +13,15 @@
 {%- endmacro %}
 
 
+{% macro bronze_ingested(table) -%}
+    {#- Whether the lake holds the bronze Delta table `table` (a commit in its log). -#}
+    {%- set commits = run_query(
+        "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
+    ).columns[0].values()[0] -%}
+    {{ return(commits > 0) }}
+{%- endmacro %}
+
+
 {% macro bronze_tables() -%}
     {#- The bronze tables this project reads: the identifiers of its sources (every source is
         a bronze table; dbt_project.yml gives them one location template). -#}
@@ -48,10 +57,7 @@
 {% macro duckdb__assert_bronze_exists() %}
     {%- if execute -%}
         {%- for table in bronze_tables() -%}
-            {%- set commits = run_query(
-                "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
-            ).columns[0].values()[0] -%}
-            {%- if commits == 0 -%}
+            {%- if not bronze_ingested(table) -%}
                 {{ exceptions.raise_compiler_error(
                     "No bronze Delta table at " ~ bronze_path(table) ~ ". Ingest first: "
                     ~ "`lakehouse ingest <landing> --lake " ~ lake_root() ~ "` (or `make demo`"

@@ -18,17 +18,24 @@
 
 {% macro catalog_with_bronze(information_schema, where) -%}
     {#- dbt-duckdb's catalog query, its tables and columns filtered by `where`, with the
-        bronze sources' rows added -#}
+        bronze sources' rows added (those ingested: bronze_ingested, in macros/bronze.sql) -#}
+    {%- set sources = [] -%}
+    {%- for source in graph.sources.values() | sort(attribute='unique_id') -%}
+        {%- if source.database | upper == information_schema.database | upper
+            and bronze_ingested(source.identifier) -%}
+            {%- do sources.append(source) -%}
+        {%- endif -%}
+    {%- endfor -%}
     {%- set query -%}
         with tables as (
             {{ duckdb__get_catalog_tables_sql(information_schema) }}
             {{ where }}
-            {{ bronze_catalog_sql(information_schema, 'tables') }}
+            {{ bronze_catalog_sql(sources, 'tables') }}
         ),
         columns as (
             {{ duckdb__get_catalog_columns_sql(information_schema) }}
             {{ where }}
-            {{ bronze_catalog_sql(information_schema, 'columns') }}
+            {{ bronze_catalog_sql(sources, 'columns') }}
         )
         {{ duckdb__get_catalog_results_sql() }}
     {%- endset -%}
@@ -36,21 +43,19 @@
 {%- endmacro %}
 
 
-{% macro bronze_catalog_sql(information_schema, part) -%}
-    {#- `union all` rows for the bronze sources in this database: one per table ('tables')
-        or one per column ('columns'), shaped like dbt-duckdb's catalog queries. -#}
-    {%- for source in graph.sources.values() | sort(attribute='unique_id') -%}
-        {%- if source.database | upper == information_schema.database | upper
-            and bronze_ingested(source.identifier) %}
+{% macro bronze_catalog_sql(sources, part) -%}
+    {#- `union all` rows for the bronze `sources` (ingested, in this database): one per table
+        ('tables') or one per column ('columns'), shaped like dbt-duckdb's catalog queries. -#}
+    {%- for source in sources %}
     union all
-            {%- set names -%}
-                '{{ source.database }}' as table_database,
-                '{{ source.schema }}' as table_schema,
-                '{{ source.identifier }}' as table_name
-            {%- endset -%}
-            {%- if part == 'tables' %}
+        {%- set names -%}
+            '{{ source.database }}' as table_database,
+            '{{ source.schema }}' as table_schema,
+            '{{ source.identifier }}' as table_name
+        {%- endset -%}
+        {%- if part == 'tables' %}
     select {{ names }}, 'DELTA TABLE' as table_type, null as table_comment
-            {%- else %}
+        {%- else %}
     select
         {{ names }},
         column_name,
@@ -58,15 +63,6 @@
         column_type,
         null as column_comment
     from (describe select * from {{ source.relation_name }})
-            {%- endif -%}
         {%- endif -%}
     {%- endfor -%}
-{%- endmacro %}
-
-
-{% macro bronze_ingested(table) -%}
-    {%- set commits = run_query(
-        "select count(*) from glob('" ~ bronze_path(table) ~ "/_delta_log/*.json')"
-    ).columns[0].values()[0] -%}
-    {{ return(commits > 0) }}
 {%- endmacro %}

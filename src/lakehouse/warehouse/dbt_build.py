@@ -67,12 +67,17 @@ class BuildResult:
         return [n for n in self.nodes if n.status in ("error", "fail")]
 
 
-def bronze_versions(lake: str) -> dict[str, int]:
-    """Current Delta version of each bronze table; a missing table is a clear error."""
+def bronze_versions(
+    lake: str, tables: list[str] | None = None, *, missing_ok: bool = False
+) -> dict[str, int]:
+    """Current Delta version of each bronze table (or of ``tables``); a missing table is a
+    clear error, or left out with ``missing_ok``."""
     versions = {}
-    for table in bronze_tables():
+    for table in bronze_tables() if tables is None else tables:
         uri = bronze_uri(lake, table)
         if not delta_exists(uri):
+            if missing_ok:
+                continue
             raise WarehouseError(
                 f"no bronze Delta table at {uri}. Ingest first: `lakehouse ingest <landing> "
                 f"--lake {lake}` (or `make demo` for sample data)."
@@ -95,12 +100,8 @@ def session_pins(lake: str, given: dict[str, int]) -> dict[str, int]:
     while it does. A table not in the lake yet is left out (the build's first hook names
     it)."""
     _refuse_unsafe_vars(lake, given)
-    pins = dict(given)
-    for table in bronze_tables():
-        uri = bronze_uri(lake, table)
-        if table not in pins and delta_exists(uri):
-            pins[table] = open_delta(uri).version()
-    return pins
+    unpinned = [t for t in bronze_tables() if t not in given]
+    return {**bronze_versions(lake, unpinned, missing_ok=True), **given}
 
 
 def pin_bronze_versions(lake: str, overrides: dict[str, int]) -> dict[str, int]:
