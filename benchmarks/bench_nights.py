@@ -1,7 +1,8 @@
 """Night after night: the next night incrementally against a full rebuild, and 30 nights in a row.
 
-    python benchmarks/bench_nights.py --events 10000000 [--series-events 1000000]
-        [--series-nights 30] [--workdir DIR] [--skip-series] [--skip-night]
+    python benchmarks/bench_nights.py --events 10000000 [100000000 ...] [--nights 5]
+        [--series-events 1000000] [--series-nights 30] [--workdir DIR] [--skip-series]
+        [--skip-night] [--memory-limit 4GB]
 
 Part 1, the next night. A history of ``--events`` events over 60 days (the generator's
 world: ``events / 40`` photos, ``events / 400`` users) is ingested, built, gated and
@@ -11,7 +12,11 @@ retried upload and edited captions) goes through the job step by step:
 - incremental: ingest of the new files into the same lake, ``dbt build`` (incremental
   models), the gate, export (publishes only a change);
 - full rebuild of the same lake, in the same run: ingest of the whole landing folder into a
-  fresh lake, ``dbt build --full-refresh`` into a fresh warehouse, the gate, export.
+  fresh lake, ``dbt build --full-refresh`` into a fresh warehouse, the gate, export;
+- then ``--nights`` - 1 more nights in a row, incrementally, on the first lake.
+
+Each ``--events`` size runs in turn, in the same run (e.g. 10M and 100M: how a night grows
+with the history). ``--memory-limit`` bounds DuckDB (LAKEHOUSE_DUCKDB_MEMORY_LIMIT).
 
 Each step runs in its own subprocess, so each gets its own peak RSS (VmHWM).
 
@@ -93,7 +98,7 @@ def _nights_in(landing: Path) -> int | None:
         return None
 
 
-def next_night(events: int, work: Path) -> dict:
+def next_night(events: int, work: Path, nights: int = 1) -> dict:
     """Part 1: the next night, incremental against a full rebuild of the same lake."""
     root = work / f"night-{events}"
     landing = root / "landing"
@@ -140,6 +145,19 @@ def next_night(events: int, work: Path) -> dict:
         run: round(steps["quality gate"]["seconds"] / steps["dbt build"]["seconds"], 3)
         for run, steps in (("history", history), ("incremental", incremental), ("full", full))
     }
+    more = []
+    for night in range(2, nights + 1):
+        print(f"night {night}, incrementally", flush=True)
+        _generate(_config(with_night, events, 60, night))
+        clock = END + timedelta(days=night) + JOB_HOUR
+        more.append(
+            {
+                "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
+                **_build_gate_export(
+                    lake, warehouse, quality, shards, clock, "incremental", "if-changed"
+                ),
+            }
+        )
     night_events = incremental["ingest"]["rows"]
     return {
         "history_events": events,
@@ -149,6 +167,7 @@ def next_night(events: int, work: Path) -> dict:
         "incremental": incremental,
         "full": full,
         "incremental_over_full": ratios,
+        "more_nights": more,
         "gate_over_dbt_build": gate_over_dbt,
     }
 
@@ -213,7 +232,9 @@ def chart(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--events", type=int, nargs="+", default=[10_000_000])
+    parser.add_argument("--nights", type=int, default=1, help="incremental nights in a row")
+    parser.add_argument("--memory-limit", help="DuckDB's memory limit, e.g. 4GB")
     parser.add_argument("--series-events", type=int, default=1_000_000)
     parser.add_argument("--series-nights", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lakehouse-bench"))
@@ -224,23 +245,27 @@ def main() -> None:
     args = parser.parse_args()
     # warehouses outside data/demo need a PII key: a throwaway one for the benchmark
     os.environ.setdefault("LAKEHOUSE_PII_SALT", "benchmark-only-key-" + "0" * 32)
+    if args.memory_limit:
+        os.environ["LAKEHOUSE_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"nights-{args.events}.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
-    if args.chart_only:
-        chart(results["series"], CHART)
-        return
-    if not args.skip_night:
-        results["next_night"] = next_night(args.events, args.workdir)
-        print(json.dumps(results["next_night"]["incremental_over_full"], indent=2))
-        print(json.dumps(results["next_night"]["gate_over_dbt_build"], indent=2))
-        out.write_text(json.dumps(results, indent=2))
-    if not args.skip_series:
-        results["series"] = series(args.series_events, args.series_nights, args.workdir)
-        out.write_text(json.dumps(results, indent=2))
-        chart(results["series"], CHART)
-        print(f"chart in {CHART}")
-    print(f"results in {out}")
+    for events in args.events:
+        out = RESULTS / f"nights-{events}.json"
+        results = json.loads(out.read_text()) if out.exists() else {}
+        if args.chart_only:
+            chart(results["series"], CHART)
+            return
+        if not args.skip_night:
+            results["next_night"] = next_night(events, args.workdir, args.nights)
+            results["memory_limit"] = args.memory_limit
+            print(json.dumps(results["next_night"]["incremental_over_full"], indent=2))
+            print(json.dumps(results["next_night"]["gate_over_dbt_build"], indent=2))
+            out.write_text(json.dumps(results, indent=2))
+        if not args.skip_series:
+            results["series"] = series(args.series_events, args.series_nights, args.workdir)
+            out.write_text(json.dumps(results, indent=2))
+            chart(results["series"], CHART)
+            print(f"chart in {CHART}")
+        print(f"results in {out}")
 
 
 if __name__ == "__main__":

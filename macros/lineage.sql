@@ -16,7 +16,8 @@
             ('recorded_at', 'timestamp')],
         'lakehouse_test_results': [
             ('invocation_id', 'string'), ('model', 'string'), ('test_name', 'string'),
-            ('status', 'string'), ('failures', 'bigint'), ('recorded_at', 'timestamp')],
+            ('status', 'string'), ('failures', 'bigint'), ('recorded_at', 'timestamp'),
+            ('tested_since', 'bigint')],
         'lakehouse_model_fingerprints': [
             ('invocation_id', 'string'), ('build_seq', 'bigint'), ('model', 'string'),
             ('phase', 'string'), ('row_count', 'bigint'), ('row_hash', 'hugeint')],
@@ -85,8 +86,11 @@
         {%- set runs = lineage_table('lakehouse_dbt_runs') -%}
         {%- set statements = [create_lineage_table('lakehouse_dbt_runs')] -%}
         {%- if target.type == 'duckdb' -%}
-            {#- a warehouse from before build numbers -#}
+            {#- a warehouse from before build numbers, or before night-scoped tests -#}
             {%- do statements.append("alter table " ~ runs ~ " add column if not exists build_seq bigint") -%}
+            {%- do statements.append(create_lineage_table('lakehouse_test_results')) -%}
+            {%- do statements.append("alter table " ~ lineage_table('lakehouse_test_results')
+                ~ " add column if not exists tested_since bigint") -%}
         {%- endif -%}
         {%- do statements.append(insert_lineage('lakehouse_dbt_runs',
             "select " ~ sql_string(invocation_id) ~ ", current_timestamp, "
@@ -147,6 +151,15 @@
 {%- endmacro %}
 
 
+{% macro tested_since(test) -%}
+    {#- The identity a test read the rows after (macros/tests/night_scope.sql): a build
+        number, or a Delta version for a source; as SQL, 'null' when it read the whole table -#}
+    {%- set found = modules.re.search(night_scope_marker() ~ "[^*]*?(\\d+) \\*/",
+        test.compiled_code or '') -%}
+    {{ return(found.group(1) if found else 'null') }}
+{%- endmacro %}
+
+
 {% macro record_model_builds() %}
     {#- Which models this invocation built, from dbt's own results: the lineage of a model is
         the latest invocation that built it successfully, so a failed build, or a partial
@@ -170,7 +183,7 @@
                     sql_string(invocation_id), sql_string(model), sql_string(result.node.name),
                     sql_string(result.status),
                     result.failures if result.failures is number else 'null',
-                    'current_timestamp']) -%}
+                    'current_timestamp', tested_since(result.node)]) -%}
             {%- endif -%}
         {%- endfor -%}
         {%- set built = [] -%}
@@ -188,7 +201,7 @@
             {%- if model in built -%}
                 {%- do tests.append([
                     sql_string(invocation_id), sql_string(model), sql_string(node.name),
-                    "'not run'", 'null', 'current_timestamp']) -%}
+                    "'not run'", 'null', 'current_timestamp', 'null']) -%}
             {%- endif -%}
         {%- endfor -%}
         {%- if tests -%}

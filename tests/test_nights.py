@@ -9,8 +9,10 @@ first, must hold the same rows: keys, labels, features, split, weak labels.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,3 +309,122 @@ def test_an_export_of_an_unchanged_mart_publishes_nothing(nightly, tmp_path: Pat
     assert newer.version == 2 and newer.content_fingerprint != manifest.content_fingerprint
     _, forced = export_model(warehouse, "photo_popularity_training", out, force=True)
     assert forced.version == 3 and changed.name == "v2"
+
+
+# ------------------------------------------------- the night's data tests (issue 30, part 2)
+
+
+def _tests_of(warehouse: Path, invocation: int) -> dict[str, tuple[str, str, int | None]]:
+    """test name -> (model, status, tested_since) as the ``invocation``-th build recorded."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select t.test_name, t.model, t.status, t.tested_since "
+            "from main.lakehouse_test_results as t join main.lakehouse_dbt_runs as r "
+            "using (invocation_id) where r.build_seq = ?",
+            [invocation],
+        ).fetchall()
+    return {name: (model, status, since) for name, model, status, since in rows}
+
+
+def _builds(warehouse: Path) -> list[int]:
+    """The build numbers of the invocations that recorded test results, in order."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return [
+            seq
+            for (seq,) in con.sql(
+                "select distinct r.build_seq from main.lakehouse_test_results as t "
+                "join main.lakehouse_dbt_runs as r using (invocation_id) order by 1"
+            ).fetchall()
+        ]
+
+
+def test_a_nights_data_tests_read_what_they_have_not_passed_yet(nightly) -> None:
+    """The first build reads every table whole; each night after it, a test of an incremental
+    model reads the rows written since its last pass (the killed night's rows included: that
+    build recorded no pass), a source's test the batches committed since the Delta version it
+    passed on; the exported mart's tests and the row counts always read whole tables."""
+    _, warehouse, _ = nightly
+    builds = _builds(warehouse)
+    assert len(builds) == NIGHTS + 1  # the killed build recorded nothing
+    first = _tests_of(warehouse, builds[0])
+    assert first and all(since is None for _, _, since in first.values())
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        reads = dict(
+            con.execute(
+                "select r.build_seq, b.delta_version from main.lakehouse_bronze_reads as b "
+                "join main.lakehouse_dbt_runs as r using (invocation_id) "
+                "where b.table_name = 'events'"
+            ).fetchall()
+        )
+    for before, night in itertools.pairwise(builds):
+        tests = _tests_of(warehouse, night)
+        assert all(status == "pass" for _, status, _ in tests.values())
+        scoped = {name for name, (_, _, since) in tests.items() if since is not None}
+        for name in (
+            "unique_fct_events_event_id",  # a new key probed against the whole table
+            "unique_stg_app__events_event_id",
+            "not_null_stg_app__events_event_id",
+            "unique_combination_of_columns_int_user_activity_daily_user_id__activity_date",
+            "relationships_fct_events_photo_id__photo_id__ref_dim_photos_",
+        ):
+            assert tests[name][2] == before, (night, name)
+        assert tests["source_not_null_app_events_event_id"][2] == reads[before]
+        whole = {name for name, (model, _, _) in tests.items() if name not in scoped}
+        assert {n for n, (m, _, _) in tests.items() if m == "photo_popularity_training"} <= whole
+        assert {n for n in tests if n.startswith("row_count_relation")} <= whole
+        assert len(scoped) > len(tests) / 2, sorted(whole)
+
+
+def _dbt_test(lake: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dbt test`` of two models as an analyst runs it (its own target folder)."""
+    dbt = str(Path(sys.executable).parent / "dbt")
+    env = {
+        **os.environ,
+        "LAKEHOUSE_LAKE": str(lake),
+        "LAKEHOUSE_DUCKDB": str(warehouse),
+        "LAKEHOUSE_PII_SALT": "a key for this test",
+    }
+    target = ["--target-path", str(warehouse.parent / "target")]
+    return subprocess.run(
+        [dbt, "test", "--select", "fct_events stg_app__events", *target, *args],
+        cwd=project_dir(),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_repeated_key_fails_the_nights_test_and_an_edit_in_place_the_weekly_one(
+    nightly, tmp_path: Path
+) -> None:
+    """A row written after the last pass whose event id repeats one from the first night is
+    found by the night's `unique` test (its key probed against the whole table). A row edited
+    in place keeps its build number, so only a whole-table run finds it: the schedule's
+    (`whole_table_tests_every` builds), forced here with the var at 0."""
+    lake, warehouse, _ = nightly
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "insert into main.fct_events select * replace ((select max(build_seq) + 1 from "
+            "main.lakehouse_dbt_runs) as _build_seq) from main.fct_events "
+            "where _build_seq = (select min(_build_seq) from main.fct_events) limit 1"
+        )
+        con.execute(
+            "update main.stg_app__events set dwell_ms = -5 where event_id = (select min(event_id) "
+            "from main.stg_app__events where _build_seq = (select min(_build_seq) "
+            "from main.stg_app__events))"
+        )
+    night = _dbt_test(lake, copy)
+    assert night.returncode == 1, night.stdout[-3000:]
+    assert "Failure in test unique_fct_events_event_id" in night.stdout
+    assert "Failure in test accepted_range_stg_app__events_dwell_ms" not in night.stdout
+    tests = _tests_of(copy, _builds(copy)[-1])
+    assert tests["unique_fct_events_event_id"][1:] == ("fail", _builds(copy)[-2])
+    whole = _dbt_test(lake, copy, "--vars", "{whole_table_tests_every: 0}")
+    assert whole.returncode == 1
+    assert "Failure in test accepted_range_stg_app__events_dwell_ms__0" in whole.stdout
+    assert "Failure in test unique_fct_events_event_id" in whole.stdout
+    tests = _tests_of(copy, _builds(copy)[-1])
+    assert all(since is None for _, _, since in tests.values())

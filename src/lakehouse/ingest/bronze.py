@@ -293,6 +293,35 @@ def _version_of_batch(table: DeltaTable, batch_id: str) -> int:
     return table.version()
 
 
+def batches_committed(uri: str, since: int, version: int) -> set[str] | None:
+    """The ingest batches a bronze table's commits after ``since`` up to ``version`` added,
+    from the Delta history (each ingest commit names its batch); None when a commit in that
+    range is not an ingest append (a rewrite, a delete, a table replaced, a version gone),
+    which makes every row new again. The gate's row checks and the night's dbt tests of a
+    source read only these batches (lakehouse.quality.runner, macros/tests/night_scope.sql)."""
+    if version < since:
+        return None
+    if version == since:
+        return set()
+    table = open_delta(uri)
+    entries = {
+        int(e["version"]): e
+        for e in table.history(limit=max(table.version() - since, 1))
+        if "version" in e
+    }
+    batches: set[str] = set()
+    for v in range(since + 1, version + 1):
+        entry = entries.get(v)
+        if entry is None:
+            return None
+        batch = entry.get(_BATCH_KEY)
+        if batch:
+            batches.add(str(batch))
+        elif str(entry.get("operation", "")).upper() != "CREATE TABLE":
+            return None
+    return batches
+
+
 # Delta's names of the contract's types, for a column added to an existing table
 _DELTA_TYPES = {
     "string": "string",

@@ -30,6 +30,7 @@ import great_expectations as gx
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from lakehouse.ingest.bronze import batches_committed
 from lakehouse.layout import bronze_uri
 from lakehouse.quality.datadocs import serve_offline
 from lakehouse.quality.gx_duckdb import DuckDBDatasource  # registers add_duckdb
@@ -58,7 +59,6 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE
 DATA_DOCS = "data_docs"
 SOURCE_TESTS = "source:"  # how macros/lineage.sql records a bronze source's tests
 BUILD_SEQ = "_build_seq"  # the build number each model row carries (macros/incremental.sql)
-BATCH_KEY = "lakehouse.batch_id"  # the commit metadata naming a bronze commit's ingest batch
 
 
 @dataclass
@@ -274,7 +274,7 @@ def _target(
                 version = open_delta(uri).version()
             version = int(version)
             since = mark.get("delta_version") if mark else None
-            batches = _batches_committed(uri, since, version) if since is not None else None
+            batches = batches_committed(uri, since, version) if since is not None else None
         except Exception as exc:  # a missing table: deltalake raises its own errors
             return _Target(suite, "bronze", {}, error=f"cannot read {suite.relation}: {exc}")
         versions: dict[str, Any] = {"delta_version": version, "pinned": pinned}
@@ -364,34 +364,6 @@ def _unchanged_since(
         if step.phase == "after":
             expected = step.fingerprint
     return expected == now
-
-
-def _batches_committed(uri: str, since: int, version: int) -> set[str] | None:
-    """The ingest batches a bronze table's commits after ``since`` up to ``version`` added,
-    from the Delta history (each ingest commit names its batch); None when a commit in that
-    range is not an ingest append (a rewrite, a delete, a table replaced, a version gone),
-    which makes every row new again."""
-    if version < since:
-        return None
-    if version == since:
-        return set()
-    table = open_delta(uri)
-    entries = {
-        int(e["version"]): e
-        for e in table.history(limit=max(table.version() - since, 1))
-        if "version" in e
-    }
-    batches: set[str] = set()
-    for v in range(since + 1, version + 1):
-        entry = entries.get(v)
-        if entry is None:
-            return None
-        batch = entry.get(BATCH_KEY)
-        if batch:
-            batches.add(str(batch))
-        elif str(entry.get("operation", "")).upper() != "CREATE TABLE":
-            return None
-    return batches
 
 
 def _previous_cursor(previous: GateRecord | None, table: str) -> dict[str, Any] | None:

@@ -14,6 +14,11 @@ SQL would sit next to the hashes it protects. This plugin reads the key from the
 and sets the two HMAC pads as DuckDB session variables on every connection and cursor dbt
 uses, through prepared parameters; the SQL (``macros/pii.sql``) only names the variables.
 
+It also registers ``lakehouse_bronze_batches_since(table, since, version)``: the ingest batches
+that a bronze table's Delta commits after ``since`` up to ``version`` added, or null when one of
+those commits is not an ingest append; Delta's history is read by deltalake, never from SQL.
+A night's data tests of a source read only those batches (macros/tests/night_scope.sql).
+
 Without ``LAKEHOUSE_PII_SALT`` it refuses the commands that compute models (``build``, ``run``,
 ...), except into a warehouse inside the demo folder (``data/demo``), which uses a fixed,
 public demo key; commands that hash nothing (``test``, ``source freshness``, ``docs``,
@@ -28,10 +33,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt_common.exceptions import DbtRuntimeError
 
-from lakehouse.layout import Layout
+from lakehouse.ingest.bronze import batches_committed
+from lakehouse.layout import Layout, bronze_uri
 from lakehouse.warehouse.dbt_build import ENV_BRONZE_VERSIONS, PINS_VARIABLE, session_pins
 from lakehouse.warehouse.duckdb_env import (
     WarehouseError,
@@ -43,6 +50,7 @@ from lakehouse.warehouse.duckdb_env import (
 )
 from lakehouse.warehouse.pii import INNER, OUTER, hmac_pads, pii_key
 
+BATCHES_FUNCTION = "lakehouse_bronze_batches_since"
 # dbt commands that compute models, so hash personal data: they need the key
 COMPUTING = {"build", "run", "retry", "snapshot", "clone", "show", "run-operation"}
 
@@ -78,6 +86,7 @@ class Plugin(BasePlugin):
                 self._pins = session_pins(self._lake, self._given)
             except (WarehouseError, OSError) as error:  # one line, no traceback
                 raise DbtRuntimeError(str(error)) from None
+        self._register(conn)  # its cursors see it too
         self._set(conn)
 
     def configure_cursor(self, cursor) -> None:
@@ -101,6 +110,28 @@ class Plugin(BasePlugin):
         inner, outer = self._pads
         connection.execute(f"set variable {INNER} = ?", [inner])
         connection.execute(f"set variable {OUTER} = ?", [outer])
+
+    def _register(self, connection) -> None:
+        lake = self._lake
+
+        def batches_since(table: str | None, since: int | None, version: int | None):
+            if table is None or since is None or version is None:
+                return None
+            try:
+                found = batches_committed(bronze_uri(lake, table), int(since), int(version))
+            except Exception:  # a history deltalake cannot read: the caller reads every row
+                return None
+            return None if found is None else sorted(found)
+
+        varchar, bigint = duckdb.sqltype("VARCHAR"), duckdb.sqltype("BIGINT")
+        connection.create_function(
+            BATCHES_FUNCTION,
+            batches_since,
+            [varchar, bigint, bigint],
+            duckdb.list_type(varchar),
+            null_handling="special",
+            side_effects=True,
+        )
 
 
 def _given_pins(dbt_vars: dict[str, Any]) -> dict[str, int]:
