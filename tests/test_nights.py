@@ -25,7 +25,7 @@ import pytest
 
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
-from lakehouse.storage import read_delta
+from lakehouse.storage import open_delta, read_delta
 from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import project_dir, run_dbt
 from tests.conftest import NIGHT, small_config
@@ -375,8 +375,10 @@ def test_a_nights_data_tests_read_what_they_have_not_passed_yet(nightly) -> None
         assert len(scoped) > len(tests) / 2, sorted(whole)
 
 
-def _dbt_test(lake: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dbt test`` of two models as an analyst runs it (its own target folder)."""
+def _dbt_test(
+    lake: Path, warehouse: Path, *args: str, select: str = "fct_events stg_app__events"
+) -> subprocess.CompletedProcess[str]:
+    """``dbt test`` of some models as an analyst runs it (its own target folder)."""
     dbt = str(Path(sys.executable).parent / "dbt")
     env = {
         **os.environ,
@@ -386,7 +388,7 @@ def _dbt_test(lake: Path, warehouse: Path, *args: str) -> subprocess.CompletedPr
     }
     target = ["--target-path", str(warehouse.parent / "target")]
     return subprocess.run(
-        [dbt, "test", "--select", "fct_events stg_app__events", *target, *args],
+        [dbt, "test", "--select", select, *target, *args],
         cwd=project_dir(),
         env=env,
         capture_output=True,
@@ -428,3 +430,28 @@ def test_a_repeated_key_fails_the_nights_test_and_an_edit_in_place_the_weekly_on
     assert "Failure in test unique_fct_events_event_id" in whole.stdout
     tests = _tests_of(copy, _builds(copy)[-1])
     assert all(since is None for _, _, since in tests.values())
+
+
+def test_a_source_whose_delta_history_is_not_appends_is_tested_whole(
+    nightly, tmp_path: Path
+) -> None:
+    """A source's night reads the batches its table's Delta commits added since the version
+    the test passed on; a commit that is not an ingest append (here a Delta delete, as an
+    operator removes a bad row) makes its tests read the whole table."""
+    lake, warehouse, _ = nightly
+    lake_copy, copy = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    shutil.copytree(lake, lake_copy)
+    shutil.copy(warehouse, copy)
+    select = "source:app.events"
+    appended = _dbt_test(lake_copy, copy, select=select)  # nothing new since the last pass
+    assert appended.returncode == 0, appended.stdout[-3000:]
+    tests = _tests_of(copy, _builds(copy)[-1])
+    assert tests
+    assert all(m == "source:events" and since is not None for m, _, since in tests.values())
+    open_delta(str(lake_copy / "bronze" / "events")).delete("_source_line = 1")
+    deleted = _dbt_test(lake_copy, copy, select=select)
+    assert deleted.returncode == 0, deleted.stdout[-3000:]
+    tests = _tests_of(copy, _builds(copy)[-1])
+    assert tests and all(
+        status == "pass" and since is None for _, status, since in tests.values()
+    ), tests
