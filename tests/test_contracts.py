@@ -159,6 +159,15 @@ def test_the_pins_variable_the_sql_reads_is_the_one_the_plugin_sets() -> None:
     assert f"getvariable('{PINS_VARIABLE}')" in (REPO / "macros" / "bronze.sql").read_text()
 
 
+def test_the_batches_function_the_tests_call_is_the_one_the_plugin_registers() -> None:
+    """SQL cannot import Python: the night-scoped source tests call the function the
+    profile's plugin registers by the same name."""
+    from lakehouse.warehouse.dbt_plugin import BATCHES_FUNCTION
+
+    macro = (REPO / "macros" / "tests" / "night_scope.sql").read_text()
+    assert f"{BATCHES_FUNCTION}(" in macro
+
+
 def test_the_ingested_status_dbt_filters_on_is_the_one_ingest_writes() -> None:
     """SQL cannot import Python: the one status staging's macro compares with is guarded."""
     macro = (REPO / "macros" / "staging.sql").read_text()

@@ -82,32 +82,34 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set runs = lineage_table('lakehouse_dbt_runs') -%}
-    {%- set passes = "from " ~ results ~ " as tests join " ~ runs ~ " as runs on runs.invocation_id = "
-        ~ "tests.invocation_id where tests.model = " ~ sql_string(tested) ~ " and tests.test_name = "
+    {#- this test's passes, each with its invocation's build number -#}
+    {%- set joined = "from " ~ results ~ " as tests join " ~ runs
+        ~ " as runs on runs.invocation_id = tests.invocation_id" -%}
+    {%- set passed = " where tests.model = " ~ sql_string(tested) ~ " and tests.test_name = "
         ~ sql_string(model.name) ~ " and tests.status = 'pass'" -%}
-    {%- set schedule = "select (select max(runs.build_seq) " ~ passes ~ " and tests.tested_since is null), "
-        ~ "(select max(build_seq) from " ~ runs ~ "), " -%}
+    {%- set schedule = "select (select max(runs.build_seq) " ~ joined ~ passed
+        ~ " and tests.tested_since is null), (select max(build_seq) from " ~ runs ~ "), " -%}
     {%- if tested.startswith('source:') -%}
-        {%- set table = tested[7:] -%}
+        {%- set table = tested.split(':', 1)[1] -%}
         {#- the Delta versions each pass read: none recorded yet (a first build was killed
             before its end hooks) means no pass to start from -#}
         {%- if relation.identifier != table or adapter.get_relation(
                 target.database, target.schema, 'lakehouse_bronze_reads') is none -%}
             {{ return(none) }}
         {%- endif -%}
-        {%- set version = "(select reads.delta_version " ~ passes | replace(" where ",
-            " join " ~ lineage_table('lakehouse_bronze_reads') ~ " as reads on reads.invocation_id "
-            ~ "= tests.invocation_id and reads.table_name = " ~ sql_string(table) ~ " where ", 1)
+        {%- set since_sql = "(select reads.delta_version " ~ joined ~ " join "
+            ~ lineage_table('lakehouse_bronze_reads') ~ " as reads on reads.invocation_id = "
+            ~ "tests.invocation_id and reads.table_name = " ~ sql_string(table) ~ passed
             ~ " order by runs.build_seq desc limit 1)" -%}
-        {%- set found = run_query(schedule ~ version).rows[0] -%}
     {%- else -%}
         {%- set node = graph.nodes.get('model.' ~ project_name ~ '.' ~ tested) -%}
         {%- if node is none or node.config.materialized != 'incremental'
             or (node.config.meta or {}).get('export') or relation.identifier != node.alias -%}
             {{ return(none) }}
         {%- endif -%}
-        {%- set found = run_query(schedule ~ "(select max(runs.build_seq) " ~ passes ~ ")").rows[0] -%}
+        {%- set since_sql = "(select max(runs.build_seq) " ~ joined ~ passed ~ ")" -%}
     {%- endif -%}
+    {%- set found = run_query(schedule ~ since_sql).rows[0] -%}
     {%- set last_whole, current, since = found[0], found[1], found[2] -%}
     {%- if since is none or last_whole is none
         or current - last_whole >= var('whole_table_tests_every') | int -%}
