@@ -33,14 +33,53 @@
 {%- endmacro %}
 
 
+{% macro lineage_type(type) -%}
+    {{ return(dbt.type_string() if type == 'string'
+        else timestamp_tz() if type == 'timestamp' else type) }}
+{%- endmacro %}
+
+
 {% macro create_lineage_table(name) -%}
     {%- set columns = [] -%}
     {%- for column, type in lineage_columns()[name] -%}
-        {%- set sql_type = dbt.type_string() if type == 'string'
-            else timestamp_tz() if type == 'timestamp' else type -%}
-        {%- do columns.append(column ~ ' ' ~ sql_type) -%}
+        {%- do columns.append(column ~ ' ' ~ lineage_type(type)) -%}
     {%- endfor -%}
     {{ return("create table if not exists " ~ lineage_table(name) ~ " (" ~ columns | join(", ") ~ ")") }}
+{%- endmacro %}
+
+
+{% macro upgrade_lineage_tables() -%}
+    {#- A warehouse from before a lineage column was declared (build numbers, night-scoped
+        tests) gets the column, null in its old rows, on any engine: the statements that add
+        what lineage_columns() declares and the existing tables lack -#}
+    {%- set statements = [] -%}
+    {%- for name, declared in lineage_columns().items() -%}
+        {%- set relation = adapter.get_relation(
+            database=target.database, schema=target.schema, identifier=name) -%}
+        {%- if relation is not none -%}
+            {%- set present = [] -%}
+            {%- for column in adapter.get_columns_in_relation(relation) -%}
+                {%- do present.append(column.name | lower) -%}
+            {%- endfor -%}
+            {%- for column, type in declared if column not in present -%}
+                {%- do statements.append(add_lineage_column(lineage_table(name), column, lineage_type(type))) -%}
+            {%- endfor -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(statements) }}
+{%- endmacro %}
+
+
+{% macro add_lineage_column(table, column, sql_type) -%}
+    {{ return(adapter.dispatch('add_lineage_column', 'lakehouse')(table, column, sql_type)) }}
+{%- endmacro %}
+
+{% macro default__add_lineage_column(table, column, sql_type) -%}
+    {{ return("alter table " ~ table ~ " add column " ~ column ~ " " ~ sql_type) }}
+{%- endmacro %}
+
+{% macro spark__add_lineage_column(table, column, sql_type) -%}
+    {{ return("alter table " ~ table ~ " add columns (" ~ column ~ " " ~ sql_type ~ ")") }}
 {%- endmacro %}
 
 
@@ -84,19 +123,21 @@
         invocation never finished (killed mid-build: some models rebuilt, others not). -#}
     {%- if execute -%}
         {%- set runs = lineage_table('lakehouse_dbt_runs') -%}
-        {%- set statements = [create_lineage_table('lakehouse_dbt_runs')] -%}
+        {%- set statements = upgrade_lineage_tables() -%}
+        {%- do statements.append(create_lineage_table('lakehouse_dbt_runs')) -%}
         {%- if target.type == 'duckdb' -%}
-            {#- a warehouse from before build numbers, or before night-scoped tests -#}
-            {%- do statements.append("alter table " ~ runs ~ " add column if not exists build_seq bigint") -%}
+            {#- read by the night's scoped tests (macros/tests/night_scope.sql) -#}
             {%- do statements.append(create_lineage_table('lakehouse_test_results')) -%}
-            {%- do statements.append("alter table " ~ lineage_table('lakehouse_test_results')
-                ~ " add column if not exists tested_since bigint") -%}
         {%- endif -%}
         {%- do statements.append(insert_lineage('lakehouse_dbt_runs',
             "select " ~ sql_string(invocation_id) ~ ", current_timestamp, "
             ~ "coalesce(max(build_seq), 0) + 1 from " ~ runs
         )) -%}
-        {{ return(run_statements(statements)) }}
+        {%- set done = run_statements(statements) -%}
+        {#- reading a table's columns (upgrade_lineage_tables) opens a transaction on DuckDB,
+            which the hooks would otherwise roll back -#}
+        {%- do adapter.commit() -%}
+        {{ return(done) }}
     {%- endif -%}
 {% endmacro %}
 

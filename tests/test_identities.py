@@ -482,3 +482,32 @@ def test_dbt_compile_works_on_a_warehouse_no_build_has_made(ingested, tmp_path: 
     assert ran.returncode == 0, ran.stdout[-2000:]
     compiled = next((tmp_path / "target" / "compiled").rglob("stg_app__users.sql")).read_text()
     assert "cast(null as bigint) as _build_seq" in compiled
+
+
+def test_an_older_warehouse_gets_the_lineage_columns_declared_since(ingested, tmp_path) -> None:
+    """Lineage tables from before build numbers and night-scoped tests: the next invocation
+    adds the declared columns (null in the old rows) and numbers itself after them."""
+    lake, _ = ingested
+    warehouse = tmp_path / "older.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "create table lakehouse_dbt_runs (invocation_id varchar, started_at timestamptz)"
+        )
+        con.execute("insert into lakehouse_dbt_runs values ('older', '2026-01-01')")
+        con.execute(
+            "create table lakehouse_test_results (invocation_id varchar, model varchar, "
+            "test_name varchar, status varchar, failures bigint, recorded_at timestamptz)"
+        )
+    result = run_dbt(str(lake), warehouse, select=["stg_app__users"], project=project_dir(),
+                     quiet=True)  # fmt: skip
+    assert result.success, result.failures or result.error
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        runs = con.sql(
+            "select invocation_id, build_seq from lakehouse_dbt_runs order by 2"
+        ).fetchall()
+        assert runs[0][1] == 1 and runs[1] == ("older", None)
+        scoped = con.sql(
+            "select count(*) from lakehouse_test_results where status = 'pass' "
+            "and tested_since is null"
+        ).fetchone()[0]
+    assert scoped > 0  # the first build's tests read whole tables: no pass was on record

@@ -321,3 +321,74 @@ def test_an_analysts_own_spark_build_is_attached_for_the_gate_and_export(
     )
     assert refused.returncode == 1
     assert "manifest of a duckdb build, not a Spark one" in " ".join(refused.stderr.split())
+
+
+OLDER_LINEAGE = """
+from pyspark.sql import SparkSession
+
+spark_dir = {spark_dir!r}
+spark = (
+    SparkSession.builder.master("local[1]")
+    .config("spark.sql.warehouse.dir", spark_dir + "/warehouse")
+    .config("spark.hadoop.javax.jdo.option.ConnectionURL",
+            "jdbc:derby:;databaseName=" + spark_dir + "/metastore_db;create=true")
+    .config("spark.driver.extraJavaOptions", "-Dderby.system.home=" + spark_dir)
+    .config("spark.ui.enabled", "false")
+    .enableHiveSupport()
+    .getOrCreate()
+)
+spark.sql("create database lakehouse")
+# the lineage tables as a warehouse built before build numbers and night-scoped tests has them
+spark.sql("create table lakehouse.lakehouse_dbt_runs (invocation_id string, started_at timestamp)")
+spark.sql(
+    "insert into lakehouse.lakehouse_dbt_runs values ('older', timestamp'2026-01-01 00:00:00')"
+)
+spark.sql(
+    "create table lakehouse.lakehouse_test_results (invocation_id string, model string, "
+    "test_name string, status string, failures bigint, recorded_at timestamp)"
+)
+spark.sql(
+    "insert into lakehouse.lakehouse_test_results values "
+    "('older', 'stg_app__users', 'an_older_test', 'pass', 0, timestamp'2026-01-01 00:00:00')"
+)
+spark.stop()
+"""
+
+
+def test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since(
+    builds: TwoBuilds, tmp_path: Path
+) -> None:
+    """A Spark warehouse whose lineage tables predate build numbers and night-scoped tests:
+    the next build adds the columns (null in the old rows) and records its own, and the
+    attached views read old and new files together."""
+    warehouse = tmp_path / "older" / "warehouse.duckdb"
+    spark_dir = warehouse.parent / "spark"
+    spark_dir.mkdir(parents=True)
+    older = subprocess.run(
+        [sys.executable, "-c", OLDER_LINEAGE.format(spark_dir=str(spark_dir))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert older.returncode == 0, older.stderr[-3000:]
+    build = _lakehouse(
+        "build", "--engine", "spark", "--lake", str(builds.lake), "--warehouse", str(warehouse),
+        "--select", "stg_app__users",
+        env={"LAKEHOUSE_SPARK_MASTER": "local[1]", "DBT_TARGET_PATH": str(tmp_path / "target")},
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout[-3000:]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        runs = con.sql("select invocation_id, build_seq from lakehouse_dbt_runs").fetchall()
+        assert sorted(runs, key=lambda r: r[0] != "older")[0] == ("older", None)
+        assert [seq for invocation, seq in runs if invocation != "older"] == [1]
+        tests = con.sql(
+            "select invocation_id = 'older', count(tested_since), "
+            "count(*) filter (status = 'pass'), "
+            "count(*) filter (status not in ('pass', 'not run')) "
+            "from lakehouse_test_results group by all order by all"
+        ).fetchall()
+    # the new build's tests of stg_app__users passed, each on its whole table (Spark); the
+    # sources' tests it did not select are recorded as not run
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    ran = [r for r in results if r["unique_id"].startswith("test.")]
+    assert ran and all(r["status"] == "pass" for r in ran)
+    assert tests[0][0] is False and tests[0][1:] == (0, len(ran), 0)
+    assert tests[1] == (True, 0, 1, 0)

@@ -123,7 +123,9 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
             ).fetchall()
         )
         for table in tables:
-            files = string(str(folder / table / "*.parquet"))
+            # union_by_name: files written before a column was added (a lineage table of
+            # an older warehouse, macros/lineage.sql) read it as null
+            files = string(str(folder / table / "*.parquet")) + ", union_by_name = true"
             if existing.get(table) == "BASE TABLE":
                 con.execute(f"drop table main.{identifier(table)}")
             types = contracts.get(table, {})
