@@ -166,6 +166,54 @@ def test_fuzzed_json_lines_are_landed_or_quarantined_never_lost(
     assert {json.loads(line)["event_id"] for line in good} <= landed  # good rows really land
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.one_of(good_event, maybe_bad_event, junk_line), min_size=1, max_size=40),
+    st.sampled_from([64, 256, 1 << 18]),
+)
+def test_reading_by_arrows_errors_finds_what_the_line_by_line_path_finds(
+    lines: list[str], piece: int
+) -> None:
+    """A chunk Arrow refuses is read by the rows Arrow names (one pass a piece): the same
+    rows land, with the same line numbers and raw text, and the same lines are refused for
+    the same reasons as when every line is judged on its own."""
+    from lakehouse.ingest import readers
+    from lakehouse.ingest.schemas import source_for_dir
+
+    spec = source_for_dir("events")
+    options = readers.pjson.ParseOptions(
+        explicit_schema=readers._json_read_schema(spec), unexpected_field_behavior="infer"
+    )
+    chunk = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    before, readers.ERROR_PIECE_BYTES = readers.ERROR_PIECE_BYTES, piece
+    try:
+        guided = readers._json_by_errors(chunk, 1, spec, options)
+    finally:
+        readers.ERROR_PIECE_BYTES = before
+
+    def rows(block: readers.RawBlock) -> list[tuple[int, str, dict]]:
+        records = block.table.to_pylist()
+        return sorted(
+            (int(n), block.raw(i), {k: v for k, v in records[i].items() if v is not None})
+            for i, n in enumerate(block.lines)
+        )
+
+    if readers._has_blank_line(chunk):  # Arrow skips blank lines: the slower path reads it
+        assert guided is None
+        return
+    judged = list(readers._json_blocks(readers._chunk_lines(chunk, 1), spec, options))
+    if not judged:  # only lines of whitespace: no record either way
+        assert guided is None
+        return
+    assert guided is not None
+    slow = readers._merge_blocks(judged)
+    assert rows(guided) == rows(slow)
+    refused = sorted((j.line, j.code, j.column, j.raw) for j in guided.rejects)
+    assert refused == sorted((j.line, j.code, j.column, j.raw) for j in slow.rejects)
+    records = sum(1 for line in chunk.split(b"\n") if line.strip())  # bytes' whitespace
+    assert len(rows(guided)) + len(refused) == records
+
+
 csv_field = st.one_of(
     # text Python can encode as UTF-8 (no lone surrogates); raw bad bytes are tested apart
     st.text(

@@ -221,9 +221,8 @@ class Bronze:
                 ) from error
             if version_column is not None:  # no retries: it committed as exactly that version
                 return Committed(version, ours=True)
-            written = self._table(table)
-            assert written is not None
-            return Committed(written.version(), ours=True)
+            # the write moved the snapshot to its own commit (after any retries)
+            return Committed(snapshot.version(), ours=True)
         raise ConcurrentWriteError(
             f"{self.uri(table)}: {_VERSIONED_ATTEMPTS} other writers committed to the table "
             "while this ingest tried to; nothing of this batch was committed, run it again"

@@ -7,6 +7,7 @@ are diagnosed per line here; value-level checks live in ``validate``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -30,6 +31,9 @@ from lakehouse.ingest.schemas import NEW_COLUMN_TYPE, Column, SourceSpec
 BLOCK_LINES = 8192
 RETRY_LINES = 512  # a refused block is retried in sub-blocks of this size
 RETRY_CHUNK_BYTES = 64 << 10  # a refused chunk is retried in pieces of this size
+# a refused chunk is first read by Arrow's errors (_json_by_errors) in pieces of this size:
+# larger pieces parse more lines twice, smaller ones pay Arrow's cost per call
+ERROR_PIECE_BYTES = 256 << 10
 CHUNK_BYTES = 16 << 20  # decompressed bytes handed to Arrow at once on the fast path
 # the longest line read at all: a longer one is quarantined as oversized_value while it
 # streams past, holding only its first bytes, so memory never grows with a line's length
@@ -246,13 +250,19 @@ def _json_chunks(
         explicit_schema=_json_read_schema(spec), unexpected_field_behavior="infer"
     )
     lines_seen = False
+    refused = False  # a chunk of this file was refused: the next ones go by Arrow's errors
     for chunk, first_line in chunks:
         lines_seen = lines_seen or bool(chunk.strip())
-        table = _fast_json_chunk(chunk, options)
+        table = None if refused else _fast_json_chunk(chunk, options)
         if table is not None:
             table, ignored = _undeclared(table, spec)
             lines = range(first_line, first_line + table.num_rows)
             yield RawBlock(table, lines, _LazyLines(chunk), ignored=ignored)
+            continue
+        refused = True
+        block = _json_by_errors(chunk, first_line, spec, options)
+        if block is not None:
+            yield block
             continue
         parts: list[RawBlock] = []
         for piece, piece_line in _split_at_newlines(chunk, first_line, RETRY_CHUNK_BYTES):
@@ -267,6 +277,123 @@ def _json_chunks(
             yield _merge_blocks(parts)  # one block a chunk: validation has a cost per block
     if not lines_seen:
         raise UnreadableFileError(path, "file has no records, only blank lines")
+
+
+_ERROR_ROW = re.compile(r" in row (\d+)$")
+
+
+def _json_by_errors(
+    chunk: bytes, first_line: int, spec: SourceSpec, options: pjson.ParseOptions
+) -> RawBlock | None:
+    """A chunk Arrow refused, read in pieces of about ERROR_PIECE_BYTES, one pass each:
+    where Arrow refuses a piece it names the row it stopped at, so the lines before that
+    one are read as one table, that line is judged alone (:func:`_json_blocks`, which says
+    why it is refused, or lands it), and reading goes on after it. Lines of invalid UTF-8
+    (which Arrow would take) are judged alone too. A line is parsed once, or twice in a
+    piece with a refused line, where the slower path parsed each refused line's neighbours
+    many times over. A piece whose error names no row, or with several records on a line,
+    is judged line by line. None for a chunk with a blank line (Arrow skips it, so rows are
+    no longer lines): the caller's slower path reads it."""
+    if _has_blank_line(chunk):
+        return None
+    starts = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + 1
+    starts = np.concatenate(([0], starts[starts < len(chunk)]))
+    ends = np.append(starts[1:], len(chunk))
+    count = len(starts)
+    buffer = pa.py_buffer(chunk)
+
+    def line(k: int) -> bytes:
+        return chunk[starts[k] : ends[k]].rstrip(b"\n").rstrip(b"\r")
+
+    def read(first: int, stop: int) -> pa.Table:  # one block, so a row is a line
+        length = int(ends[stop - 1] - starts[first])
+        return pjson.read_json(
+            pa.BufferReader(buffer.slice(int(starts[first]), length)),
+            read_options=pjson.ReadOptions(block_size=max(1 << 20, length + 2)),
+            parse_options=options,
+        )
+
+    parts: list[RawBlock] = []
+
+    def take(first: int, stop: int, table: pa.Table) -> None:
+        table, ignored = _undeclared(table, spec)
+        parts.append(
+            RawBlock(
+                table,
+                range(first_line + first, first_line + stop),
+                lambda i, at=first: raw_text(line(at + i)),
+                ignored=ignored,
+            )
+        )
+
+    def alone(k: int) -> None:
+        if line(k).strip():  # a line of whitespace is no record (as in _chunk_lines)
+            parts.extend(_json_blocks(iter([([line(k)], [first_line + k])]), spec, options))
+
+    def by_lines(first: int, stop: int) -> None:  # what Arrow's errors cannot place
+        piece = chunk[starts[first] : ends[stop - 1]]
+        parts.extend(_json_blocks(_chunk_lines(piece, first_line + first), spec, options))
+
+    def one_a_line(first: int, stop: int) -> pa.Table | None:
+        table = read(first, stop)
+        return table if table.num_rows == stop - first else None  # `{..}{..}` on a line
+
+    index = 0
+    for utf8_stop in [*_invalid_utf8_lines(chunk, starts), count]:
+        while index < utf8_stop:  # lines index..utf8_stop-1 are valid UTF-8
+            piece = int(np.searchsorted(starts, starts[index] + ERROR_PIECE_BYTES))
+            stop = min(max(piece, index + 1), utf8_stop)
+            try:
+                table = one_a_line(index, stop)
+            except pa.ArrowInvalid as exc:
+                found = _ERROR_ROW.search(str(exc))
+                bad = index + int(found.group(1)) if found else stop
+                if bad >= stop:
+                    by_lines(index, stop)
+                    index = stop
+                    continue
+                if bad > index:
+                    try:
+                        before = one_a_line(index, bad)
+                    except pa.ArrowInvalid:
+                        before = None
+                    if before is None:
+                        by_lines(index, bad)
+                    else:
+                        take(index, bad, before)
+                alone(bad)
+                index = bad + 1
+                continue
+            if table is None:
+                by_lines(index, stop)
+            else:
+                take(index, stop, table)
+            index = stop
+        if utf8_stop < count:  # a line of invalid UTF-8
+            alone(utf8_stop)
+            index = utf8_stop + 1
+    return _merge_blocks(parts) if parts else None
+
+
+def _invalid_utf8_lines(chunk: bytes, starts: np.ndarray) -> list[int]:
+    """Indexes of the lines of ``chunk`` (starting at ``starts``) that are not UTF-8,
+    decoded a piece of about ERROR_PIECE_BYTES at a time (a piece with a bad line is
+    decoded again only after it)."""
+    found: list[int] = []
+    view = memoryview(chunk)
+    index, count = 0, len(starts)
+    while index < count:
+        stop = int(np.searchsorted(starts, starts[index] + ERROR_PIECE_BYTES))
+        stop = min(max(stop, index + 1), count)
+        end = int(starts[stop]) if stop < count else len(chunk)
+        try:
+            codecs.utf_8_decode(view[int(starts[index]) : end], "strict", True)
+            index = stop
+        except UnicodeDecodeError as exc:
+            bad = int(np.searchsorted(starts, starts[index] + exc.start, side="right")) - 1
+            found.append(bad)
+            index = bad + 1
+    return found
 
 
 def _merge_blocks(parts: list[RawBlock]) -> RawBlock:

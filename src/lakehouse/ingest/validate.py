@@ -68,7 +68,7 @@ class _Check:
 
 
 def validate_block(
-    block: RawBlock, spec: SourceSpec, ctx: ValidationContext, seen_keys: set[object]
+    block: RawBlock, spec: SourceSpec, ctx: ValidationContext, seen_keys: SeenKeys
 ) -> ValidatedBlock:
     source = block.table
     n = source.num_rows
@@ -299,18 +299,43 @@ def _reject(block: RawBlock, i: int, check: _Check, source: pa.Table) -> Reject:
     return Reject(int(block.lines[i]), check.code, check.message(value), block.raw(i), check.column)
 
 
-def _drop_duplicate_keys(
-    table: pa.Table, spec: SourceSpec, seen: set[object]
-) -> tuple[pa.Table, int]:
+class SeenKeys:
+    """The keys of the rows of one file kept so far (its earlier blocks)."""
+
+    def __init__(self) -> None:
+        self._parts: list[pa.Table] = []
+
+    def keep_first(self, keys: pa.Table) -> np.ndarray:
+        """Which rows of ``keys`` hold a key first: not in an earlier block, and the first of
+        their key in this one (nulls are one key, as in a Python set); remembers them."""
+        n = keys.num_rows
+        keep = np.zeros(n, dtype=bool)
+        if n:
+            index = keys.append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
+            firsts = index.group_by(keys.column_names, use_threads=False).aggregate([(_ROW, "min")])
+            keep[firsts.column(f"{_ROW}_min").to_numpy()] = True
+        if self._parts and n:
+            keep &= ~self._seen_before(keys)
+        if keep.any():
+            self._parts.append(keys.filter(pa.array(keep)))
+        return keep
+
+    def _seen_before(self, keys: pa.Table) -> np.ndarray:
+        seen = pa.concat_tables(self._parts)
+        if keys.num_columns == 1:
+            found = pc.is_in(keys.column(0), value_set=seen.column(0).combine_chunks())
+            return _np(found)
+        earlier = set(zip(*(seen.column(c).to_pylist() for c in seen.column_names), strict=True))
+        rows = zip(*(keys.column(c).to_pylist() for c in keys.column_names), strict=True)
+        return np.fromiter((row in earlier for row in rows), dtype=bool, count=keys.num_rows)
+
+
+_ROW = "__lakehouse_row"
+
+
+def _drop_duplicate_keys(table: pa.Table, spec: SourceSpec, seen: SeenKeys) -> tuple[pa.Table, int]:
     """Keep the first row of each key in this file; later ones are counted, not landed."""
-    columns = [table.column(k).to_pylist() for k in spec.key]
-    keys = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
-    keep = np.ones(len(keys), dtype=bool)
-    for index, key in enumerate(keys):
-        if key in seen:
-            keep[index] = False
-        else:
-            seen.add(key)
+    keep = seen.keep_first(table.select(list(spec.key)))
     duplicates = int((~keep).sum())
     return (table.filter(pa.array(keep)) if duplicates else table), duplicates
 
