@@ -64,7 +64,7 @@ def _build_gate_export(lake, warehouse, quality, shards, clock: datetime, build,
     }
 
 
-def _config(landing: Path, events: int, days: int, nights: int):
+def _config(landing: Path, events: int, days: int, nights: int, night_events: int | None = None):
     from lakehouse.synth import GenerateConfig
 
     photos = max(1_000, events // 40)
@@ -78,6 +78,7 @@ def _config(landing: Path, events: int, days: int, nights: int):
         dirty_rate=0.001,
         end=END,
         nights=nights,
+        night_events=night_events,
     )
 
 
@@ -98,9 +99,10 @@ def _nights_in(landing: Path) -> int | None:
         return None
 
 
-def next_night(events: int, work: Path, nights: int = 1) -> dict:
-    """Part 1: the next night, incremental against a full rebuild of the same lake."""
-    root = work / f"night-{events}"
+def next_night(events: int, work: Path, nights: int = 1, night_events: int | None = None) -> dict:
+    """Part 1: the next night, incremental against a full rebuild of the same lake.
+    ``night_events``: each night's events (default: the history's volume of a day)."""
+    root = work / (f"night-{events}" + ("" if night_events is None else f"-{night_events}"))
     landing = root / "landing"
     parts = ("lake", "lake-full", "warehouse.duckdb", "full.duckdb", "quality", "shards")
     for part in (*parts, "quality-full", "shards-full"):
@@ -116,7 +118,7 @@ def next_night(events: int, work: Path, nights: int = 1) -> dict:
     with_night = root / "landing-1"
     shutil.rmtree(with_night, ignore_errors=True)
     shutil.copytree(landing, with_night, copy_function=os.link)
-    _generate(_config(with_night, events, 60, 1))
+    _generate(_config(with_night, events, 60, 1, night_events))
     lake, warehouse = str(root / "lake"), str(root / "warehouse.duckdb")
     quality, shards = str(root / "quality"), str(root / "shards")
     night0, night1 = END + JOB_HOUR, END + timedelta(days=1) + JOB_HOUR
@@ -148,7 +150,7 @@ def next_night(events: int, work: Path, nights: int = 1) -> dict:
     more = []
     for night in range(2, nights + 1):
         print(f"night {night}, incrementally", flush=True)
-        _generate(_config(with_night, events, 60, night))
+        _generate(_config(with_night, events, 60, night, night_events))
         clock = END + timedelta(days=night) + JOB_HOUR
         more.append(
             {
@@ -158,10 +160,11 @@ def next_night(events: int, work: Path, nights: int = 1) -> dict:
                 ),
             }
         )
-    night_events = incremental["ingest"]["rows"]
+    rows_read = incremental["ingest"]["rows"]
     return {
         "history_events": events,
-        "night_rows_read": night_events,
+        "night_events": night_events,
+        "night_rows_read": rows_read,
         "generate_seconds": generated,
         "history": history,
         "incremental": incremental,
@@ -235,6 +238,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[10_000_000])
     parser.add_argument("--nights", type=int, default=1, help="incremental nights in a row")
     parser.add_argument("--memory-limit", help="DuckDB's memory limit, e.g. 4GB")
+    parser.add_argument(
+        "--night-events",
+        type=int,
+        help="events of each night (default: the history's daily volume, which grows with "
+        "--events); the same night on every history measures how a night grows with it",
+    )
     parser.add_argument("--series-events", type=int, default=1_000_000)
     parser.add_argument("--series-nights", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/lakehouse-bench"))
@@ -249,13 +258,14 @@ def main() -> None:
         os.environ["LAKEHOUSE_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
     RESULTS.mkdir(exist_ok=True)
     for events in args.events:
-        out = RESULTS / f"nights-{events}.json"
+        fixed = "" if args.night_events is None else f"-night-{args.night_events}"
+        out = RESULTS / f"nights-{events}{fixed}.json"
         results = json.loads(out.read_text()) if out.exists() else {}
         if args.chart_only:
             chart(results["series"], CHART)
             return
         if not args.skip_night:
-            results["next_night"] = next_night(events, args.workdir, args.nights)
+            results["next_night"] = next_night(events, args.workdir, args.nights, args.night_events)
             results["memory_limit"] = args.memory_limit
             print(json.dumps(results["next_night"]["incremental_over_full"], indent=2))
             print(json.dumps(results["next_night"]["gate_over_dbt_build"], indent=2))

@@ -202,6 +202,27 @@ def test_a_night_brings_late_events_resent_ids_and_edited_photos(tmp_path: Path)
         assert (edit["owner_id"], edit["posted_at"]) == (before["owner_id"], before["posted_at"])
 
 
+def test_a_night_of_a_fixed_size_is_that_size_on_any_history(tmp_path: Path) -> None:
+    """night_events fixes a night's events (and scales its new photos and users with them),
+    so nights on a small and a ten times larger history can be compared."""
+    from dataclasses import replace
+
+    sizes = {}
+    for factor in (1, 10):
+        out = tmp_path / f"x{factor}"
+        base = small_config(out, dirty_rate=0.0)
+        base = replace(
+            base, photos=base.photos * factor, users=base.users * factor, events=36_000 * factor
+        )
+        generate(replace(base, nights=1, night_events=3_000))
+        night = gzip.decompress((out / "events" / "events-2026-11-01.jsonl.gz").read_bytes())
+        new_photos = [p for p in _photos(out) if p["posted_at"] >= "2026-11-01"]
+        sizes[factor] = (len(night.splitlines()), len(new_photos))
+    # the night's own events minus about 1% held back late, plus none from earlier nights
+    assert all(2_900 <= events <= 3_000 for events, _ in sizes.values()), sizes
+    assert sizes[1][1] == sizes[10][1] > 0  # new photos follow the night, not the history
+
+
 def test_appending_nights_reuses_the_folders_world_and_refuses_another(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

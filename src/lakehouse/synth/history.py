@@ -64,6 +64,9 @@ class GenerateConfig:
     # nights after the history (``end``) in the folder: lakehouse.synth.nights appends the
     # missing ones to a folder that holds this world's history and earlier nights
     nights: int = 0
+    # events of each night after the history; None: the history's volume of a day, so nights
+    # grow with the history (a fixed size compares nights on histories of different sizes)
+    night_events: int | None = None
 
     @property
     def total_events(self) -> int:

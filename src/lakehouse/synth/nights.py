@@ -107,13 +107,17 @@ def _night(
     day_start = end_s + (number - 1) * SECONDS_PER_DAY
     day_end = day_start + SECONDS_PER_DAY
 
-    n_users = max(1, round(NEW_USER_RATE * config.users / config.days))
+    # a night of the history's daily volume, or of night_events with the world's ratios
+    scale = 1.0
+    if config.night_events is not None:
+        scale = config.night_events / (config.total_events / config.days)
+    n_users = max(1, round(NEW_USER_RATE * config.users / config.days * scale))
     new_users = make_users(rng, n_users, day_start, day_end)
     new_users.ids = np.arange(len(users.ids) + 1, len(users.ids) + n_users + 1, dtype=np.int64)
     new_users.signup_s = rng.integers(day_start, day_end - 2 * 3600, n_users).astype(np.int64)
     everyone = concat(users, new_users)
 
-    n_photos = max(1, round(config.photos / config.days))
+    n_photos = max(1, round(config.photos / config.days * scale))
     new_photos = make_photos(
         rng,
         n_photos,
@@ -133,7 +137,11 @@ def _night(
     # the history's trend on its last day, carried on with this day's weekday factor
     trend = history_days[-1] / weekend_factor(datetime.fromtimestamp(end_s - SECONDS_PER_DAY, UTC))
     volume = weekend_factor(datetime.fromtimestamp(day_start, UTC)) * float(trend)
-    n_events = int(config.total_events * volume / history_days.sum())
+    n_events = (
+        int(config.total_events * volume / history_days.sum())
+        if config.night_events is None
+        else config.night_events
+    )
     events = day_events(rng, everyone, all_photos, day_start, n_events)
     day_index = config.days + number - 1
     records = history.event_records(day_index, day_start, events, everyone)
