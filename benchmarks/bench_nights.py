@@ -2,7 +2,7 @@
 
     python benchmarks/bench_nights.py --events 10000000 [100000000 ...] [--nights 5]
         [--series-events 1000000] [--series-nights 30] [--workdir DIR] [--skip-series]
-        [--skip-night] [--memory-limit 4GB]
+        [--skip-night] [--memory-limit 4GB] [--night-events 170000]
 
 Part 1, the next night. A history of ``--events`` events over 60 days (the generator's
 world: ``events / 40`` photos, ``events / 400`` users) is ingested, built, gated and
@@ -16,7 +16,10 @@ retried upload and edited captions) goes through the job step by step:
 - then ``--nights`` - 1 more nights in a row, incrementally, on the first lake.
 
 Each ``--events`` size runs in turn, in the same run (e.g. 10M and 100M: how a night grows
-with the history). ``--memory-limit`` bounds DuckDB (LAKEHOUSE_DUCKDB_MEMORY_LIMIT).
+with the history). A night is the history's daily volume, so it grows with the history too;
+``--night-events`` makes every night that many events (its new photos and users in the
+world's proportions), the same night on every history. ``--memory-limit`` bounds DuckDB
+(LAKEHOUSE_DUCKDB_MEMORY_LIMIT).
 
 Each step runs in its own subprocess, so each gets its own peak RSS (VmHWM).
 
@@ -25,7 +28,8 @@ events), then ``--series-nights`` nights in a row, each a whole ``lakehouse run`
 API in one subprocess per night): the history doubles, and the seconds per night and step
 should not grow with it. Writes a PNG chart next to BENCHMARKS.md.
 
-Results: benchmarks/results/nights-<events>.json; the method and the figures in
+Results: benchmarks/results/nights-<events>[-night-<night events>].json; the method and
+the figures in
 BENCHMARKS.md.
 """
 
