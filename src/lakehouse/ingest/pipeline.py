@@ -221,17 +221,17 @@ def ingest(
                     raise IngestError(landing_file.refused)
                 if not result.content_sha256:
                     result.content_sha256 = _sha256(fs, landing_file.path)
-                if result.content_sha256 in done or spec.table in refused:
-                    if reading:  # read ahead before the one before it landed: forget it
-                        reading.close()
-                        progress.advance(-result.bytes_seen)
-                        _reset(result)
-                        reading = None
-                    if result.content_sha256 in done:
-                        result.status = "skipped"
-                        result.error = f"already ingested as {done[result.content_sha256]}"
-                    else:
-                        result.error = refused[spec.table]
+                if reading and result.content_sha256 in done:  # landed while read ahead
+                    reading.close()
+                    progress.advance(-result.bytes_seen)
+                    _reset(result)
+                    reading = None
+                if result.content_sha256 in done:
+                    result.status = "skipped"
+                    result.error = f"already ingested as {done[result.content_sha256]}"
+                    progress.advance(landing_file.size)
+                elif spec.table in refused:
+                    result.error = refused[spec.table]
                     progress.advance(landing_file.size)
                 else:
                     for reference in spec.references:

@@ -287,8 +287,9 @@ def _json_by_errors(
 ) -> RawBlock | None:
     """A chunk Arrow refused, read in pieces of about ERROR_PIECE_BYTES, one pass each:
     where Arrow refuses a piece it names the row it stopped at, so the lines before that
-    one are read as one table, that line is judged alone (:func:`_json_blocks`, which says
-    why it is refused, or lands it), and reading goes on after it. Lines of invalid UTF-8
+    one are read as one table, that line is judged alone by the line-by-line path
+    (:func:`_json_blocks`, which says why it is refused, or lands it), and reading goes on
+    after it. Lines of invalid UTF-8
     (which Arrow would take) are judged alone too. A line is parsed once, or twice in a
     piece with a refused line, where the slower path parsed each refused line's neighbours
     many times over. A piece whose error names no row, or with several records on a line,
@@ -326,11 +327,7 @@ def _json_by_errors(
             )
         )
 
-    def alone(k: int) -> None:
-        if line(k).strip():  # a line of whitespace is no record (as in _chunk_lines)
-            parts.extend(_json_blocks(iter([([line(k)], [first_line + k])]), spec, options))
-
-    def by_lines(first: int, stop: int) -> None:  # what Arrow's errors cannot place
+    def by_lines(first: int, stop: int) -> None:  # the line-by-line path, for these lines
         piece = chunk[starts[first] : ends[stop - 1]]
         parts.extend(_json_blocks(_chunk_lines(piece, first_line + first), spec, options))
 
@@ -341,8 +338,7 @@ def _json_by_errors(
     index = 0
     for utf8_stop in [*_invalid_utf8_lines(chunk, starts), count]:
         while index < utf8_stop:  # lines index..utf8_stop-1 are valid UTF-8
-            piece = int(np.searchsorted(starts, starts[index] + ERROR_PIECE_BYTES))
-            stop = min(max(piece, index + 1), utf8_stop)
+            stop = _piece_stop(starts, index, utf8_stop)
             try:
                 table = one_a_line(index, stop)
             except pa.ArrowInvalid as exc:
@@ -361,7 +357,7 @@ def _json_by_errors(
                         by_lines(index, bad)
                     else:
                         take(index, bad, before)
-                alone(bad)
+                by_lines(bad, bad + 1)  # the refused line, judged alone
                 index = bad + 1
                 continue
             if table is None:
@@ -370,9 +366,16 @@ def _json_by_errors(
                 take(index, stop, table)
             index = stop
         if utf8_stop < count:  # a line of invalid UTF-8
-            alone(utf8_stop)
+            by_lines(utf8_stop, utf8_stop + 1)
             index = utf8_stop + 1
     return _merge_blocks(parts) if parts else None
+
+
+def _piece_stop(starts: np.ndarray, index: int, limit: int) -> int:
+    """The line after a piece of about ERROR_PIECE_BYTES from line ``index`` (at least
+    one line, at most up to ``limit``)."""
+    stop = int(np.searchsorted(starts, starts[index] + ERROR_PIECE_BYTES))
+    return min(max(stop, index + 1), limit)
 
 
 def _invalid_utf8_lines(chunk: bytes, starts: np.ndarray) -> list[int]:
@@ -383,8 +386,7 @@ def _invalid_utf8_lines(chunk: bytes, starts: np.ndarray) -> list[int]:
     view = memoryview(chunk)
     index, count = 0, len(starts)
     while index < count:
-        stop = int(np.searchsorted(starts, starts[index] + ERROR_PIECE_BYTES))
-        stop = min(max(stop, index + 1), count)
+        stop = _piece_stop(starts, index, count)
         end = int(starts[stop]) if stop < count else len(chunk)
         try:
             codecs.utf_8_decode(view[int(starts[index]) : end], "strict", True)
