@@ -97,7 +97,8 @@ def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
         )
     )
     assert ingest(str(landing), str(lake), now=NIGHT).ok
-    result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True)
+    # the fixtures' clock: the serving features are evaluated at NIGHT (the models read no clock)
+    result = run_dbt(str(lake), warehouse, project=PROJECT, quiet=True, as_of=NIGHT)
     assert result.success, result.failures or result.error
     manifest = hashlib.sha256((dbt_artifacts(PROJECT) / "manifest.json").read_bytes())
     return BuiltWarehouse(landing, lake, warehouse, result, manifest.hexdigest())

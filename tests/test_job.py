@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.cli import main
+from lakehouse.features import open_store
 from lakehouse.loader import LoaderError, ShardDataset
 from lakehouse.storage import read_delta
 from lakehouse.warehouse import connect, dbt_artifacts, project_dir
@@ -48,6 +49,9 @@ def test_a_failed_gate_stops_the_job_before_export(
     summary = out.out[out.out.index("nightly job of ") :]  # the clock read once, shown
     assert "export" in summary and "not run" in summary
     assert not (tmp_path / "shards").exists()
+    # serving never sees a night the gate blocked: the online store was not even created
+    assert "materialize" in summary and summary.count("not run") == 2
+    assert not (tmp_path / "online").exists()
     # no --as-of: the machine's clock is read once and reaches every step, the build included
     gate = json.loads((tmp_path / "quality" / "result.json").read_text())
     con = connect(tmp_path / "w.duckdb", PROJECT)
@@ -73,7 +77,7 @@ def test_an_unreadable_file_stops_the_job_after_ingest(
     out = capsys.readouterr()
     assert code == 1
     assert f"nightly job failed at ingest: {broken}" in out.err.replace("\n", "")
-    assert out.out.count("not run") == 3  # dbt build, quality gate, export
+    assert out.out.count("not run") == 4  # dbt build, quality gate, export, materialize
     assert not (tmp_path / "w.duckdb").exists()
 
 
@@ -113,6 +117,20 @@ def test_the_whole_job_runs_on_s3(job_on_s3, s3, ingested) -> None:
     manifest = client_for(s3).get_object(Bucket="shards", Key=f"{root}/v1/manifest.json")
     # the night the build served: the job's --as-of, recorded with the build's lineage
     assert json.loads(manifest["Body"].read())["lineage"]["as_of"] == AS_OF
+    # and the online store (next to the warehouse) holds that night's serving features
+    store = open_store(str(job_on_s3["work"] / "online" / "features.sqlite"))
+    try:
+        fills = {f.view: f for f in store.views()}
+    finally:
+        store.close()
+    assert sorted(fills) == ["owner", "photo"]
+    assert {(f.as_of, f.shard_version) for f in fills.values()} == {(AS_OF, 1)}
+    con = connect(job_on_s3["work"] / "warehouse.duckdb", PROJECT)
+    try:
+        users = con.execute("select count(*) from stg_app__users").fetchone()[0]
+    finally:
+        con.close()
+    assert fills["owner"].rows == users > 900 and fills["photo"].rows > 0
 
 
 def test_the_loader_reads_shards_from_s3_through_a_local_cache(job_on_s3, s3) -> None:
@@ -170,6 +188,7 @@ def test_no_secret_and_no_personal_data_is_written_to_any_file(job_on_s3, s3, la
     files = [p for folder in written if folder.exists() for p in folder.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"warehouse.duckdb", "result.json", "report.html", "manifest.json"} <= names
+    assert "features.sqlite" in names  # the online store: no key, no personal data either
     assert any(p.suffix == ".arrow" for p in files)  # the loader's cached shards
     key = os.environ["LAKEHOUSE_PII_SALT"].encode()
     with open(next((landing / "users").glob("*.csv")), newline="", errors="replace") as handle:

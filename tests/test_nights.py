@@ -17,12 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from lakehouse.features import fill_online_store, get_online_features
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
 from lakehouse.storage import open_delta, read_delta
@@ -38,6 +40,7 @@ MARTS = (
     "fct_events",
     "caption_labeling_rule_stats",
 )
+SERVING = ("online_owner_features", "online_photo_features")
 INTERMEDIATE_AND_STAGING = (
     "int_photo_engagement_windows",
     "int_owner_features_as_of_posting",
@@ -75,9 +78,16 @@ def _config(out: Path, nights: int) -> GenerateConfig:
     return GenerateConfig(**{**vars(small_config(out, dirty_rate=0.01, seed=23)), "nights": nights})
 
 
-def _build(lake: Path, warehouse: Path, *, full_refresh: bool = False) -> None:
+def _build(
+    lake: Path, warehouse: Path, *, full_refresh: bool = False, as_of: datetime | None = None
+) -> None:
     result = run_dbt(
-        str(lake), warehouse, project=project_dir(), quiet=True, full_refresh=full_refresh
+        str(lake),
+        warehouse,
+        project=project_dir(),
+        quiet=True,
+        full_refresh=full_refresh,
+        as_of=as_of,
     )
     assert result.success, (result.error, result.failures)
 
@@ -147,6 +157,74 @@ def _differences(a: Path, b: Path, models: tuple[str, ...]) -> dict[str, tuple[i
 
 GATED = ["fct_events", "photo_popularity_training", "bronze_events"]
 
+# serving parity (issue 31): each night, these owners post a photo exactly at the night's
+# as_of T. The training set's SQL computes those photos' owner features strictly before T;
+# serving holds every owner's features as of T: the two must be equal, value by value
+PROBE_OWNERS = range(1, 1_001, 37)
+PROBE_PHOTOS = 9_000_000  # + night * 1000 + i: ids no generated photo has
+OWNER_FEATURES = (
+    "owner_account_age_days",
+    "owner_is_verified",
+    "owner_country_code",
+    "owner_prior_photos",
+    "owner_likes_received",
+    "owner_followers",
+    "owner_events_30d",
+    "features_as_of",
+)
+
+
+def _post_probe_photos(landing: Path, night: int, at: datetime) -> None:
+    lines = [
+        json.dumps(
+            {
+                "photo_id": PROBE_PHOTOS + night * 1_000 + i,
+                "owner_id": owner,
+                "posted_at": at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "caption": "posted at the night's as_of #probe",
+                "width": 1080,
+                "height": 1080,
+                "camera": None,
+                "lang": "en",
+            }
+        )
+        for i, owner in enumerate(PROBE_OWNERS)
+    ]
+    (landing / "photos" / f"photos-probes-night-{night}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _serving_parity(warehouse: Path, store: Path, night: int, at: datetime) -> dict[str, Any]:
+    """Fill the online store from the night's build (after its gate) and compare it, owner by
+    owner, with what the training set's SQL computed for the probe photos posted at ``at``."""
+    filled = fill_online_store(warehouse, warehouse.parent / "quality", store=str(store))
+    first = PROBE_PHOTOS + night * 1_000
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            f"select owner_user_id, {', '.join(OWNER_FEATURES)} "
+            "from main.int_owner_features_as_of_posting where photo_id between ? and ? "
+            "order by owner_user_id",
+            [first, first + 999],
+        ).fetchall()
+        invocation = con.sql(
+            "select invocation_id from main.lakehouse_dbt_runs order by build_seq desc limit 1"
+        ).fetchone()[0]
+    trained = {row[0]: dict(zip(OWNER_FEATURES, row[1:], strict=True)) for row in rows}
+    served = get_online_features("owner", list(trained), store=str(store), now=at)
+    mismatches = [
+        (owner, name, trained[owner][name], row[name])
+        for owner, row in zip(served.keys, served.rows, strict=True)
+        for name in OWNER_FEATURES
+        if row is None or row[name] != trained[owner][name]
+    ]
+    return {
+        "owners": len(trained),
+        "mismatches": mismatches,
+        "as_of": served.record.as_of_time,
+        "invocation": (served.record.invocation_id, invocation),
+        "views": sorted(f.view for f in filled.fills),
+        "nonzero": sum(1 for r in trained.values() if r["owner_likes_received"]),
+    }
+
 
 def _gate(lake: Path, warehouse: Path, quality: Path, night: int) -> dict[str, int | None]:
     """The gate's suites for GATED, as the nightly job runs them; rows each read row by row."""
@@ -158,30 +236,37 @@ def _gate(lake: Path, warehouse: Path, quality: Path, night: int) -> dict[str, i
 
 
 @pytest.fixture(scope="module")
-def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, int]]]:
+def nightly(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, list[dict[str, Any]], list[dict[str, Any]]]:
     """History + NIGHTS nights, built and gated night by night; returns lake, warehouse, and
     what each night's incremental build changed in the marts and the gate read row by row."""
     root = tmp_path_factory.mktemp("nights")
     landing, lake, warehouse = root / "landing", root / "lake", root / "warehouse.duckdb"
+    store = root / "online" / "features.sqlite"
     generate(_config(landing, 0))
+    _post_probe_photos(landing, 0, NIGHT)
     assert ingest(str(landing), str(lake), now=NIGHT).ok
-    _build(lake, warehouse)
+    _build(lake, warehouse, as_of=NIGHT)
     quality = root / "quality"
     assert set(_gate(lake, warehouse, quality, 0).values()) == {None}  # first run: every row
+    parity = [_serving_parity(warehouse, store, 0, NIGHT)]
     changed = []
     for night in range(1, NIGHTS + 1):
+        at = NIGHT + timedelta(days=night)
         before_night = set(landing.rglob("*.jsonl.gz"))
         generate(_config(landing, night))
+        _post_probe_photos(landing, night, at)
         if night == NEW_FIELD_NIGHT:  # the app starts logging a field no contract declares
             for path in sorted(set((landing / "events").glob("*.jsonl.gz")) - before_night):
                 _add_field(path, NEW_FIELD, "7.1")
-        report = ingest(str(landing), str(lake), now=NIGHT + timedelta(days=night))
+        report = ingest(str(landing), str(lake), now=at)
         assert report.ok, [f.error for f in report.failed]
         with duckdb.connect(str(warehouse), read_only=True) as con:
             before = con.sql("select max(build_seq) from main.lakehouse_dbt_runs").fetchone()[0]
         if night == 2:
             _kill_build_half_way(lake, warehouse)
-        _build(lake, warehouse)
+        _build(lake, warehouse, as_of=at)
         with duckdb.connect(str(warehouse), read_only=True) as con:
             changed.append(
                 {
@@ -193,14 +278,31 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
             )
         changed[-1]["gate"] = _gate(lake, warehouse, quality, night)
         changed[-1]["ingested"] = sum(f.rows_landed for f in report.files if f.table == "events")
-    return lake, warehouse, changed
+        parity.append(_serving_parity(warehouse, store, night, at))
+    return lake, warehouse, changed, parity
 
 
 def test_nights_built_incrementally_equal_a_full_refresh(nightly, tmp_path: Path) -> None:
-    lake, warehouse, _ = nightly
+    lake, warehouse, *_ = nightly
     rebuilt = tmp_path / "rebuilt.duckdb"
-    _build(lake, rebuilt, full_refresh=True)
-    assert _differences(warehouse, rebuilt, MARTS + INTERMEDIATE_AND_STAGING) == {}
+    _build(lake, rebuilt, full_refresh=True, as_of=NIGHT + timedelta(days=NIGHTS))
+    assert _differences(warehouse, rebuilt, MARTS + INTERMEDIATE_AND_STAGING + SERVING) == {}
+
+
+def test_served_features_equal_the_training_sets_night_after_night(nightly) -> None:
+    """Every night (the first, full build; late events, edits, a killed build after it), the
+    online store holds, for each probe owner, exactly the features the training set's SQL
+    computed for a photo that owner posted at the night's as_of: 0 mismatches."""
+    *_, parity = nightly
+    assert len(parity) == NIGHTS + 1
+    for night, found in enumerate(parity):
+        assert found["owners"] == len(PROBE_OWNERS), night
+        assert found["mismatches"] == [], (night, found["mismatches"][:5])
+        assert found["as_of"] == NIGHT + timedelta(days=night)
+        served_by, built_by = found["invocation"]
+        assert served_by == built_by  # the night's own build, the one the gate passed
+        assert found["views"] == ["owner", "photo"]
+        assert found["nonzero"] > len(PROBE_OWNERS) / 3  # owners with likes: not all zeros
 
 
 def test_a_field_the_logs_gain_on_night_3_reaches_bronze_and_nothing_downstream(
@@ -209,7 +311,7 @@ def test_a_field_the_logs_gain_on_night_3_reaches_bronze_and_nothing_downstream(
     """Bronze gains the column, holding the value for exactly night 3's events; staging and
     the marts keep their columns until an analyst adds it (and the nights still equal a full
     refresh, above; the gate passed every night, in the fixture)."""
-    lake, warehouse, _ = nightly
+    lake, warehouse, *_ = nightly
     events = read_delta(str(lake / "bronze" / "events"), columns=[NEW_FIELD, "_source_file"])
     valued = [
         (value, source)
@@ -236,7 +338,7 @@ def test_a_field_the_logs_gain_on_night_3_reaches_bronze_and_nothing_downstream(
 
 
 def test_a_night_touches_only_what_it_brought(nightly) -> None:
-    _, warehouse, changed = nightly
+    _, warehouse, changed, _ = nightly
     with duckdb.connect(str(warehouse), read_only=True) as con:
         totals = {
             m: con.sql(f"select count(*) from main.{m}").fetchone()[0]
@@ -260,7 +362,7 @@ def test_a_night_touches_only_what_it_brought(nightly) -> None:
 def test_the_gate_reads_each_night_only_its_new_rows_row_by_row(nightly) -> None:
     """After a passing gate, the next night's row-by-row checks read exactly the rows that
     night's build wrote (and ingest landed); table-level checks still read whole tables."""
-    _, _, changed = nightly
+    _, _, changed, _ = nightly
     for night in changed:
         gate = night["gate"]
         assert gate["fct_events"] == night["fct_events"] > 0
@@ -269,7 +371,7 @@ def test_the_gate_reads_each_night_only_its_new_rows_row_by_row(nightly) -> None
 
 
 def test_a_photo_edit_reaches_the_marts_and_a_resent_file_does_not_undo_it(nightly) -> None:
-    _, warehouse, _ = nightly
+    _, warehouse, *_ = nightly
     with duckdb.connect(str(warehouse), read_only=True) as con:
         edited = con.sql(
             "select count(*) from main.dim_photos join main.stg_app__photos using (photo_id) "
@@ -286,7 +388,7 @@ def test_a_photo_edit_reaches_the_marts_and_a_resent_file_does_not_undo_it(night
 def test_an_export_of_an_unchanged_mart_publishes_nothing(nightly, tmp_path: Path) -> None:
     from lakehouse.export import export_model
 
-    _, warehouse, _ = nightly
+    _, warehouse, *_ = nightly
     out = tmp_path / "shards"
     first, manifest = export_model(warehouse, "photo_popularity_training", out, force=True)
     again, same = export_model(
@@ -343,7 +445,7 @@ def test_a_nights_data_tests_read_what_they_have_not_passed_yet(nightly) -> None
     model reads the rows written since its last pass (the killed night's rows included: that
     build recorded no pass), a source's test the batches committed since the Delta version it
     passed on; the exported mart's tests and the row counts always read whole tables."""
-    _, warehouse, _ = nightly
+    _, warehouse, *_ = nightly
     builds = _builds(warehouse)
     assert len(builds) == NIGHTS + 1  # the killed build recorded nothing
     first = _tests_of(warehouse, builds[0])
@@ -404,7 +506,7 @@ def test_a_repeated_key_fails_the_nights_test_and_an_edit_in_place_the_weekly_on
     found by the night's `unique` test (its key probed against the whole table). A row edited
     in place keeps its build number, so only a whole-table run finds it: the schedule's
     (`whole_table_tests_every` builds), forced here with the var at 0."""
-    lake, warehouse, _ = nightly
+    lake, warehouse, *_ = nightly
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(warehouse, copy)
     with duckdb.connect(str(copy)) as con:
@@ -438,7 +540,7 @@ def test_a_source_whose_delta_history_is_not_appends_is_tested_whole(
     """A source's night reads the batches its table's Delta commits added since the version
     the test passed on; a commit that is not an ingest append (here a Delta delete, as an
     operator removes a bad row) makes its tests read the whole table."""
-    lake, warehouse, _ = nightly
+    lake, warehouse, *_ = nightly
     lake_copy, copy = tmp_path / "lake", tmp_path / "warehouse.duckdb"
     shutil.copytree(lake, lake_copy)
     shutil.copy(warehouse, copy)

@@ -67,23 +67,10 @@ final as (
             else 'test'
         end as split,
         photos.posted_at,
-        ---------- owner features, as of posting
-        cast(owner_features.owner_account_age_days as integer) as owner_account_age_days,
-        owner_features.owner_is_verified,
-        owner_features.owner_country_code,
-        cast(owner_features.owner_prior_photos as integer) as owner_prior_photos,
-        cast(owner_features.owner_likes_received as integer) as owner_likes_received,
-        cast(owner_features.owner_followers as integer) as owner_followers,
-        cast(owner_features.owner_events_30d as integer) as owner_events_30d,
-        owner_features.features_as_of,
+        ---------- owner features, as of posting (as serving reads them: macros/features.sql)
+        {{ owner_feature_columns('owner_features') }},
         ---------- photo features
-        photos.caption_lang,
-        cast(photos.caption_length as integer) as caption_length,
-        cast(photos.hashtag_count as integer) as hashtag_count,
-        cast(photos.width as integer) as width,
-        cast(photos.height as integer) as height,
-        cast(photos.aspect_ratio as float) as aspect_ratio,
-        embeddings.embedding,
+        {{ photo_feature_columns('photos', 'embeddings') }},
         ---------- weak supervision
         photos.weak_label,
         ---------- labels

@@ -32,6 +32,8 @@ PATH_HELP = {
     "warehouse": f"DuckDB file (default: $LAKEHOUSE_DUCKDB, else {DEFAULTS.warehouse})",
     "quality": "gate reports folder (default: quality/ next to the warehouse file)",
     "out": f"shard root, local or s3:// (default: {DEFAULTS.shards})",
+    "store": "online store: a SQLite file or redis://host:port/db (default: "
+    "$LAKEHOUSE_ONLINE_STORE, else online/features.sqlite next to the warehouse)",
 }
 
 
@@ -43,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tables (with quarantine and an ingest log); `build` turns them into a DuckDB "
             "warehouse with dbt; `validate` is the data-quality gate; `export` writes Arrow "
             "shards; `train` reads them with the PyTorch loader. `run` is the nightly job "
-            "(ingest -> build -> validate -> export) on local or s3:// paths; `demo` generates "
+            "(ingest -> build -> validate -> export -> materialize) on local or s3:// paths; "
+            "`features` and `predict` read the online feature store; `demo` generates "
             "sample data, runs the job and trains on it."
         ),
         epilog="Run `lakehouse <command> --help` for the options of one command.",
@@ -58,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         _attach,
         _validate,
         _export,
+        _materialize,
+        _features,
         _shards,
         _train,
+        _predict,
         _run,
         _demo,
     ):
@@ -136,6 +142,7 @@ def _layout(args: argparse.Namespace) -> Layout:
         warehouse=getattr(args, "warehouse", None),
         quality=getattr(args, "quality_dir", None),
         shards=getattr(args, "out", None),
+        online=getattr(args, "store", None),
     )
 
 
@@ -572,6 +579,140 @@ def export(args: argparse.Namespace, console, err) -> int:
     return EXIT_OK
 
 
+def _materialize(commands) -> None:
+    cmd = commands.add_parser(
+        "materialize",
+        help="fill the online feature store from the warehouse, after the gate passed",
+        description=(
+            "Copy every feature view (the dbt models declaring meta.online: online_owner_"
+            "features, online_photo_features) from the warehouse into the online store, each "
+            "whole and all-or-nothing, recording the as_of, dbt invocation and shard version "
+            "it came from. Refused, leaving the store as it was, unless the data-quality "
+            "gate's latest run passed the very build that made the views. The nightly job "
+            "runs it after export."
+        ),
+    )
+    _path_options(cmd, "warehouse", "quality", "out", "store")
+    cmd.set_defaults(handler=materialize)
+
+
+def materialize(args: argparse.Namespace, console, err) -> int:
+    from lakehouse import job
+
+    step = job.materialize(_layout(args).resolved())
+    console.print(shown(f"materialized {step.rows} into {step.detail}"), highlight=False)
+    return EXIT_OK
+
+
+def _features(commands) -> None:
+    cmd = commands.add_parser(
+        "features", help="read the online feature store (get, list) or serve it over HTTP"
+    )
+    actions = cmd.add_subparsers(dest="features_command", required=True)
+    get = actions.add_parser("get", help="the features of some keys of a view")
+    get.add_argument("view", help="owner (keys: owner_user_id) or photo (keys: photo_id)")
+    get.add_argument("keys", nargs="+", type=int, help="the keys")
+    get.add_argument("--json", action="store_true", help="print JSON (column -> values)")
+    get.add_argument(
+        "--allow-missing", action="store_true", help="print nulls for unknown keys (no error)"
+    )
+    listing = actions.add_parser("list", help="each view's latest fill: as_of, build, rows")
+    serve = actions.add_parser("serve", help="an HTTP endpoint an app calls (JSON)")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765, help="default: 8765")
+    serve.add_argument(
+        "--model", type=Path, help="a trained model (train --checkpoint) for POST /predict"
+    )
+    for action in (get, listing, serve):
+        _path_options(action, "store")
+    for action in (get, serve):
+        action.add_argument(
+            "--max-age-hours",
+            type=float,
+            default=36.0,
+            help="refuse a fill whose as_of is older (default: 36: one missed night); 0: never",
+        )
+    cmd.set_defaults(handler=features)
+
+
+def features(args: argparse.Namespace, console, err) -> int:
+    import json
+    from datetime import timedelta
+
+    from lakehouse.console import print_features, print_fills
+    from lakehouse.features import get_online_features, open_store
+
+    store = _layout(args).resolved().online
+    max_age = getattr(args, "max_age_hours", 0) or None
+    age = timedelta(hours=max_age) if max_age else None
+    if args.features_command == "get":
+        found = get_online_features(
+            args.view, args.keys, store=store, allow_missing=args.allow_missing, max_age=age
+        )
+        if args.json:
+            print(json.dumps(found.to_dict(), default=str, indent=2))
+        else:
+            print_features(found, console)
+        return EXIT_OK
+    if args.features_command == "list":
+        opened = open_store(store)
+        try:
+            print_fills(opened.uri, opened.views(), console)
+        finally:
+            opened.close()
+        return EXIT_OK
+    from lakehouse.features.server import FeatureServer
+
+    server = FeatureServer((args.host, args.port), store, model=args.model, max_age=age)
+    console.print(
+        shown(
+            f"serving {store} on {server.url} (POST /get-online-features, /predict; GET "
+            "/health); Ctrl-C stops"
+        ),
+        highlight=False,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def _predict(commands) -> None:
+    cmd = commands.add_parser(
+        "predict",
+        help="predict the 7-day likes of photos from the online features and a trained model",
+        description=(
+            "Read each photo's features and its owner's from the online store (views photo "
+            "and owner, the night's as_of) and run the model a training run saved "
+            "(`lakehouse train --checkpoint`)."
+        ),
+    )
+    cmd.add_argument("photo_ids", nargs="+", type=int, help="photos posted in the last 7 days")
+    cmd.add_argument("--model", type=Path, required=True, help="the checkpoint of a training run")
+    _path_options(cmd, "store")
+    cmd.set_defaults(handler=predict)
+
+
+def predict(args: argparse.Namespace, console, err) -> int:
+    from lakehouse.features import photo_request
+    from lakehouse.loader import LoaderError
+    from lakehouse.loader.training import load_popularity_model, predict_likes_7d
+
+    columns = photo_request(args.photo_ids, store=_layout(args).resolved().online)
+    try:
+        likes = predict_likes_7d(load_popularity_model(args.model), columns)
+    except LoaderError as exc:
+        err.print(f"[bold red]error:[/] {shown(str(exc))}", highlight=False)
+        return EXIT_FAILED
+    for photo, owner, value in zip(args.photo_ids, columns["owner_user_id"], likes, strict=True):
+        console.print(
+            f"photo {photo} (owner {owner}): {value:.1f} likes predicted in its first 7 days",
+            highlight=False,
+        )
+    return EXIT_OK
+
+
 def _shards(commands) -> None:
     cmd = commands.add_parser("shards", help="look at or check exported shards")
     actions = cmd.add_subparsers(dest="shards_command", required=True)
@@ -696,10 +837,11 @@ def train(args: argparse.Namespace, console, err) -> int:
 def _run(commands) -> None:
     cmd = commands.add_parser(
         "run",
-        help="the nightly job: ingest -> dbt build -> quality gate -> export",
+        help="the nightly job: ingest -> dbt build -> quality gate -> export -> materialize",
         description=(
             "Run the whole job once: ingest --landing into --lake, build the warehouse with "
-            "dbt, run the data-quality gate, export the training set to --out. A step runs "
+            "dbt, run the data-quality gate, export the training set to --out, fill the online "
+            "feature store (--store) with the night's serving features. A step runs "
             "only after the one before succeeded (nothing is exported after a failed gate); "
             "the job ends with a summary of every step (rows, versions, seconds) and exits 1 "
             "with the reason when a step fails. Paths may be local or s3:// URIs; the Python "
@@ -710,6 +852,12 @@ def _run(commands) -> None:
     cmd.add_argument("--lake", required=True, help="lake root, local or s3://bucket/prefix")
     cmd.add_argument("--out", required=True, help="shard root, local or s3://bucket/prefix")
     _path_options(cmd, "warehouse", "quality")
+    cmd.add_argument(
+        "--store",
+        default=None,
+        help="online store: a SQLite file or redis://host:port/db (default: "
+        "$LAKEHOUSE_ONLINE_STORE, else online/features.sqlite next to the warehouse)",
+    )
     cmd.add_argument("--model", default=MODEL, help=f"mart to export (default: {MODEL})")
     cmd.add_argument(
         "--as-of",

@@ -24,6 +24,7 @@ from lakehouse.printable import shown
 from lakehouse.progress import RichIngestProgress, RichRowProgress, RichStepProgress
 
 if TYPE_CHECKING:
+    from lakehouse.features import FillRecord, OnlineFeatures
     from lakehouse.ingest import IngestReport
     from lakehouse.loader.training import TrainingReport
     from lakehouse.quality import RunReport
@@ -243,7 +244,8 @@ def print_job(report: JobReport, console: Console, err: Console) -> None:
     summary = Table(
         title=f"nightly job{clock}: "
         + " -> ".join(
-            shown(p) for p in (layout.landing, layout.lake, layout.warehouse, layout.shards)
+            shown(p)
+            for p in (layout.landing, layout.lake, layout.warehouse, layout.shards, layout.online)
         )
     )
     for column in ("step", "status", "rows", "versions / result", "seconds"):
@@ -260,6 +262,49 @@ def print_job(report: JobReport, console: Console, err: Console) -> None:
         err.print(f"[bold red]nightly job failed[/] at {shown(report.failure)}", highlight=False)
     else:
         console.print("[green]nightly job done[/]", highlight=False)
+
+
+def print_features(found: OnlineFeatures, console: Console) -> None:
+    """A batch of online features: one row per key, the fill it came from underneath."""
+    columns = found.to_dict()
+    table = Table(title=f"feature view {found.view}")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for i in range(len(found.keys)):
+        table.add_row(*(shown(_cell(values[i])) for values in columns.values()))
+    console.print(table)
+    record = found.record
+    console.print(
+        shown(
+            f"fill {record.fill_id} of {record.model}: as of {record.as_of}, dbt invocation "
+            f"{record.invocation_id}, shard version v{record.shard_version}, filled "
+            f"{record.filled_at}"
+        ),
+        highlight=False,
+    )
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):  # an embedding: its size and first values
+        head = ", ".join(f"{v:.3f}" for v in value[:3])
+        return f"[{head}, ...] ({len(value)})"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def print_fills(store: str, fills: list[FillRecord], console: Console) -> None:
+    """Each view's latest fill in an online store, a line each (nothing cut off)."""
+    console.print(shown(f"online store {store}: {len(fills)} feature views"), highlight=False)
+    for f in fills:
+        shards = f", shards v{f.shard_version}" if f.shard_version is not None else ""
+        console.print(
+            shown(
+                f"  {f.view}: {f.model} by {f.key}, {f.rows:,} keys, fill {f.fill_id} as of "
+                f"{f.as_of} (dbt invocation {f.invocation_id}{shards}), filled {f.filled_at}"
+            ),
+            highlight=False,
+        )
 
 
 def print_training(report: TrainingReport, console: Console) -> None:
@@ -306,6 +351,16 @@ class ConsoleObserver(JobObserver):
                     "train a small model on the shards (ShardDataset + GPUPrefetcher)"
                 )
                 print_training(result, self.console)
+            case Step.PREDICT:
+                self.console.rule(
+                    "predict for the newest photos: online features (store) + the trained model"
+                )
+                for photo, owner, likes in result:
+                    self.console.print(
+                        f"photo {photo} (owner {owner}): {likes:.1f} likes predicted in its "
+                        "first 7 days",
+                        highlight=False,
+                    )
             case Step.INGEST:
                 print_ingest(result, self.console, self.err)
             case Step.BUILD:

@@ -36,6 +36,7 @@ from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST
 
 if TYPE_CHECKING:
     from lakehouse.export import Manifest
+    from lakehouse.features import FillReport
     from lakehouse.ingest import IngestProgress, IngestReport
     from lakehouse.loader.training import TrainingReport
     from lakehouse.quality import RunReport
@@ -58,6 +59,7 @@ __all__ = [
     "failure_reason",
     "gate",
     "ingest",
+    "materialize",
     "run_demo",
     "run_job",
     "user_errors",
@@ -76,10 +78,13 @@ class Step(StrEnum):
     BUILD = "dbt build"
     GATE = "quality gate"
     EXPORT = "export"
+    MATERIALIZE = "materialize"
     TRAIN = "train"
+    PREDICT = "predict"
 
 
-STEPS = (Step.INGEST, Step.BUILD, Step.GATE, Step.EXPORT)  # the nightly job, in order
+# the nightly job, in order
+STEPS = (Step.INGEST, Step.BUILD, Step.GATE, Step.EXPORT, Step.MATERIALIZE)
 R = TypeVar("R")
 
 
@@ -107,6 +112,7 @@ _LAYER_ERRORS = (
     ("lakehouse.shardformat", "ManifestError"),
     ("lakehouse.clock", "ClockError"),
     ("lakehouse.synth", "GenerateError"),
+    ("lakehouse.features", "FeatureError"),
 )
 
 
@@ -446,6 +452,25 @@ def export(
     )
 
 
+def materialize(layout: Layout, *, now: datetime | None = None) -> StepReport[FillReport]:
+    """Fill the online store (``layout.online``) with every feature view the night built,
+    after checking that the gate passed that very build (:func:`fill_online_store`)."""
+    from lakehouse.features import fill_online_store
+
+    report = fill_online_store(
+        layout.warehouse, layout.quality, store=layout.online, shards=layout.shards, now=now
+    )
+    return StepReport(
+        Step.MATERIALIZE,
+        True,
+        rows=", ".join(f"{f.view} {f.rows:,}" for f in report.fills),
+        detail=f"online store {report.store}, fill as of {report.fills[0].as_of}"
+        if report.fills
+        else f"online store {report.store}",
+        result=report,
+    )
+
+
 # ---------------------------------------------------------------------------- the job
 
 
@@ -482,6 +507,7 @@ def run_job(
         lambda: build(layout, pii_salt=run.pii_salt, engine=run.engine, as_of=run.as_of),
         lambda: gate(layout, as_of=run.as_of),
         lambda: export(layout, model, shard_rows=shard_rows, if_changed=True, observer=observer),
+        lambda: materialize(layout),
     ]
     report = JobReport(layout, as_of=run.as_of)
     for number, (name, do) in enumerate(zip(STEPS, steps, strict=True), start=1):
@@ -514,6 +540,8 @@ _DEMO_PARTS = (
     "quality",
     "shards",
     "spark",
+    "online",
+    "models",
 )
 
 
@@ -523,6 +551,9 @@ class DemoReport:
     nights: list[JobReport]  # the nightly job, night after night; the last is today's
     training: TrainingReport | None = None
     started_over: bool = False  # an older sample in the folder was discarded
+    # the trained model's prediction for the newest photos, from the online store:
+    # (photo_id, owner_user_id, predicted likes in its first 7 days)
+    predictions: list[tuple[int, int, float]] = field(default_factory=list)
 
     @property
     def job(self) -> JobReport:
@@ -591,14 +622,59 @@ def run_demo(
     assert generated is not None
     report = DemoReport(generated, nights, started_over=started_over)
     if report.job.ok:
+        checkpoint = workdir / DEMO_MODEL
+        checkpoint.unlink(missing_ok=True)  # a new model on today's shards
         with observer.steps_progress("train") as progress:
             report.training = train_popularity_model(
-                f"{report.job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}", on_step=progress
+                f"{report.job.layout.model_shards(DEFAULT_MODEL)}/{LATEST}",
+                checkpoint=checkpoint,
+                on_step=progress,
             )
         observer.step_finished(
             StepReport(Step.TRAIN, report.training.beats_baseline, result=report.training)
         )
+        report.predictions = _predict_newest(
+            report.job.layout, checkpoint, report.job.as_of or datetime.now(UTC)
+        )
+        observer.step_finished(
+            StepReport(
+                Step.PREDICT,
+                bool(report.predictions),
+                rows=f"{len(report.predictions)} photos",
+                result=report.predictions,
+            )
+        )
     return report
+
+
+DEMO_MODEL = "models/popularity.pt"  # the demo's trained model, under its folder
+
+
+def _predict_newest(
+    layout: Layout, checkpoint: Path, now: datetime
+) -> list[tuple[int, int, float]]:
+    """What an app does for a photo just posted: its features and its owner's from the online
+    store, then the trained model. The demo asks for the three newest photos."""
+    from lakehouse.features import photo_request
+    from lakehouse.loader.training import load_popularity_model, predict_likes_7d
+    from lakehouse.warehouse import connect, project_dir
+
+    con = connect(layout.warehouse, project_dir())
+    try:
+        newest = [
+            int(row[0])
+            for row in con.execute(
+                "select photo_id from online_photo_features order by posted_at desc, photo_id "
+                "limit 3"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    if not newest:
+        return []
+    columns = photo_request(newest, store=layout.online, now=now)
+    likes = predict_likes_7d(load_popularity_model(checkpoint), columns)
+    return list(zip(newest, columns["owner_user_id"], likes, strict=True))
 
 
 def _demo_nights(layout: Layout) -> int:

@@ -19,6 +19,8 @@ from lakehouse.storage import join_uri, normalize_uri
 DEFAULT_ROOT = Path("data/demo")
 ENV_LAKE = "LAKEHOUSE_LAKE"
 ENV_WAREHOUSE = "LAKEHOUSE_DUCKDB"
+# the online feature store: a file path (the embedded SQLite store) or redis://host:port/db
+ENV_ONLINE_STORE = "LAKEHOUSE_ONLINE_STORE"
 
 
 class ProjectNotFound(Exception):
@@ -46,6 +48,11 @@ def bronze_uri(lake: str, table: str) -> str:
     return join_uri(lake, "bronze", table)
 
 
+def _embedded_store(warehouse: Path) -> str:
+    """The embedded online store's file, next to the warehouse (like the reports)."""
+    return str(warehouse.parent / "online" / "features.sqlite")
+
+
 @dataclass(frozen=True)
 class Layout:
     """The paths of one deployment. Lake and shards may be ``s3://`` URIs; the warehouse and
@@ -58,13 +65,17 @@ class Layout:
     quality: Path
     shards: str
     spark: Path
+    # the online feature store `lakehouse materialize` fills: a SQLite file, or a redis:// URL
+    online: str = str(DEFAULT_ROOT / "online" / "features.sqlite")
 
     @classmethod
     def from_root(cls, root: str | Path | None = None, env: dict[str, str] | None = None) -> Layout:
         """Everything under ``root`` (default ``data/demo``): ``landing/``, ``lake/``,
-        ``warehouse.duckdb``, ``quality/``, ``shards/``, ``spark/``. ``LAKEHOUSE_LAKE`` and
-        ``LAKEHOUSE_DUCKDB`` in ``env`` (default: the process environment) move the lake and
-        the warehouse; the reports and the Spark folder stay next to the warehouse."""
+        ``warehouse.duckdb``, ``quality/``, ``shards/``, ``spark/``,
+        ``online/features.sqlite``. ``LAKEHOUSE_LAKE``, ``LAKEHOUSE_DUCKDB`` and
+        ``LAKEHOUSE_ONLINE_STORE`` in ``env`` (default: the process environment) move the
+        lake, the warehouse and the online store; the reports, the Spark folder and the
+        embedded online store stay next to the warehouse."""
         env = os.environ if env is None else env
         base = Path(root) if root is not None else DEFAULT_ROOT
         warehouse = Path(env.get(ENV_WAREHOUSE) or base / "warehouse.duckdb")
@@ -75,6 +86,7 @@ class Layout:
             quality=warehouse.parent / "quality",
             shards=str(base / "shards"),
             spark=warehouse.parent / "spark",
+            online=env.get(ENV_ONLINE_STORE) or _embedded_store(warehouse),
         )
 
     def override(
@@ -85,14 +97,17 @@ class Layout:
         warehouse: str | Path | None = None,
         quality: str | Path | None = None,
         shards: str | None = None,
+        online: str | None = None,
     ) -> Layout:
         """This layout with the given paths replaced (``None`` keeps one). A new warehouse
-        brings its reports and Spark folder along unless ``quality`` is given too."""
+        brings its reports, Spark folder and embedded online store along unless ``quality``
+        (``online``) is given too; an online store set apart from it stays."""
         changed = replace(
             self,
             landing=landing or self.landing,
             lake=lake or self.lake,
             shards=str(shards) if shards else self.shards,
+            online=online or self.online,
         )
         if warehouse is not None:
             changed = replace(
@@ -101,6 +116,8 @@ class Layout:
                 quality=Path(warehouse).parent / "quality",
                 spark=Path(warehouse).parent / "spark",
             )
+            if not online and self.online == _embedded_store(self.warehouse):
+                changed = replace(changed, online=_embedded_store(Path(warehouse)))
         if quality is not None:
             changed = replace(changed, quality=Path(quality))
         return changed
@@ -115,6 +132,9 @@ class Layout:
             quality=self.quality.expanduser().resolve(),
             shards=normalize_uri(self.shards),
             spark=self.spark.expanduser().resolve(),
+            online=self.online
+            if "://" in self.online
+            else str(Path(self.online).expanduser().resolve()),
         )
 
     def bronze(self, table: str) -> str:

@@ -65,12 +65,47 @@ class TrainingReport:
         return self.val_mse < self.baseline_mse
 
 
-def features(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model inputs and target of a batch, as float32 on the batch's device."""
+def inputs(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's inputs from a batch (a shard batch, or served features), float32."""
     counts = torch.stack([batch[c].float() for c in COUNTS], dim=1).clamp_min(0).log1p()
     plain = torch.stack([batch[c].float() for c in PLAIN], dim=1)
-    x = torch.cat([counts, plain, batch[EMBEDDING].float()], dim=1)
-    return x, batch[TARGET].float().log1p()
+    return torch.cat([counts, plain, batch[EMBEDDING].float()], dim=1)
+
+
+def features(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs and target of a batch, as float32 on the batch's device."""
+    return inputs(batch), batch[TARGET].float().log1p()
+
+
+def _network(width: int) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm1d(width), nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 1))
+
+
+def load_popularity_model(checkpoint: str | Path) -> nn.Module:
+    """The model a training run saved in ``checkpoint`` (``train --checkpoint``), ready to
+    predict on CPU."""
+    try:
+        state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)["model"]
+        net = _network(int(state["0.weight"].shape[0]))
+        net.load_state_dict(state)
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        raise LoaderError(f"cannot load a model from {checkpoint}: {error}") from error
+    return net.eval()
+
+
+@torch.no_grad()
+def predict_likes_7d(model: nn.Module, columns: dict[str, list[Any]]) -> list[float]:
+    """The likes in the first 7 days ``model`` predicts for each row of ``columns`` (column
+    name -> values: the model's inputs, as the online store serves them)."""
+    missing = [c for c in (*COUNTS, *PLAIN, EMBEDDING) if c not in columns]
+    if missing:
+        raise LoaderError(f"cannot predict without the features {', '.join(missing)}")
+    nulls = [c for c in (*COUNTS, *PLAIN, EMBEDDING) if any(v is None for v in columns[c])]
+    if nulls:
+        raise LoaderError(f"cannot predict with missing values in {', '.join(nulls)}")
+    batch = {c: torch.tensor(columns[c], dtype=torch.float32) for c in (*COUNTS, *PLAIN)}
+    batch[EMBEDDING] = torch.tensor(columns[EMBEDDING], dtype=torch.float32)
+    return model(inputs(batch)).squeeze(1).expm1().clamp_min(0).tolist()
 
 
 @dataclass
@@ -132,9 +167,7 @@ def train_popularity_model(
         loader = DataLoader(train, batch_size=None, num_workers=workers)
         batches = GPUPrefetcher(loader, target)
         width = len(COUNTS) + len(PLAIN) + train.width(EMBEDDING)
-        net = nn.Sequential(
-            nn.BatchNorm1d(width), nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 1)
-        ).to(batches.device)
+        net = _network(width).to(batches.device)
         model: nn.Module = net
         if group:
             ids = [batches.device.index] if batches.device.type == "cuda" else None

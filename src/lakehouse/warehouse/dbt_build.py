@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse.contracts import bronze_tables
@@ -91,6 +91,11 @@ def bronze_versions(
 # macros/bronze.sql read (a test keeps the three spellings equal)
 ENV_BRONZE_VERSIONS = "LAKEHOUSE_BRONZE_VERSIONS"
 PINS_VARIABLE = "lakehouse_bronze_versions"
+# the job's clock, which serving features are evaluated at (macros/features.sql
+# serving_as_of): in the environment for the plugin to set in DuckDB's session, like the pins,
+# so a new night changes no parsed SQL; the `as_of` var on Spark
+ENV_AS_OF = "LAKEHOUSE_AS_OF"
+AS_OF_VARIABLE = "lakehouse_as_of"
 
 
 def session_pins(lake: str, given: dict[str, int]) -> dict[str, int]:
@@ -192,9 +197,13 @@ def prepare_dbt(
     dbt_vars: dict = {"lake_root": lake}
     target: tuple[str, ...] = ()
     engine_env: dict[str, str] = {ENV_BRONZE_VERSIONS: json.dumps(pinned, sort_keys=True)}
+    if as_of is not None:
+        engine_env[ENV_AS_OF] = as_of.isoformat()
     if engine == "spark":
         assert spark_dir is not None
         dbt_vars["bronze_versions"] = pinned
+        if as_of is not None:
+            dbt_vars["as_of"] = as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         dbt_vars["bronze_files"] = bronze_files(lake, pinned)
         target = ("--target", SPARK_TARGET)
         engine_env = spark_dir_env(spark_dir)
@@ -462,6 +471,13 @@ def exportable_models(project: Path) -> list[str]:
     """The models whose dbt YAML declares ``meta.export`` (what ``lakehouse export`` takes)."""
     nodes = _model_nodes(project)
     return sorted(name for name, node in nodes.items() if _meta(node).get("export"))
+
+
+def online_models(project: Path) -> list[str]:
+    """The models whose dbt YAML declares ``meta.online`` (the feature views ``lakehouse
+    serve`` copies into the online store)."""
+    nodes = _model_nodes(project)
+    return sorted(name for name, node in nodes.items() if _meta(node).get("online"))
 
 
 def model_contract(manifest: Path, model: str) -> list[tuple[str, str]] | None:

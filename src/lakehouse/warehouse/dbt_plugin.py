@@ -39,7 +39,13 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from lakehouse.ingest.bronze import batches_committed
 from lakehouse.layout import Layout, bronze_uri
-from lakehouse.warehouse.dbt_build import ENV_BRONZE_VERSIONS, PINS_VARIABLE, session_pins
+from lakehouse.warehouse.dbt_build import (
+    AS_OF_VARIABLE,
+    ENV_AS_OF,
+    ENV_BRONZE_VERSIONS,
+    PINS_VARIABLE,
+    session_pins,
+)
 from lakehouse.warehouse.duckdb_env import (
     WarehouseError,
     check_warehouse_path,
@@ -104,6 +110,10 @@ class Plugin(BasePlugin):
         connection.execute(
             f"set variable {PINS_VARIABLE} = map(?::varchar[], ?::bigint[])",
             [list(pins), list(pins.values())],
+        )
+        # the job's clock for serving features (null outside a job: they use now)
+        connection.execute(
+            f"set variable {AS_OF_VARIABLE} = ?::timestamptz", [os.environ.get(ENV_AS_OF)]
         )
         if self._pads is None:  # a command that hashes nothing, run without a key
             return

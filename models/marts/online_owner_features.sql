@@ -1,0 +1,35 @@
+-- Every user's features as a photo owner at the night's as_of, for serving: the training
+-- set's own definition (macros/features.sql, owner_features_before) evaluated for a photo
+-- posted at that instant, so the model is served exactly what it trained on. Rebuilt whole
+-- each night: every feature moves with the instant (account age, the 30-day window).
+-- `lakehouse materialize` copies it into the online store after the gate passed the night.
+
+with
+
+owner_photos as (
+    select
+        photo_id,
+        owner_user_id,
+        posted_at
+    from {{ ref('stg_app__photos') }}
+),
+
+spine as (
+    select
+        user_id as spine_key,
+        user_id as owner_user_id,
+        {{ serving_as_of() }} as spine_at
+    from {{ ref('stg_app__users') }}
+),
+
+{{ owner_features_before('spine', 'owner_photos') }},
+
+final as (
+    select
+        owner_features.owner_user_id,
+        owner_features.spine_at as as_of,
+        {{ owner_feature_columns('owner_features') }}
+    from owner_features
+)
+
+select * from final
