@@ -316,3 +316,28 @@ def test_the_cli_reads_the_store(
     assert main(["features", "list", "--store", store]) == 0
     listed = capsys.readouterr().out
     assert "online_owner_features" in listed and "online_photo_features" in listed
+
+
+def test_a_replay_of_an_earlier_night_keeps_the_later_fill(gated: Path, tmp_path: Path) -> None:
+    """Serving never goes back in time: a build evaluated at an earlier as_of than the
+    store's fill (a replayed night) leaves that view's fill as it is, and says so."""
+    store = str(tmp_path / "features.sqlite")
+    first = fill_online_store(gated, gated.parent / "quality", store=store)
+    owner = next(f for f in first.fills if f.view == "owner")
+    opened = open_store(store)
+    try:
+        keys = [1, 2, 3]
+        _, texts = opened.lookup("owner", keys)
+        later = replace(
+            owner,
+            fill_id=owner.fill_id + 1,
+            as_of=(owner.as_of_time + timedelta(days=1)).isoformat(),
+            rows=len(keys),
+        )
+        opened.write(later, [(k, t) for k, t in zip(keys, texts, strict=True) if t])
+        again = fill_online_store(gated, gated.parent / "quality", store=store)
+        assert again.kept == [later]
+        assert [f.view for f in again.fills] == ["photo"]
+        assert opened.record("owner") == later
+    finally:
+        opened.close()

@@ -127,7 +127,9 @@ def test_the_whole_job_runs_on_s3(job_on_s3, s3, ingested) -> None:
     assert {(f.as_of, f.shard_version) for f in fills.values()} == {(AS_OF, 1)}
     con = connect(job_on_s3["work"] / "warehouse.duckdb", PROJECT)
     try:
-        users = con.execute("select count(*) from stg_app__users").fetchone()[0]
+        users = con.execute(
+            "select count(*) from stg_app__users where signup_at <= ?", [AS_OF]
+        ).fetchone()[0]
     finally:
         con.close()
     assert fills["owner"].rows == users > 900 and fills["photo"].rows > 0

@@ -34,7 +34,7 @@ from dagster import (  # noqa: E402
 )
 
 from lakehouse.orchestrate import LakehouseResource, build_definitions  # noqa: E402
-from lakehouse.orchestrate.assets import check_name, shards_key  # noqa: E402
+from lakehouse.orchestrate.assets import ONLINE_STORE, check_name, shards_key  # noqa: E402
 from lakehouse.orchestrate.automation import landing_sensor, nightly_schedule  # noqa: E402
 from lakehouse.quality import outline_suites  # noqa: E402
 from lakehouse.shardformat import Manifest  # noqa: E402
@@ -109,7 +109,7 @@ def test_the_asset_graph_is_dbt_lineage(defs) -> None:
         return AssetKey([node["name"]])
 
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
-    assert len(models) == 14
+    assert len(models) == 16
     for model in models:
         parents = {key(u) for u in model["depends_on"]["nodes"]}
         assert graph.get(key(model["unique_id"])).parent_keys == parents, model["name"]
@@ -120,6 +120,12 @@ def test_the_asset_graph_is_dbt_lineage(defs) -> None:
     for source in sources:  # the bronze tables are ingest's, materialised by one step
         assert graph.get(source).is_materializable and not graph.get(source).parent_keys
     assert graph.get(shards_key()).parent_keys == {AssetKey([MODEL])}
+    # the online store is filled from the feature views, after the night's export
+    assert graph.get(ONLINE_STORE).parent_keys == {
+        shards_key(),
+        AssetKey(["online_owner_features"]),
+        AssetKey(["online_photo_features"]),
+    }
     # dbt's data tests are checks on the models they test, and a bronze source's tests are
     # checks on its bronze asset (run by dbt's step): all of them but a test of two sources
     # (dagster-dbt attaches a test with several parents only to a model), which the gate's
@@ -197,6 +203,9 @@ def test_a_night_materialises_every_step_with_its_lineage(nights) -> None:
     )
     assert exported["dbt_invocation_id"] == fct["invocation_id"]
     assert exported["dbt_invocation_id"] == manifest.lineage["dbt_invocation_id"]
+    served = done[ONLINE_STORE]
+    assert served["dbt_invocation_id"] == fct["invocation_id"] and served["shard_version"] == 1
+    assert sorted(served["rows_per_view"]) == ["owner", "photo"]
     checks = _checks(result)
     gate = [c for (_, name), c in checks.items() if name.startswith("gx_")]
     assert len(gate) == 41 and all(

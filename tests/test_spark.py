@@ -65,6 +65,15 @@ def builds(landing: Path, tmp_path_factory) -> TwoBuilds:
     lake, shards = work / "lake", work / "shards"
     spark = work / "spark" / "warehouse.duckdb"
     target = work / "spark-target"  # this build's dbt artifacts, read below
+    # the job's Spark warehouse starts with lineage tables from before build numbers and
+    # night-scoped tests (test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since)
+    spark_dir = spark.parent / "spark"
+    spark_dir.mkdir(parents=True)
+    older = subprocess.run(
+        [sys.executable, "-c", OLDER_LINEAGE.format(spark_dir=str(spark_dir))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert older.returncode == 0, older.stderr[-3000:]
     run = _lakehouse(
         "run",
         "--engine",
@@ -85,7 +94,7 @@ def builds(landing: Path, tmp_path_factory) -> TwoBuilds:
     results = json.loads((target / "run_results.json").read_text())
     duck = work / "duckdb" / "warehouse.duckdb"
     duck.parent.mkdir()
-    duckdb_result = run_dbt(str(lake), duck, project=PROJECT, quiet=True)
+    duckdb_result = run_dbt(str(lake), duck, project=PROJECT, quiet=True, as_of=NIGHT)
     return TwoBuilds(lake, shards, duck, duckdb_result, spark, run, results, work)
 
 
@@ -114,7 +123,7 @@ def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuild
         kind: [uid for uid in spark if uid.startswith(kind + ".")]
         for kind in ("model", "test", "unit_test", "seed", "operation")
     }
-    assert len(kinds["model"]) == 14 and len(kinds["seed"]) == 2
+    assert len(kinds["model"]) == 16 and len(kinds["seed"]) == 2
     assert len(kinds["unit_test"]) == 4  # the project's dbt unit tests, run on Spark
     assert len(kinds["test"]) > 60
     assert len(kinds["operation"]) == 6  # the project's hooks, Spark's own implementations
@@ -176,6 +185,36 @@ def test_training_mart_equals_duckdbs_row_by_row(builds: TwoBuilds) -> None:
     splits = dict(con.execute(f"select split, count(*) from s.main.{MART} group by 1").fetchall())
     assert set(splits) == {"train", "val", "test"}
     assert con.execute(f"select count(distinct is_popular) from s.main.{MART}").fetchone()[0] == 2
+
+
+def test_the_serving_views_equal_duckdbs_and_the_job_served_them(builds: TwoBuilds) -> None:
+    """The online feature views, evaluated at the job's as_of on Spark, equal DuckDB's at the
+    same instant row by row; the job's last step filled the online store from them."""
+    from lakehouse.features import open_store
+
+    con = _both(builds)
+    described = "select column_name, column_type from (describe {}.main.{})"
+    store = open_store(str(builds.spark.parent / "online" / "features.sqlite"))
+    try:
+        fills = {f.view: f for f in store.views()}
+    finally:
+        store.close()
+    for model, view in (("online_owner_features", "owner"), ("online_photo_features", "photo")):
+        types = con.execute(described.format("d", model)).fetchall()
+        assert con.execute(described.format("s", model)).fetchall() == types
+        exact = ", ".join(name for name, _ in types if name != "embedding")
+        rows = con.execute(f"select count(*) from d.main.{model}").fetchone()[0]
+        assert rows > 50
+        assert con.execute(f"select count(*) from s.main.{model}").fetchone()[0] == rows
+        only_one = con.execute(
+            f"select count(*) from ((select {exact} from d.main.{model} except all "
+            f"select {exact} from s.main.{model}) union all (select {exact} from "
+            f"s.main.{model} except all select {exact} from d.main.{model}))"
+        ).fetchone()[0]
+        assert only_one == 0, model
+        assert con.execute(f"select count(distinct as_of) from s.main.{model}").fetchone()[0] == 1
+        assert fills[view].rows == rows and fills[view].as_of == NIGHT.isoformat()
+        assert fills[view].invocation_id == builds.spark_results["metadata"]["invocation_id"]
 
 
 def test_fct_events_counts_and_hashed_pii_equal(builds: TwoBuilds) -> None:
@@ -356,26 +395,13 @@ spark.stop()
 
 
 def test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since(
-    builds: TwoBuilds, tmp_path: Path
+    builds: TwoBuilds,
 ) -> None:
-    """A Spark warehouse whose lineage tables predate build numbers and night-scoped tests:
-    the next build adds the columns (null in the old rows) and records its own, and the
-    attached views read old and new files together."""
-    warehouse = tmp_path / "older" / "warehouse.duckdb"
-    spark_dir = warehouse.parent / "spark"
-    spark_dir.mkdir(parents=True)
-    older = subprocess.run(
-        [sys.executable, "-c", OLDER_LINEAGE.format(spark_dir=str(spark_dir))],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert older.returncode == 0, older.stderr[-3000:]
-    build = _lakehouse(
-        "build", "--engine", "spark", "--lake", str(builds.lake), "--warehouse", str(warehouse),
-        "--select", "stg_app__users",
-        env={"LAKEHOUSE_SPARK_MASTER": "local[1]", "DBT_TARGET_PATH": str(tmp_path / "target")},
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout[-3000:]
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    """The job's Spark build ran on a warehouse whose lineage tables predate build numbers
+    and night-scoped tests (OLDER_LINEAGE made them in the fixture, before the job): the
+    build added the columns (null in the old rows) and recorded its own, and the attached
+    views read old and new files together."""
+    with duckdb.connect(str(builds.spark), read_only=True) as con:
         runs = con.sql("select invocation_id, build_seq from lakehouse_dbt_runs").fetchall()
         assert sorted(runs, key=lambda r: r[0] != "older")[0] == ("older", None)
         assert [seq for invocation, seq in runs if invocation != "older"] == [1]
@@ -385,10 +411,8 @@ def test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since(
             "count(*) filter (status not in ('pass', 'not run')) "
             "from lakehouse_test_results group by all order by all"
         ).fetchall()
-    # the new build's tests of stg_app__users passed, each on its whole table (Spark); the
-    # sources' tests it did not select are recorded as not run
-    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
-    ran = [r for r in results if r["unique_id"].startswith("test.")]
+    # the job's build's data tests passed, each on its whole table (Spark)
+    ran = [r for r in builds.spark_results["results"] if r["unique_id"].startswith("test.")]
     assert ran and all(r["status"] == "pass" for r in ran)
     assert tests[0][0] is False and tests[0][1:] == (0, len(ran), 0)
     assert tests[1] == (True, 0, 1, 0)

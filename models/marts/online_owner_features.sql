@@ -1,4 +1,4 @@
--- Every user's features as a photo owner at the night's as_of, for serving: the training
+-- Every user's features as a photo owner at the night's as_of (users signed up by then), for serving: the training
 -- set's own definition (macros/features.sql, owner_features_before) evaluated for a photo
 -- posted at that instant, so the model is served exactly what it trained on. Rebuilt whole
 -- each night: every feature moves with the instant (account age, the 30-day window).
@@ -15,11 +15,15 @@ owner_photos as (
 ),
 
 spine as (
+    -- the users who had signed up by the instant (a replay at an earlier as_of serves no
+    -- account from its future)
     select
-        user_id as spine_key,
-        user_id as owner_user_id,
-        {{ serving_as_of() }} as spine_at
-    from {{ ref('stg_app__users') }}
+        users.user_id as spine_key,
+        users.user_id as owner_user_id,
+        as_of.as_of as spine_at
+    from {{ ref('stg_app__users') }} as users
+    cross join (select {{ serving_as_of() }} as as_of) as as_of
+    where users.signup_at <= as_of.as_of
 ),
 
 {{ owner_features_before('spine', 'owner_photos') }},

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # distributions whose module has another name
 _MODULE_OF = {"dbt-core": "dbt", "pyyaml": "yaml"}
-_EXTRAS = ("loader", "pipeline", "orchestrate", "spark")  # the extras a user installs
+_EXTRAS = ("loader", "pipeline", "serve", "orchestrate", "spark")  # the extras a user installs
 
 
 def missing_extra(module: str) -> str | None:

@@ -460,13 +460,17 @@ def materialize(layout: Layout, *, now: datetime | None = None) -> StepReport[Fi
     report = fill_online_store(
         layout.warehouse, layout.quality, store=layout.online, shards=layout.shards, now=now
     )
+    kept = (
+        f"; kept the later fill of {', '.join(f'{k.view} (as of {k.as_of})' for k in report.kept)}"
+        if report.kept
+        else ""
+    )
+    as_of = f", fill as of {report.fills[0].as_of}" if report.fills else ""
     return StepReport(
         Step.MATERIALIZE,
         True,
-        rows=", ".join(f"{f.view} {f.rows:,}" for f in report.fills),
-        detail=f"online store {report.store}, fill as of {report.fills[0].as_of}"
-        if report.fills
-        else f"online store {report.store}",
+        rows=", ".join(f"{f.view} {f.rows:,}" for f in report.fills) or "nothing new",
+        detail=f"online store {report.store}{as_of}{kept}",
         result=report,
     )
 
@@ -565,6 +569,7 @@ class DemoReport:
             all(night.ok for night in self.nights)
             and self.training is not None
             and self.training.beats_baseline
+            and bool(self.predictions)
         )
 
 

@@ -10,7 +10,7 @@ Each fill records the as_of, the dbt invocation and the shard version it came fr
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +18,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from lakehouse import sql
 from lakehouse.features.store import (
     FillRecord,
     OnlineStore,
     StoreError,
     decode_rows,
-    encode_rows,
     encode_schema,
     open_store,
 )
@@ -85,6 +85,9 @@ class OnlineFeatures:
 class FillReport:
     store: str
     fills: list[FillRecord] = field(default_factory=list)
+    # views whose fill is of a later night than this build's (a replay of an earlier as_of):
+    # serving never goes back in time, the later fill stays
+    kept: list[FillRecord] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -186,9 +189,11 @@ def fill_online_store(
     now: datetime | None = None,
 ) -> FillReport:
     """Copy every feature view (the models declaring ``meta.online``) from ``warehouse`` into
-    ``store``, each whole and all-or-nothing. Refused, leaving the store as it was, unless
-    the data-quality gate's latest run (in ``quality``) passed and validated the very dbt
-    invocation that built the views, and each view's dbt tests passed in that build.
+    ``store``, each whole and all-or-nothing; a view the store holds for a later as_of (this
+    build replayed an earlier night) keeps that fill (``FillReport.kept``). Refused, leaving
+    the store as it was, unless the data-quality gate's latest run (in ``quality``) passed
+    and validated the very dbt invocation that built the views, and each view's dbt tests
+    passed in that build.
     ``shards``: where the training shards are published (their latest version is recorded
     with the fill)."""
     from lakehouse.export import latest_version
@@ -253,16 +258,24 @@ def fill_online_store(
                     f"online store not filled: {model}'s dbt tests did not pass in its build "
                     f"({build.invocation_id}): " + "; ".join(verdict.problems)
                 )
-            table = con.execute(f"select * from {_relation(model)}").arrow()
-            if hasattr(table, "read_all"):
-                table = table.read_all()
+            relation = _relation(model)
+            table = _arrow(con.execute(f"select * from {relation} limit 0"))
             if key not in table.column_names:
                 raise FeatureError(
                     f"feature view {view!r}: its key {key!r} is not a column of {model} "
                     "(meta.online.key in its dbt YAML)"
                 )
+            rows, as_of = con.execute(
+                f"select count(*), min(as_of) from {relation}"
+                if "as_of" in table.column_names
+                else f"select count(*), null from {relation}"
+            ).fetchone()
             # the instant the view's SQL evaluated the features at (the night's as_of)
-            as_of = _column_instant(table, "as_of") or build.as_of or (now or datetime.now(UTC))
+            as_of = as_of or build.as_of or (now or datetime.now(UTC))
+            current = opened.record(view)
+            if current is not None and current.as_of_time > as_of:
+                report.kept.append(current)
+                continue
             record = FillRecord(
                 view=view,
                 model=model,
@@ -272,10 +285,14 @@ def fill_online_store(
                 invocation_id=build.invocation_id,
                 shard_version=shard_version,
                 filled_at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(),
-                rows=table.num_rows,
+                rows=int(rows),
                 schema=encode_schema(table.schema),
             )
-            opened.write(record, encode_rows(table, key))
+            # each row as DuckDB's JSON of it, streamed (floats exact, instants in UTC)
+            cursor = con.execute(
+                f"select {sql.identifier(key)}, cast(to_json(t) as varchar) from {relation} as t"
+            )
+            opened.write(record, _batches(cursor))
             report.fills.append(record)
     except StoreError as error:
         raise FeatureError(str(error)) from None
@@ -288,13 +305,14 @@ def fill_online_store(
 
 
 def _relation(model: str) -> str:
-    from lakehouse import sql
-
     return sql.identifier(model)
 
 
-def _column_instant(table: pa.Table, column: str) -> datetime | None:
-    if column not in table.column_names or not table.num_rows:
-        return None
-    value = table.column(column)[0].as_py()
-    return value if isinstance(value, datetime) else None
+def _arrow(result: Any) -> pa.Table:
+    table = result.arrow()
+    return table.read_all() if hasattr(table, "read_all") else table
+
+
+def _batches(cursor: Any) -> Iterator[tuple[int, str]]:
+    while rows := cursor.fetchmany(10_000):
+        yield from rows

@@ -12,9 +12,9 @@ Two implementations of one small interface, as Feast has its online stores:
   then deleted. A reader gets the record and the values in two round trips, whatever the
   number of keys (``HMGET``).
 
-Both hold each entry as the JSON of its feature values (timestamps in ISO 8601, the
-embedding as a list of floats, exact for float32), decoded with the view's Arrow schema,
-which the fill record carries.
+Both hold each entry as the JSON of its row, as DuckDB writes it (``to_json``: instants in
+ISO 8601 UTC, the embedding as a list of floats, exact for float32), decoded with the view's
+Arrow schema, which the fill record carries.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -75,21 +74,9 @@ def encode_schema(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot store a {type(value).__name__} in the online store")
-
-
-def encode_rows(table: pa.Table, key: str) -> Iterable[tuple[int, str]]:
-    """``(key, JSON of the row)`` for every row of ``table``."""
-    for row in table.to_pylist():
-        yield int(row[key]), json.dumps(row, default=_default, separators=(",", ":"))
-
-
 def decode_rows(schema: pa.Schema, texts: Sequence[str | bytes | None]) -> list[dict | None]:
-    """The rows :func:`encode_rows` wrote, typed as ``schema`` says (None stays None: a key
-    the view does not hold)."""
+    """The rows a fill wrote (the JSON of each, DuckDB's ``to_json``), typed as ``schema``
+    says (None stays None: a key the view does not hold)."""
     stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     rows: list[dict | None] = []
     for text in texts:

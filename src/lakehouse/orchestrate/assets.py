@@ -6,7 +6,9 @@
 - the data-quality gate: one check per expectation of ``expectations/*.json`` on the table it
   validates; ``critical`` ones block everything downstream, the rest report as warnings;
 - ``shards/<model>``: the shard version ``lakehouse export`` publishes, with its manifest's
-  lineage as metadata.
+  lineage as metadata;
+- ``online_store``: the online feature store ``lakehouse materialize`` fills from the feature
+  views (the dbt models declaring ``meta.online``) after the gate passed their build.
 """
 
 import re
@@ -41,6 +43,7 @@ from lakehouse.job import DEFAULT_MODEL, ExportResult, StepReport, failure_reaso
 from lakehouse.job import export as export_step
 from lakehouse.job import gate as gate_step
 from lakehouse.job import ingest as ingest_step
+from lakehouse.job import materialize as materialize_step
 from lakehouse.orchestrate.resources import LakehouseResource
 from lakehouse.printable import shown
 from lakehouse.quality import BLOCKING, outline_suites
@@ -394,3 +397,52 @@ def export_asset(model_key: Callable[[str], AssetKey], model: str = DEFAULT_MODE
         )
 
     return shards
+
+
+# ------------------------------------------------------------------- serving
+
+ONLINE_STORE = AssetKey(["online_store"])
+
+
+def online_views(manifest: Path) -> list[str]:
+    """The models dbt's ``manifest`` declares ``meta.online`` for: the feature views."""
+    import json
+
+    nodes = json.loads(manifest.read_text()).get("nodes", {})
+    return sorted(
+        node["name"]
+        for node in nodes.values()
+        if node.get("resource_type") == "model"
+        and {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}.get("online")
+    )
+
+
+def online_store_asset(model_key: Callable[[str], AssetKey], manifest: Path):
+    @asset(
+        key=ONLINE_STORE,
+        deps=[shards_key(), *(model_key(name) for name in online_views(manifest))],
+        group_name="serving",
+        kinds={"sqlite"},
+        description="The online feature store (`lakehouse materialize`): each feature view "
+        "copied whole from the build the gate passed, with its as_of, dbt invocation and "
+        "shard version.",
+    )
+    def online_store(
+        context: AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> MaterializeResult:
+        layout = lakehouse.layout()
+        step = guarded(lakehouse, lambda: materialize_step(layout))
+        context.log.info(shown(f"materialize: {step.rows}; {step.detail}", markup=False))
+        fills = step.result.fills
+        return MaterializeResult(
+            data_version=DataVersion(fills[0].invocation_id if fills else "empty"),
+            metadata={
+                "store": str(step.result.store),
+                "rows_per_view": MetadataValue.json({f.view: f.rows for f in fills}),
+                "as_of": fills[0].as_of if fills else "",
+                "dbt_invocation_id": fills[0].invocation_id if fills else "",
+                "shard_version": fills[0].shard_version if fills else None,
+            },
+        )
+
+    return online_store

@@ -27,7 +27,8 @@ NIGHTLY_CRON = "0 6 * * *"  # 06:00 UTC, after the app's nightly dump
 nightly_job = define_asset_job(
     "nightly",
     selection=AssetSelection.all(),
-    description="ingest -> dbt build -> data-quality gate -> export, as `lakehouse run`.",
+    description="ingest -> dbt build -> data-quality gate -> export -> materialize, as "
+    "`lakehouse run`.",
     tags={"lakehouse/job": "nightly"},
 )
 

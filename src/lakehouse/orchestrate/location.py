@@ -21,6 +21,7 @@ from lakehouse.orchestrate.assets import (
     dbt_models_asset,
     export_asset,
     gate_asset_check,
+    online_store_asset,
 )
 from lakehouse.orchestrate.automation import landing_sensor, nightly_job, nightly_schedule
 from lakehouse.orchestrate.resources import RESOURCE, LakehouseResource
@@ -74,7 +75,12 @@ def build_definitions(lakehouse: LakehouseResource | None = None) -> Definitions
         return models[name]
 
     return Definitions(
-        assets=[bronze_tables, dbt_models, export_asset(model_key)],
+        assets=[
+            bronze_tables,
+            dbt_models,
+            export_asset(model_key),
+            online_store_asset(model_key, dbt.manifest_path),
+        ],
         asset_checks=[gate_asset_check(model_key, dbt.manifest_path)],
         jobs=[nightly_job],
         schedules=[nightly_schedule],
