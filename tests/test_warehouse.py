@@ -93,7 +93,7 @@ def test_build_runs_every_model_and_test_green(built) -> None:
     result, _, _ = built
     assert result.success and result.exit_code == 0, result.failures
     counts = result.counts()
-    assert counts[("model", "success")] == 14
+    assert counts[("model", "success")] == 16
     assert counts[("unit_test", "pass")] == 4
     assert counts[("test", "pass")] >= 70
     assert not result.failures
@@ -424,7 +424,7 @@ def test_dbt_docs_generate_documents_every_mart_column(built, tmp_path: Path) ->
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    assert len(models) == 14
+    assert len(models) == 16
     tables = {k.rsplit(".", 1)[-1]: v for k, v in catalog["nodes"].items()}
     for name, node in models.items():
         assert node["description"], f"{name} has no description"
