@@ -77,7 +77,7 @@ def ensure_extensions(project: Path) -> Path:
 # whatever the machine's zone (timestamptz -> date uses it), no progress bar in logs, and
 # ASOF joins always as ASOF joins: DuckDB runs one whose left side it estimates at 64 rows or
 # fewer as a nested loop, and it estimates the serving views' spine (every user at one
-# instant) that small: 17 s instead of 0.3 s at 10M events (macros/features.sql)
+# instant) that small: 19.4 s instead of 1.5 s at 10M events (macros/features.sql)
 SESSION_SETTINGS = {
     "TimeZone": "UTC",
     "enable_progress_bar": "false",
