@@ -1,8 +1,9 @@
--- Every user's features as a photo owner at the night's as_of (users signed up by then), for serving: the training
--- set's own definition (macros/features.sql, owner_features_before) evaluated for a photo
--- posted at that instant, so the model is served exactly what it trained on. Rebuilt whole
--- each night: every feature moves with the instant (account age, the 30-day window).
--- `lakehouse materialize` copies it into the online store after the gate passed the night.
+-- Every user's features as a photo owner at the night's as_of (the users signed up by then),
+-- for serving: the training set's own definition (macros/features.sql,
+-- owner_features_before) evaluated for a photo posted at that instant, so the model is
+-- served exactly what it trained on. Rebuilt whole each night: every feature moves with the
+-- instant (account age, the 30-day window). `lakehouse materialize` copies it into the
+-- online store after the gate passed the night.
 
 with
 
@@ -14,16 +15,20 @@ owner_photos as (
     from {{ ref('stg_app__photos') }}
 ),
 
+serving_instant as (
+    select {{ serving_as_of() }} as instant
+),
+
 spine as (
     -- the users who had signed up by the instant (a replay at an earlier as_of serves no
     -- account from its future)
     select
-        users.user_id as spine_key,
-        users.user_id as owner_user_id,
-        as_of.as_of as spine_at
-    from {{ ref('stg_app__users') }} as users
-    cross join (select {{ serving_as_of() }} as as_of) as as_of
-    where users.signup_at <= as_of.as_of
+        app_users.user_id as spine_key,
+        app_users.user_id as owner_user_id,
+        serving_instant.instant as spine_at
+    from {{ ref('stg_app__users') }} as app_users
+    cross join serving_instant
+    where app_users.signup_at <= serving_instant.instant
 ),
 
 {{ owner_features_before('spine', 'owner_photos') }},
