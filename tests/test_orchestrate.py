@@ -415,8 +415,8 @@ def test_dagsters_command_line_tools_find_the_code_location_from_the_repo_root()
     assert listed.returncode == 0, listed.stderr[-2000:]
     defs = json.loads(listed.stdout)
     keys = {a["asset_key"] for a in defs["assets"]}
-    assert {"bronze/events", "fct_events", MODEL, f"shards/{MODEL}"} <= keys
-    assert len(keys) == 6 + 14 + 2 + 1  # bronze, models, seeds, shards
+    assert {"bronze/events", "fct_events", MODEL, f"shards/{MODEL}", "online_store"} <= keys
+    assert len(keys) == 6 + 16 + 2 + 1 + 1  # bronze, models, seeds, shards, online store
     assert [j["name"] for j in defs["jobs"]] == ["nightly"]
     assets = run("dagster", "asset", "list", "-m", "lakehouse.orchestrate.definitions")
     assert assets.returncode == 0, assets.stderr[-2000:]
@@ -449,8 +449,8 @@ def test_dagster_dev_serves_the_code_location(tmp_path: Path) -> None:
                 time.sleep(1)
         assert data is not None, "dagster dev did not answer"
         keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
-        assert {"bronze/events", "fct_events", MODEL, f"shards/{MODEL}"} <= keys
-        assert len(keys) == 6 + 14 + 2 + 1  # bronze, models, seeds, shards
+        assert {"bronze/events", "fct_events", MODEL, f"shards/{MODEL}", "online_store"} <= keys
+        assert len(keys) == 6 + 16 + 2 + 1 + 1  # bronze, models, seeds, shards, online store
         if CHROMIUM is None:
             pytest.skip("Chromium is not installed: the UI was not rendered")
         with chromium(tmp_path / "chromium") as page:
