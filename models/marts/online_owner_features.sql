@@ -7,14 +7,6 @@
 
 with
 
-owner_photos as (
-    select
-        photo_id,
-        owner_user_id,
-        posted_at
-    from {{ ref('stg_app__photos') }}
-),
-
 serving_instant as (
     select {{ serving_as_of() }} as instant
 ),
@@ -31,7 +23,7 @@ spine as (
     where app_users.signup_at <= serving_instant.instant
 ),
 
-{{ owner_features_before('spine', 'owner_photos') }},
+{{ owner_features_before('spine', ref('stg_app__photos')) }},
 
 final as (
     select

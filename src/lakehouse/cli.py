@@ -643,8 +643,8 @@ def features(args: argparse.Namespace, console, err) -> int:
     from lakehouse.features import get_online_features, open_store
 
     store = _layout(args).resolved().online
-    max_age = getattr(args, "max_age_hours", 0) or None
-    age = timedelta(hours=max_age) if max_age else None
+    hours = getattr(args, "max_age_hours", 0)
+    age = timedelta(hours=hours) if hours else None
     if args.features_command == "get":
         found = get_online_features(
             args.view, args.keys, store=store, allow_missing=args.allow_missing, max_age=age

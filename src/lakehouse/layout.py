@@ -66,7 +66,7 @@ class Layout:
     shards: str
     spark: Path
     # the online feature store `lakehouse materialize` fills: a SQLite file, or a redis:// URL
-    online: str = str(DEFAULT_ROOT / "online" / "features.sqlite")
+    online: str = _embedded_store(DEFAULT_ROOT / "warehouse.duckdb")
 
     @classmethod
     def from_root(cls, root: str | Path | None = None, env: dict[str, str] | None = None) -> Layout:

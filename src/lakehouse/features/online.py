@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,9 +91,16 @@ class FillReport:
     kept: list[FillRecord] = field(default_factory=list)
     seconds: float = 0.0
 
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.fills)
+
+@contextmanager
+def _opened(store: str | OnlineStore | None, *, create: bool = False) -> Iterator[OnlineStore]:
+    """``store`` for the length of a call: one given open stays open, one opened here closes."""
+    opened = store_for(store, create=create)
+    try:
+        yield opened
+    finally:
+        if opened is not store:
+            opened.close()
 
 
 def store_for(store: str | OnlineStore | None, *, create: bool = False) -> OnlineStore:
@@ -121,15 +129,11 @@ def get_online_features(
     :class:`UnknownKeys` naming it (``allow_missing``: its row is None instead); a fill whose
     as_of is more than ``max_age`` before ``now`` (default: this machine's clock) raises
     :class:`StaleStore` (``max_age=None``: never)."""
-    opened = store_for(store)
-    try:
+    with _opened(store) as opened:
         try:
             record, texts = opened.lookup(view, list(keys))
         except StoreError as error:
             raise FeatureError(str(error)) from None
-    finally:
-        if not isinstance(store, OnlineStore):
-            opened.close()
     if max_age is not None:
         age = (now or datetime.now(UTC)) - record.as_of_time
         if age > max_age:
@@ -160,17 +164,13 @@ def photo_request(
     """What a popularity prediction for ``photo_ids`` reads, as columns (name -> one value
     per photo): the photo's features (view ``photo``) and its owner's at the night's as_of
     (view ``owner``, by the photo's owner_user_id), from one store."""
-    opened = store_for(store)
-    try:
+    with _opened(store) as opened:
         photos = get_online_features(
             PHOTO_VIEW, photo_ids, store=opened, max_age=max_age, now=now
         ).to_dict()
         owners = get_online_features(
             OWNER_VIEW, photos["owner_user_id"], store=opened, max_age=max_age, now=now
         ).to_dict()
-    finally:
-        if not isinstance(store, OnlineStore):
-            opened.close()
     shared = set(photos) & set(owners)
     return {**photos, **{k: v for k, v in owners.items() if k not in shared}}
 
@@ -200,6 +200,7 @@ def fill_online_store(
     from lakehouse.quality import GateRecord
     from lakehouse.warehouse import (
         connect,
+        dbt_artifacts,
         model_build,
         model_meta,
         online_models,
@@ -209,7 +210,7 @@ def fill_online_store(
 
     started = time.perf_counter()
     project = project or project_dir()
-    models = online_models(project)
+    models = online_models(dbt_artifacts(project) / "manifest.json")
     if not models:
         raise FeatureError(
             "no feature views: no dbt model declares meta.online (models/marts/_marts__models.yml)"
@@ -236,81 +237,71 @@ def fill_online_store(
 
         latest = latest_version(shards, DEFAULT_MODEL)
         shard_version = latest[1].version if latest else None
-    opened = store_for(store, create=True)
-    report = FillReport(opened.uri)
     con = connect(warehouse, project)
     try:
-        for model in models:
-            meta = (model_meta(project, model) or {}).get("online") or {}
-            view, key = str(meta.get("view") or model), str(meta.get("key") or "")
-            build = model_build(con, model)
-            if build is None:
-                raise FeatureError(f"online store not filled: {model} was never built")
-            if build.invocation_id not in validated:
-                raise FeatureError(
-                    f"online store not filled: {model} was built by dbt invocation "
-                    f"{build.invocation_id}, which the latest gate run ({gate.run_id}) did not "
-                    "validate; run `lakehouse validate` on this build first"
+        with _opened(store, create=True) as opened:
+            report = FillReport(opened.uri)
+            for model in models:
+                meta = (model_meta(project, model) or {}).get("online") or {}
+                view, key = str(meta.get("view") or model), str(meta.get("key") or "")
+                build = model_build(con, model)
+                if build is None:
+                    raise FeatureError(f"online store not filled: {model} was never built")
+                if build.invocation_id not in validated:
+                    raise FeatureError(
+                        f"online store not filled: {model} was built by dbt invocation "
+                        f"{build.invocation_id}, which the latest gate run ({gate.run_id}) "
+                        "did not validate; run `lakehouse validate` on this build first"
+                    )
+                verdict = test_verdict(con, model, build.invocation_id)
+                if not verdict.passed:
+                    raise FeatureError(
+                        f"online store not filled: {model}'s dbt tests did not pass in its "
+                        f"build ({build.invocation_id}): " + "; ".join(verdict.problems)
+                    )
+                relation = sql.identifier(model)
+                schema = con.execute(f"select * from {relation} limit 0").to_arrow_table().schema
+                if key not in schema.names:
+                    raise FeatureError(
+                        f"feature view {view!r}: its key {key!r} is not a column of {model} "
+                        "(meta.online.key in its dbt YAML)"
+                    )
+                rows, as_of = con.execute(
+                    f"select count(*), min(as_of) from {relation}"
+                    if "as_of" in schema.names
+                    else f"select count(*), null from {relation}"
+                ).fetchone()
+                # the instant the view's SQL evaluated the features at (the night's as_of)
+                as_of = as_of or build.as_of or (now or datetime.now(UTC))
+                current = opened.record(view)
+                if current is not None and current.as_of_time > as_of:
+                    report.kept.append(current)
+                    continue
+                record = FillRecord(
+                    view=view,
+                    model=model,
+                    key=key,
+                    fill_id=1 if current is None else current.fill_id + 1,
+                    as_of=as_of.astimezone(UTC).isoformat(),
+                    invocation_id=build.invocation_id,
+                    shard_version=shard_version,
+                    filled_at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(),
+                    rows=int(rows),
+                    schema=encode_schema(schema),
                 )
-            verdict = test_verdict(con, model, build.invocation_id)
-            if not verdict.passed:
-                raise FeatureError(
-                    f"online store not filled: {model}'s dbt tests did not pass in its build "
-                    f"({build.invocation_id}): " + "; ".join(verdict.problems)
+                # each row as DuckDB's JSON of it, streamed (floats exact, instants in UTC)
+                cursor = con.execute(
+                    f"select {sql.identifier(key)}, cast(to_json(t) as varchar) "
+                    f"from {relation} as t"
                 )
-            relation = _relation(model)
-            table = _arrow(con.execute(f"select * from {relation} limit 0"))
-            if key not in table.column_names:
-                raise FeatureError(
-                    f"feature view {view!r}: its key {key!r} is not a column of {model} "
-                    "(meta.online.key in its dbt YAML)"
-                )
-            rows, as_of = con.execute(
-                f"select count(*), min(as_of) from {relation}"
-                if "as_of" in table.column_names
-                else f"select count(*), null from {relation}"
-            ).fetchone()
-            # the instant the view's SQL evaluated the features at (the night's as_of)
-            as_of = as_of or build.as_of or (now or datetime.now(UTC))
-            current = opened.record(view)
-            if current is not None and current.as_of_time > as_of:
-                report.kept.append(current)
-                continue
-            record = FillRecord(
-                view=view,
-                model=model,
-                key=key,
-                fill_id=opened.next_fill_id(view),
-                as_of=as_of.astimezone(UTC).isoformat(),
-                invocation_id=build.invocation_id,
-                shard_version=shard_version,
-                filled_at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(),
-                rows=int(rows),
-                schema=encode_schema(table.schema),
-            )
-            # each row as DuckDB's JSON of it, streamed (floats exact, instants in UTC)
-            cursor = con.execute(
-                f"select {sql.identifier(key)}, cast(to_json(t) as varchar) from {relation} as t"
-            )
-            opened.write(record, _batches(cursor))
-            report.fills.append(record)
+                opened.write(record, _batches(cursor))
+                report.fills.append(record)
     except StoreError as error:
         raise FeatureError(str(error)) from None
     finally:
         con.close()
-        if not isinstance(store, OnlineStore):
-            opened.close()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _relation(model: str) -> str:
-    return sql.identifier(model)
-
-
-def _arrow(result: Any) -> pa.Table:
-    table = result.arrow()
-    return table.read_all() if hasattr(table, "read_all") else table
 
 
 def _batches(cursor: Any) -> Iterator[tuple[int, str]]:

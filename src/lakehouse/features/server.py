@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +30,7 @@ from lakehouse.features.online import (
     photo_request,
     store_for,
 )
-from lakehouse.features.store import OnlineStore
+from lakehouse.features.store import FillRecord, OnlineStore
 
 
 class FeatureServer(ThreadingHTTPServer):
@@ -159,16 +160,10 @@ def _int_list(value: Any) -> bool:
     )
 
 
-def _fill(record: Any) -> dict[str, Any]:
-    return {
-        "fill_id": record.fill_id,
-        "model": record.model,
-        "as_of": record.as_of,
-        "invocation_id": record.invocation_id,
-        "shard_version": record.shard_version,
-        "filled_at": record.filled_at,
-        "rows": record.rows,
-    }
+def _fill(record: FillRecord) -> dict[str, Any]:
+    """What a fill came from, as its record says (less the schema, which is the client's
+    `features` themselves)."""
+    return {name: value for name, value in asdict(record).items() if name != "schema"}
 
 
 def _json_default(value: Any) -> Any:

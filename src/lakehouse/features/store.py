@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,7 +55,7 @@ class FillRecord:
     rows: int
     schema: str  # base64 of the view's Arrow schema (pa.Schema.serialize)
 
-    @property
+    @cached_property  # decoded once per record, not per lookup
     def arrow_schema(self) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema)))
 
@@ -114,10 +115,6 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def view_names(self) -> list[str]: ...
-
-    def next_fill_id(self, view: str) -> int:
-        latest = self.record(view)
-        return 1 if latest is None else latest.fill_id + 1
 
     def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release the connection."""

@@ -50,6 +50,7 @@ from lakehouse.quality import BLOCKING, outline_suites
 from lakehouse.quality.outline import SuiteOutline
 from lakehouse.quality.record import DBT_TESTS
 from lakehouse.storage import delta_exists, is_transient, open_delta
+from lakehouse.warehouse import online_models
 
 BRONZE = "bronze"
 LANDED_TABLES = (*declared_bronze_tables(), QUARANTINE_TABLE)  # what one ingest writes
@@ -404,23 +405,13 @@ def export_asset(model_key: Callable[[str], AssetKey], model: str = DEFAULT_MODE
 ONLINE_STORE = AssetKey(["online_store"])
 
 
-def online_views(manifest: Path) -> list[str]:
-    """The models dbt's ``manifest`` declares ``meta.online`` for: the feature views."""
-    import json
-
-    nodes = json.loads(manifest.read_text()).get("nodes", {})
-    return sorted(
-        node["name"]
-        for node in nodes.values()
-        if node.get("resource_type") == "model"
-        and {**node.get("meta", {}), **node.get("config", {}).get("meta", {})}.get("online")
-    )
-
-
 def online_store_asset(model_key: Callable[[str], AssetKey], manifest: Path):
     @asset(
         key=ONLINE_STORE,
-        deps=[shards_key(), *(model_key(name) for name in online_views(manifest))],
+        deps=[
+            shards_key(),
+            *(model_key(name) for name in online_models(manifest)),
+        ],
         group_name="serving",
         kinds={"sqlite"},
         description="The online feature store (`lakehouse materialize`): each feature view "

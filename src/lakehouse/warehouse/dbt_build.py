@@ -473,10 +473,11 @@ def exportable_models(project: Path) -> list[str]:
     return sorted(name for name, node in nodes.items() if _meta(node).get("export"))
 
 
-def online_models(project: Path) -> list[str]:
+def online_models(manifest: Path) -> list[str]:
     """The models whose dbt YAML declares ``meta.online`` (the feature views ``lakehouse
-    serve`` copies into the online store)."""
-    nodes = _model_nodes(project)
+    materialize`` copies into the online store), as dbt's ``manifest`` (a manifest.json)
+    holds them."""
+    nodes = _nodes_of(manifest)
     return sorted(name for name, node in nodes.items() if _meta(node).get("online"))
 
 

@@ -75,6 +75,8 @@ class Plugin(BasePlugin):
         self._lake = str(dbt_vars.get("lake_root") or Layout.from_root().lake).rstrip("/")
         self._given = _given_pins(dbt_vars)
         self._pins: dict[str, int] | None = None  # learned at the first connection
+        # the job's clock for serving features (None outside a job: they use now)
+        self._as_of = os.environ.get(ENV_AS_OF)
         self._pads: tuple[bytes, bytes] | None = None
         try:
             self._pads = hmac_pads(pii_key(path))
@@ -111,10 +113,7 @@ class Plugin(BasePlugin):
             f"set variable {PINS_VARIABLE} = map(?::varchar[], ?::bigint[])",
             [list(pins), list(pins.values())],
         )
-        # the job's clock for serving features (null outside a job: they use now)
-        connection.execute(
-            f"set variable {AS_OF_VARIABLE} = ?::timestamptz", [os.environ.get(ENV_AS_OF)]
-        )
+        connection.execute(f"set variable {AS_OF_VARIABLE} = ?::timestamptz", [self._as_of])
         if self._pads is None:  # a command that hashes nothing, run without a key
             return
         inner, outer = self._pads
