@@ -50,8 +50,27 @@
 {%- endmacro %}
 
 {% macro default__bronze_pin_sql(table) -%}
-    {%- set pinned = var('bronze_versions', {}).get(table) -%}
+    {#- Spark: the version the build's first hook read the record for (spark_bronze_pins) -#}
+    {%- set pinned = spark_bronze_pins().get(table) -%}
     {{ pinned if pinned is not none else 'null' }}
+{%- endmacro %}
+
+
+{% macro spark_bronze_pins() -%}
+    {#- The Delta version of each bronze table this Spark warehouse's tables were last built
+        from, and that build's as_of: the view lakehouse_bronze_pins, made by the first hook
+        from the build's record (spark__assert_bronze_exists). {table: version, '': as_of} -#}
+    {%- set pins = {} -%}
+    {#- this command's first hook made it from the record, or an earlier build did (dbt's
+        relation cache, read when the command started, does not know what a hook made) -#}
+    {%- if execute and (var('bronze_record', none) or adapter.get_relation(
+            database=none, schema=target.schema, identifier='lakehouse_bronze_pins')) -%}
+        {%- for row in run_query("select table_name, version, as_of from "
+                ~ target.schema ~ ".lakehouse_bronze_pins").rows -%}
+            {%- do pins.update({row[0]: row[1], '': row[2]}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(pins) }}
 {%- endmacro %}
 
 {% macro duckdb__assert_bronze_exists() %}
@@ -71,35 +90,64 @@
 
 {% macro spark__assert_bronze_exists() %}
     {#- Spark has no Delta reader here (its connector's jars come from Maven): each bronze
-        source becomes a view over exactly the Parquet files of its pinned Delta version,
-        which deltalake lists (`bronze_files`, a glob per table, passed by `lakehouse build
-        --engine spark` or `lakehouse dbt-vars --engine spark`). Commands that build nothing
-        from bronze (test, source freshness, docs) keep the views of the last build.
+        source becomes a view over exactly the Parquet files of its pinned Delta version.
+        deltalake lists them; `lakehouse build --engine spark` (or `lakehouse dbt-vars
+        --engine spark`, for a dbt command of your own) writes them to a record, one JSON line
+        per file, whose path is the `bronze_record` var: the same path every night, so the
+        vars stay small and dbt parses partially. Read here with Spark, so the record only has
+        to be where the cluster can read it. The pinned versions and the night's as_of become
+        the view lakehouse_bronze_pins (bronze_pin_sql, serving_as_of). Commands that build
+        nothing from bronze (test, source freshness, docs) keep the views of the last build.
         docs/decisions/0011-spark.md -#}
     {%- if execute -%}
-        {%- set files = var('bronze_files', {}) -%}
-        {%- if not files and flags.WHICH not in ['test', 'source', 'docs', 'list', 'parse', 'compile'] -%}
+        {%- set record = var('bronze_record', none) -%}
+        {%- if not record and flags.WHICH not in ['test', 'source', 'docs', 'list', 'parse', 'compile'] -%}
             {{ exceptions.raise_compiler_error(
-                "The spark target reads bronze at pinned Delta versions, from the files "
-                ~ "deltalake lists for them, and no `bronze_files` var was given. Run "
-                ~ "`lakehouse build --engine spark`, or pass them yourself: "
-                ~ "dbt " ~ flags.WHICH ~ " --target spark --vars \"$(lakehouse dbt-vars --engine spark)\""
+                "The spark target reads bronze at pinned Delta versions, from a record of the "
+                ~ "files deltalake lists for them, and no `bronze_record` var was given. Run "
+                ~ "`lakehouse build --engine spark`, or write the record and pass it yourself: "
+                ~ "dbt " ~ flags.WHICH ~ " --target " ~ target.name
+                ~ " --vars \"$(lakehouse dbt-vars --engine spark)\""
             ) }}
         {%- endif -%}
-        {%- for source in graph.sources.values() if files -%}
-            {%- if source.identifier not in files -%}
-                {{ exceptions.raise_compiler_error(
-                    "bronze_files has no files for bronze table " ~ source.identifier
-                    ~ ": give every table (lakehouse dbt-vars --engine spark does)"
-                ) }}
-            {%- endif -%}
-            {%- set relation = api.Relation.create(schema=source.schema, identifier=source.identifier) -%}
-            {%- do run_query("create schema if not exists " ~ source.schema) -%}
+        {%- if record -%}
+            {%- set files = {} -%}
+            {%- set pins = [] -%}
+            {%- for row in run_query(
+                "select table_name, version, file, as_of from json.`" ~ record ~ "` "
+                ~ "order by table_name, file").rows -%}
+                {%- if row[0] not in files -%}
+                    {%- do files.update({row[0]: []}) -%}
+                    {%- do pins.append("(" ~ sql_string(row[0]) ~ ", cast(" ~ row[1] ~ " as bigint), "
+                        ~ (sql_string(row[3]) if row[3] else "cast(null as string)") ~ ")") -%}
+                {%- endif -%}
+                {%- do files[row[0]].append(row[2]) -%}
+            {%- endfor -%}
+            {%- for source in graph.sources.values() -%}
+                {%- if source.identifier not in files -%}
+                    {{ exceptions.raise_compiler_error(
+                        "the bronze record " ~ record ~ " lists no files for bronze table "
+                        ~ source.identifier ~ ": write it with `lakehouse dbt-vars --engine spark`"
+                    ) }}
+                {%- endif -%}
+                {%- set relation = api.Relation.create(schema=source.schema, identifier=source.identifier) -%}
+                {%- set folder = files[source.identifier][0].rsplit('/', 1)[0] -%}
+                {%- set names = [] -%}
+                {%- for file in files[source.identifier] -%}
+                    {%- do names.append(file.rsplit('/', 1)[1]) -%}
+                {%- endfor -%}
+                {%- do run_query("create schema if not exists " ~ source.schema) -%}
+                {%- do run_query(
+                    "create or replace view " ~ relation ~ " as select * from parquet.`"
+                    ~ folder ~ "/{" ~ names | join(",") ~ "}`"
+                ) -%}
+            {%- endfor -%}
+            {%- do run_query("create schema if not exists " ~ target.schema) -%}
             {%- do run_query(
-                "create or replace view " ~ relation ~ " as select * from parquet.`"
-                ~ files[source.identifier] ~ "`"
+                "create or replace view " ~ target.schema ~ ".lakehouse_bronze_pins as "
+                ~ "select * from values " ~ pins | join(", ") ~ " as pins(table_name, version, as_of)"
             ) -%}
-        {%- endfor -%}
+        {%- endif -%}
     {%- endif -%}
     select 1
 {% endmacro %}

@@ -33,7 +33,7 @@
 
 {% macro serving_as_of() -%}
     {#- The instant serving features are evaluated at: the night's as_of, the job's clock
-        (`lakehouse build` hands it over as LAKEHOUSE_AS_OF; on Spark the `as_of` var), else
+        (`lakehouse build` hands it over as LAKEHOUSE_AS_OF; on Spark in the pins' record), else
         now, for an analyst's plain `dbt build`. A point in time for freshness, never a
         cursor: what is new is decided by identities (macros/incremental.sql). -#}
     {{ return(adapter.dispatch('serving_as_of', 'lakehouse')()) }}
@@ -44,7 +44,8 @@
 {%- endmacro %}
 
 {% macro default__serving_as_of() -%}
-    {%- set as_of = var('as_of', none) -%}
+    {#- Spark: the as_of of the build's record (spark_bronze_pins), else now -#}
+    {%- set as_of = spark_bronze_pins().get('') -%}
     {%- if as_of -%}{{ timestamp_literal(as_of) }}{%- else -%}current_timestamp(){%- endif -%}
 {%- endmacro %}
 

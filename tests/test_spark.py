@@ -268,11 +268,11 @@ def test_the_pii_key_is_in_no_file_the_spark_build_writes(builds: TwoBuilds) -> 
         assert key not in path.read_bytes(), f"the PII salt is in {path}"
 
 
-def test_plain_dbt_on_spark_without_bronze_files_says_what_to_run(
+def test_plain_dbt_on_spark_without_the_bronze_record_says_what_to_run(
     builds: TwoBuilds, tmp_path: Path
 ) -> None:
-    """An analyst's `dbt build --target spark` with no bronze_files var: one clear error
-    naming the command that passes them, and nothing built."""
+    """An analyst's `dbt build --target spark` with no bronze_record var: one clear error
+    naming the command that writes the record and passes it, and nothing built."""
     run = subprocess.run(
         [
             str(Path(sys.executable).parent / "dbt"),
@@ -293,7 +293,7 @@ def test_plain_dbt_on_spark_without_bronze_files_says_what_to_run(
         },
     )
     assert run.returncode != 0
-    assert "no `bronze_files` var was given" in run.stdout
+    assert "no `bronze_record` var was given" in run.stdout
     assert "lakehouse dbt-vars --engine spark" in run.stdout
     assert not (tmp_path / "spark" / "warehouse" / "lakehouse.db" / "fct_events").exists()
 

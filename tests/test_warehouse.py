@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -564,11 +564,12 @@ def test_values_that_become_dbt_vars_are_refused_before_dbt_runs(
 def test_spark_reads_each_bronze_table_as_exactly_its_pinned_versions_files(
     ingested, tmp_path: Path
 ) -> None:
-    """The spark engine's bronze (lakehouse.warehouse.spark.bronze_files): per table, a glob
-    matching the data files of the pinned Delta version, not a later version's and not an
-    uncommitted file left in the folder; an s3:// lake is refused with the reason."""
+    """The spark engine's bronze (lakehouse.warehouse.spark.write_bronze_record): per table,
+    the data files of the pinned Delta version, not a later version's and not an uncommitted
+    file left in the folder, recorded at one path that does not change from night to night;
+    an s3:// lake is refused with the reason."""
     from lakehouse.storage import open_delta
-    from lakehouse.warehouse.spark import bronze_files
+    from lakehouse.warehouse.spark import bronze_files, write_bronze_record
 
     lake, _ = ingested
     copy = tmp_path / "lake"
@@ -577,15 +578,21 @@ def test_spark_reads_each_bronze_table_as_exactly_its_pinned_versions_files(
     latest = open_delta(str(events)).version()
     assert latest >= 2
     (events / "part-99999-left-by-a-crash.snappy.parquet").write_bytes(b"PAR1")
+    records = []
     for version in (1, latest):
-        glob = bronze_files(str(copy), {"events": version})["events"]
-        folder, names = glob.split("/{")
-        assert Path(folder) == events
+        night = datetime(2026, 11, 1, 6, tzinfo=UTC) + timedelta(days=version)
+        record = write_bronze_record(tmp_path / "spark", str(copy), {"events": version}, night)
+        records.append(record)
+        rows = [json.loads(line) for line in record.read_text().splitlines()]
         expected = {Path(u).name for u in open_delta(str(events), version).file_uris()}
-        assert set(names.rstrip("}").split(",")) == expected
-    older = bronze_files(str(copy), {"events": 1})["events"]
-    assert len(older) < len(bronze_files(str(copy), {"events": latest})["events"])
-    assert "left-by-a-crash" not in bronze_files(str(copy), {"events": latest})["events"]
+        assert {Path(r["file"]).name for r in rows} == expected
+        assert {Path(r["file"]).parent for r in rows} == {events}
+        assert {(r["table_name"], r["version"]) for r in rows} == {("events", version)}
+        assert {r["as_of"] for r in rows} == {night.strftime("%Y-%m-%d %H:%M:%S.%f")}
+    assert records[0] == records[1]  # the var naming it stays the same
+    newest = bronze_files(str(copy), {"events": latest})["events"]
+    assert len(bronze_files(str(copy), {"events": 1})["events"]) < len(newest)
+    assert not any("left-by-a-crash" in f for f in newest)
     with pytest.raises(WarehouseError, match="hadoop-aws"):
         bronze_files("s3://bucket/lake", {"events": 1})
 

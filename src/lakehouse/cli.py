@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         _build,
         _dbt_vars,
         _attach,
+        _spark_cluster,
         _validate,
         _export,
         _materialize,
@@ -303,11 +304,66 @@ def _engine_option(command: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default=default_engine(),
-        help="where dbt runs the transforms: duckdb (default), or spark (dbt-spark on a local "
-        "SparkSession; needs the [spark] extra and Java; default when "
-        "LAKEHOUSE_DBT_TARGET=spark). Its tables are served from the warehouse file to the "
-        "gate and export either way",
+        help="where dbt runs the transforms: duckdb (default); spark (dbt-spark on a local "
+        "SparkSession; needs the [spark] extra and Java); or spark-thrift (dbt-spark's thrift "
+        "method on a Spark Thrift Server: the one `lakehouse spark-cluster start` runs for "
+        "this warehouse, else $LAKEHOUSE_SPARK_HOST:$LAKEHOUSE_SPARK_PORT). Default: the "
+        "engine whose target LAKEHOUSE_DBT_TARGET names. Its tables are served from the "
+        "warehouse file to the gate and export either way",
     )
+
+
+def _spark_cluster(commands) -> None:
+    cmd = commands.add_parser(
+        "spark-cluster",
+        help="start, stop or show a Spark cluster on this machine for --engine spark-thrift",
+        description=(
+            "A Spark standalone cluster on 127.0.0.1 from the pyspark wheel: a master, "
+            "--workers workers (separate JVMs, one core each) and the Spark Thrift Server "
+            "that dbt-spark's thrift method talks to, with its tables and metastore in the "
+            "spark/ folder next to the warehouse. Ports are chosen free; logs are in "
+            "spark/cluster/logs/. `lakehouse build/run --engine spark-thrift` find it there; "
+            "for your own dbt command, export the two variables `start` prints and run dbt "
+            "--target spark_thrift."
+        ),
+    )
+    cmd.add_argument("action", choices=("start", "stop", "status"))
+    cmd.add_argument("--workers", type=_positive, default=2, help="workers to start (default: 2)")
+    _path_options(cmd, "warehouse")
+    cmd.set_defaults(handler=spark_cluster)
+
+
+def spark_cluster(args: argparse.Namespace, console, err) -> int:
+    from lakehouse.warehouse.spark_cluster import running_cluster, start_cluster, stop_cluster
+
+    spark_dir = _layout(args).resolved().spark
+    if args.action == "stop":
+        stopped = stop_cluster(spark_dir)
+        console.print(
+            f"stopped the Spark cluster of {shown(str(spark_dir))}"
+            if stopped
+            else f"no Spark cluster runs for {shown(str(spark_dir))}",
+            highlight=False,
+        )
+        return EXIT_OK
+    cluster = (
+        start_cluster(spark_dir, workers=args.workers)
+        if args.action == "start"
+        else running_cluster(spark_dir)
+    )
+    if cluster is None:
+        console.print(f"no Spark cluster runs for {shown(str(spark_dir))}", highlight=False)
+        return EXIT_FAILED
+    state = cluster.master_state()
+    console.print(
+        f"Spark cluster {cluster.master_url}: {state['aliveworkers']} workers, "
+        f"{state['cores']} cores; master UI {cluster.master_ui}; Thrift server "
+        f"127.0.0.1:{cluster.thrift_port}; tables in {shown(str(spark_dir))}",
+        highlight=False,
+    )
+    for name, value in cluster.env().items():
+        print(f"export {name}={value}")
+    return EXIT_OK
 
 
 def _dbt_vars(commands) -> None:

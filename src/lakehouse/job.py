@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from lakehouse.contracts import INGESTED
+from lakehouse.engines import is_spark
 from lakehouse.layout import DEFAULT_ROOT, Layout
 from lakehouse.shardformat import DEFAULT_SHARD_ROWS, LATEST
 
@@ -349,7 +350,7 @@ def build(
                 else ""
             )
         ),
-        detail=("on Spark; " if engine == "spark" else "")
+        detail=(f"on Spark ({engine}); " if is_spark(engine) else "")
         + "bronze "
         + ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items()),
         reason=(

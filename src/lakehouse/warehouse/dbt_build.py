@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from lakehouse.contracts import bronze_tables
-from lakehouse.engines import ENGINES, SPARK_TARGET
+from lakehouse.engines import ENGINES, SPARK_TARGETS, is_spark
 from lakehouse.layout import ENV_WAREHOUSE, bronze_uri
 from lakehouse.sql import embeddable
 from lakehouse.storage import delta_exists, normalize_uri, open_delta
@@ -32,9 +32,9 @@ from lakehouse.warehouse.duckdb_env import (
 from lakehouse.warehouse.pii import ENV_SALT, pii_key
 from lakehouse.warehouse.spark import (
     attach_spark_tables,
-    bronze_files,
     spark_dir_env,
     spark_unavailable,
+    write_bronze_record,
 )
 
 
@@ -127,7 +127,7 @@ class DbtInvocation:
     project: Path
     warehouse: Path
     versions: dict[str, int]
-    flags: tuple[str, ...]  # --vars with the lake and the pinned versions (--target spark)
+    flags: tuple[str, ...]  # --vars with the lake (and the pins' record on Spark), --target
     env: dict[str, str]
     spark_dir: Path | None = None  # the spark engine's warehouse and metastore
     engine: str = "duckdb"
@@ -145,7 +145,7 @@ class DbtInvocation:
         build's tables become views in the warehouse file, and a build or run records the
         manifest it parsed, and the job's ``as_of``, next to its lineage. Call it only when
         dbt ran nodes."""
-        if self.engine == "spark" and command in ("build", "run", "seed"):
+        if is_spark(self.engine) and command in ("build", "run", "seed"):
             assert self.spark_dir is not None
             attach_spark_tables(self.warehouse, self.spark_dir, manifest)
         if invocation_id and command in ("build", "run"):
@@ -176,13 +176,14 @@ def prepare_dbt(
     extensions are installed, and say how dbt must be invoked. ``versions`` pins the bronze
     Delta versions read; by default every table's current one. ``pii_salt`` is the PII key
     when the environment has none (the demo); otherwise ``LAKEHOUSE_PII_SALT`` is used
-    (``dbt_plugin``). ``engine="spark"`` runs the project's ``spark`` target with its
-    warehouse in ``spark_dir``, reading each bronze table's files at its pinned version.
+    (``dbt_plugin``). ``engine="spark"`` (``"spark-thrift"``) runs the project's ``spark``
+    (``spark_thrift``) target with its warehouse in ``spark_dir``, reading each bronze table's
+    files at its pinned version from a record it writes there (:func:`write_bronze_record`).
     ``as_of`` is the job's clock, recorded with the build's lineage
     (:meth:`DbtInvocation.finish`)."""
     if engine not in ENGINES:
         raise WarehouseError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    if engine == "spark":
+    if is_spark(engine):
         reason = spark_unavailable()
         if reason:
             raise WarehouseError(f"cannot build on Spark: {reason}")
@@ -193,26 +194,26 @@ def prepare_dbt(
     pinned = versions if versions is not None else bronze_versions(lake)
     # the vars stay the same night after night (dbt parses partially when they do): on
     # DuckDB the pins travel in the environment, for the profile's plugin to set in the
-    # session (session_pins); Spark lists each pinned version's files, so both are vars there
+    # session (session_pins); on Spark, in a record of each pinned version's files whose path
+    # is the var (the same file, rewritten, each night)
     dbt_vars: dict = {"lake_root": lake}
     target: tuple[str, ...] = ()
     engine_env: dict[str, str] = {ENV_BRONZE_VERSIONS: json.dumps(pinned, sort_keys=True)}
     if as_of is not None:
         engine_env[ENV_AS_OF] = as_of.isoformat()
-    if engine == "spark":
+    if is_spark(engine):
         assert spark_dir is not None
-        dbt_vars["bronze_versions"] = pinned
-        if as_of is not None:
-            dbt_vars["as_of"] = as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        dbt_vars["bronze_files"] = bronze_files(lake, pinned)
-        target = ("--target", SPARK_TARGET)
+        dbt_vars["bronze_record"] = str(write_bronze_record(spark_dir, lake, pinned, as_of))
+        target = ("--target", SPARK_TARGETS[engine])
         engine_env = spark_dir_env(spark_dir)
+        if engine == "spark-thrift":
+            engine_env.update(thrift_server_env(spark_dir))
     extensions = ensure_extensions(project)
     warehouse = Path(warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     ensure_writable(warehouse)
     salt = {} if os.environ.get(ENV_SALT) or not pii_salt else {ENV_SALT: pii_salt}
-    if engine == "spark" and not os.environ.get(ENV_SALT) and not pii_salt:
+    if is_spark(engine) and not os.environ.get(ENV_SALT) and not pii_salt:
         # DuckDB's plugin applies this rule itself; Spark reads the key from the profile
         try:
             salt = {ENV_SALT: pii_key(warehouse).decode()}
@@ -298,7 +299,7 @@ def run_dbt(
             outcome = dbtRunner(callbacks=[on_event]).invoke(args)
         finally:
             _release_duckdb()
-            if engine == "spark":
+            if engine == "spark":  # the session method's SparkSession, in this process
                 _stop_spark()
     from dbt_common.invocation import get_invocation_id
 
@@ -382,6 +383,23 @@ def attach_spark_build(warehouse: Path, spark_dir: Path, manifest: Path) -> list
     if metadata.get("invocation_id"):
         record_dbt_manifest(warehouse, manifest, metadata["invocation_id"])
     return names
+
+
+def thrift_server_env(spark_dir: Path) -> dict[str, str]:
+    """Where the spark-thrift engine's Thrift server is: the environment's
+    ``LAKEHOUSE_SPARK_HOST``/``PORT`` (a cluster of your own), else the cluster
+    ``lakehouse spark-cluster start`` runs for ``spark_dir``."""
+    from lakehouse.warehouse.spark_cluster import ENV_THRIFT_PORT, running_cluster
+
+    if os.environ.get(ENV_THRIFT_PORT):
+        return {}
+    cluster = running_cluster(spark_dir)
+    if cluster is None:
+        raise WarehouseError(
+            f"no Spark Thrift Server for {spark_dir}: start one with `lakehouse spark-cluster "
+            f"start`, or point LAKEHOUSE_SPARK_HOST and {ENV_THRIFT_PORT} at yours"
+        )
+    return cluster.env()
 
 
 def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:

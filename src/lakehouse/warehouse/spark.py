@@ -3,9 +3,11 @@ dbt's own process), and how the tables it builds reach the rest of lakehouse.
 
 Bronze: Spark has no Delta reader here (the connector's jars come from Maven), so each bronze
 table is read as exactly the Parquet files its pinned Delta version lists, as deltalake
-reports them (:func:`bronze_files`, the ``bronze_files`` dbt var; ``macros/bronze.sql`` turns
-each into a view). Append-only tables written by delta-rs have no deletion vectors or column
-mapping, so those files are the version's rows.
+reports them (:func:`bronze_files`). The build records them in a file
+(:func:`write_bronze_record`, named by the ``bronze_record`` dbt var, the same path every
+night); ``macros/bronze.sql`` reads it with Spark and makes each table a view over its files.
+Append-only tables written by delta-rs have no deletion vectors or column mapping, so those
+files are the version's rows.
 
 Marts: Spark writes Parquet tables under ``<spark_dir>/warehouse/<schema>.db/<table>``
 (Hive's layout for managed tables). :func:`attach_spark_tables` makes each a view in the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -54,15 +57,15 @@ def spark_unavailable() -> str | None:
     return None
 
 
-def bronze_files(lake: str, versions: dict[str, int]) -> dict[str, str]:
-    """Per bronze table, a glob that matches exactly the data files of its pinned Delta
-    version, for Spark's ``parquet.`<glob>``` (``bronze_files`` var)."""
+def bronze_files(lake: str, versions: dict[str, int]) -> dict[str, list[str]]:
+    """Per bronze table, the absolute paths of exactly the data files of its pinned Delta
+    version, as deltalake lists them."""
     if is_remote(lake):
         raise WarehouseError(
             "the spark engine reads a local lake here: Spark's S3 connector (hadoop-aws) "
             "comes from Maven, which this machine cannot reach (docs/decisions/0011-spark.md)"
         )
-    globs = {}
+    files = {}
     for table, version in versions.items():
         uri = bronze_uri(lake, table)
         paths = [Path(unquote(urlparse(u).path)) for u in open_delta(uri, version).file_uris()]
@@ -75,9 +78,37 @@ def bronze_files(lake: str, versions: dict[str, int]) -> dict[str, str]:
                 f"bronze {table}: {odd[0] if odd else folder} cannot be read by Spark as a "
                 "file list (partitioned folders, or a path holding glob syntax)"
             )
-        names = sorted(p.name for p in paths)
-        globs[table] = str(folder / ("{" + ",".join(names) + "}"))
-    return globs
+        files[table] = sorted(str(p) for p in paths)
+    return files
+
+
+def bronze_record_path(spark_dir: Path) -> Path:
+    """Where a Spark build's pins are recorded: one file per Spark warehouse, rewritten by
+    each build, so the dbt var that names it stays the same night after night."""
+    return spark_dir.resolve() / "bronze_pins.json"
+
+
+def write_bronze_record(
+    spark_dir: Path, lake: str, versions: dict[str, int], as_of: datetime | None
+) -> Path:
+    """Record what a Spark build reads, for its first hook to read with Spark
+    (``macros/bronze.sql``): JSON lines of ``table_name``, ``version`` and ``file``, one per
+    data file of each pinned Delta version, and the night's ``as_of`` on every line (null:
+    now). Replaced whole (written aside, then renamed). Returns its path, the
+    ``bronze_record`` var."""
+    as_of_text = as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if as_of else None
+    lines = [
+        json.dumps({"table_name": table, "version": versions[table], "file": path,
+                    "as_of": as_of_text})
+        for table, paths in sorted(bronze_files(lake, versions).items())
+        for path in paths
+    ]  # fmt: skip
+    record = bronze_record_path(spark_dir)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    aside = record.with_name(f".{record.name}.{os.getpid()}")
+    aside.write_text("\n".join(lines) + "\n")
+    aside.replace(record)
+    return record
 
 
 def spark_dir_env(spark_dir: Path) -> dict[str, str]:
