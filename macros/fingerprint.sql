@@ -11,8 +11,9 @@
 {% endmacro %}
 
 {% macro default__record_fingerprint(phase) %}
-    {#- Spark records none: every Spark night is a full build, and a model without a chain
-        is checked row by row in full by the gate -#}
+    {#- Spark records none (its nights write a keyed model's next version whole, and the
+        gate reads the tables through DuckDB views): a model without a chain is checked row
+        by row in full by the gate -#}
     select 1
 {% endmacro %}
 

@@ -85,15 +85,15 @@
 
 {% macro upsert_strategy() -%}
     {#- How a keyed incremental model (unique_key) writes a night's rows: DuckDB deletes the
-        keys and inserts; Spark merges, which needs a table format with row-level updates
-        (Delta on a cluster with the connector). With Parquet (here), Spark tables cannot be
-        updated in place, so dbt_project.yml sets `full_refresh` for the spark target and
-        every run rebuilds: the strategy is then never used, but dbt-spark checks it. -#}
+        keys and inserts; Spark merges where the table format has row-level updates (Delta on
+        a cluster with the connector), and with Parquet (here) writes the table's next
+        version beside it and swaps it in (macros/spark/incremental.sql, through dbt-spark's
+        insert_overwrite strategy). -#}
     {{ return(adapter.dispatch('upsert_strategy', 'lakehouse')()) }}
 {%- endmacro %}
 
 {% macro default__upsert_strategy() -%}delete+insert{%- endmacro %}
 
 {% macro spark__upsert_strategy() -%}
-    {{ return('merge' if config.get('file_format') in ['delta', 'iceberg', 'hudi'] else 'append') }}
+    {{ return('merge' if config.get('file_format') in ['delta', 'iceberg', 'hudi'] else 'insert_overwrite') }}
 {%- endmacro %}

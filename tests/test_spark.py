@@ -1,12 +1,20 @@
-"""The same dbt project on Apache Spark equals DuckDB, row by row (issue 15).
+"""The same dbt project on Apache Spark equals DuckDB, row by row (issues 15 and 32), on a
+Spark standalone cluster as teams deploy it.
 
-The nightly job runs once with its transforms on Spark, `lakehouse run --engine spark` in a
-subprocess (ingest of a dirty landing folder: duplicates, retries, quarantined rows; dbt build
-on a real local SparkSession through dbt-spark's session method, its own JVM; the gate;
-export). The lake it ingested is then built with DuckDB in this process. The training mart is
-compared row by row, every column; fct_events by counts; every dbt data test and unit test
-passes on both; the gate and the exporter ran unchanged on the Spark build and exported the
-same rows as DuckDB's.
+One cluster for the module (`lakehouse.warehouse.spark_cluster`: a master, two one-core
+workers in their own JVMs and the Spark Thrift Server on 127.0.0.1). The nightly job runs
+once with its transforms on it, `lakehouse run --engine spark-thrift` in a subprocess (ingest
+of a dirty landing folder: duplicates, retries, quarantined rows; dbt build through
+dbt-spark's thrift method; the gate; export). The lake it ingested is then built with DuckDB
+in this process. The training mart is compared row by row, every column; fct_events by
+counts; every dbt data test and unit test passes on both; the gate and the exporter ran
+unchanged on the Spark build and exported the same rows as DuckDB's. The master's JSON and the
+application's REST API show the work spread over both workers.
+
+Then the job's lake gets nights (late events, re-sent files, edited captions; one build killed
+half way), each built incrementally on the cluster, and every model equals a --full-refresh
+of the same lake on the cluster. dbt-spark's session method (a SparkSession in dbt's process)
+is covered by the analyst's plain `dbt build --target spark` and the older-warehouse upgrade.
 
 Skipped, saying why, where Java or the [spark] extra is missing (`make test` says so too).
 """
@@ -16,18 +24,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from lakehouse.export import export_model
+from lakehouse.ingest import ingest
+from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import BuildResult, bronze_versions, run_dbt
 from lakehouse.warehouse.spark import spark_unavailable
-from tests.conftest import NIGHT, PROJECT
+from lakehouse.warehouse.spark_cluster import THRIFT_APP, Cluster, spark_cluster
+from tests.conftest import NIGHT, PROJECT, small_config
+from tests.test_nights import INTERMEDIATE_AND_STAGING, MARTS, SERVING, _differences
 
 UNAVAILABLE = spark_unavailable()
 pytestmark = [
@@ -44,7 +62,7 @@ class TwoBuilds:
     duckdb: Path  # the DuckDB-built warehouse
     duckdb_result: BuildResult
     spark: Path  # the warehouse file serving the Spark-built tables
-    spark_run: subprocess.CompletedProcess  # the nightly job, transforms on Spark
+    spark_run: subprocess.CompletedProcess  # the nightly job, transforms on the cluster
     spark_results: dict  # dbt's run_results.json of the Spark build
     work: Path
 
@@ -60,26 +78,39 @@ def _lakehouse(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 @pytest.fixture(scope="module")
-def builds(landing: Path, tmp_path_factory) -> TwoBuilds:
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """The module's cluster, its tables and metastore in ``<work>/spark/spark`` (the folder
+    the job's warehouse ``<work>/spark/warehouse.duckdb`` keeps them in). Before it starts,
+    that metastore gets lineage tables from before build numbers and night-scoped tests
+    (test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since), written with a
+    SparkSession: Derby admits one JVM at a time."""
     work = tmp_path_factory.mktemp("spark")
-    lake, shards = work / "lake", work / "shards"
-    spark = work / "spark" / "warehouse.duckdb"
-    target = work / "spark-target"  # this build's dbt artifacts, read below
-    # the job's Spark warehouse starts with lineage tables from before build numbers and
-    # night-scoped tests (test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since)
-    spark_dir = spark.parent / "spark"
+    spark_dir = work / "spark" / "spark"
     spark_dir.mkdir(parents=True)
     older = subprocess.run(
         [sys.executable, "-c", OLDER_LINEAGE.format(spark_dir=str(spark_dir))],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert older.returncode == 0, older.stderr[-3000:]
+    with spark_cluster(spark_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def builds(landing: Path, cluster: Cluster) -> TwoBuilds:
+    spark_dir = Path(cluster.spark_dir)
+    work = spark_dir.parent.parent
+    lake, shards = work / "lake", work / "shards"
+    spark = spark_dir.parent / "warehouse.duckdb"
+    target = work / "spark-target"  # this build's dbt artifacts, read below
+    mine = work / "landing"  # a copy: the nights below add to it
+    shutil.copytree(landing, mine)
     run = _lakehouse(
         "run",
         "--engine",
-        "spark",
+        "spark-thrift",
         "--landing",
-        str(landing),
+        str(mine),
         "--lake",
         str(lake),
         "--out",
@@ -88,7 +119,7 @@ def builds(landing: Path, tmp_path_factory) -> TwoBuilds:
         str(spark),
         "--as-of",
         NIGHT.isoformat(),
-        env={"DBT_TARGET_PATH": str(target), "LAKEHOUSE_SPARK_MASTER": "local[2]"},
+        env={"DBT_TARGET_PATH": str(target)},
     )
     assert run.returncode == 0, run.stdout[-3000:]
     results = json.loads((target / "run_results.json").read_text())
@@ -106,7 +137,8 @@ def _both(builds: TwoBuilds) -> duckdb.DuckDBPyConnection:
 
 
 def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuilds) -> None:
-    assert "on Spark; bronze" in builds.spark_run.stdout  # the job's build step said so
+    # the job's build step said where it ran
+    assert "on Spark (spark-thrift); bronze" in " ".join(builds.spark_run.stdout.split())
     assert builds.duckdb_result.success
     # exposures are documentation (dbt reports them as no-op)
     spark = {
@@ -438,3 +470,118 @@ def test_an_older_spark_warehouse_gets_the_lineage_columns_declared_since(
     assert len(ran) > 100 and all(r["status"] == "pass" for r in ran)
     assert tests[0][0] is False and tests[0][1:] == (0, len(ran), 0)
     assert tests[1] == (True, 0, 1, 0)
+
+
+def test_the_cluster_spread_the_jobs_build_over_both_workers(
+    builds: TwoBuilds, cluster: Cluster
+) -> None:
+    """The master's own account: two workers alive, each running one executor (a core) of
+    the Thrift server's application; and that application's REST API: each executor ran
+    tasks of the build."""
+    state = cluster.master_state()
+    assert state["aliveworkers"] == 2 and state["cores"] == 2
+    assert sorted(w["coresused"] for w in state["workers"]) == [1, 1]
+    (app,) = [a for a in state["activeapps"] if a["name"] == THRIFT_APP]
+    assert app["cores"] == 2 and app["state"] == "RUNNING"
+    executors = cluster.executors()
+    assert len(executors) == 2
+    tasks = sorted(e["totalTasks"] for e in executors)
+    assert tasks[0] > 100, tasks  # both did a real share, not one idling
+
+
+SPARK_NIGHTS = 2
+
+
+def _spark_night(lake: Path, warehouse: Path, spark_dir: Path, at, **options) -> None:
+    result = run_dbt(
+        str(lake), warehouse, project=PROJECT, quiet=True, engine="spark-thrift",
+        spark_dir=spark_dir, as_of=at, **options,
+    )  # fmt: skip
+    assert result.success, (result.error, result.failures)
+
+
+def _kill_spark_build_half_way(lake: Path, warehouse: Path, spark_dir: Path, at) -> None:
+    """Start a build on the cluster in another process and kill it (SIGKILL, dbt's process:
+    the cluster goes on) once it has written some models."""
+    code = (
+        "from datetime import datetime\n"
+        "from pathlib import Path\n"
+        "from lakehouse.warehouse import project_dir, run_dbt\n"
+        f"run_dbt({str(lake)!r}, {str(warehouse)!r}, project=project_dir(), quiet=True, "
+        f"engine='spark-thrift', spark_dir=Path({str(spark_dir)!r}), "
+        f"as_of=datetime.fromisoformat({at.isoformat()!r}))\n"
+    )
+    tables = spark_dir / "warehouse" / "lakehouse.db"
+    started = time.time()
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.monotonic() + 300
+    written = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        written = sum(
+            1
+            for p in tables.iterdir()
+            if not p.name.startswith("lakehouse_") and p.stat().st_mtime > started
+        )
+        if written >= 4:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the build ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(3)  # the server closes the dead client's session, cancelling what it ran
+
+
+def test_nights_on_the_cluster_equal_a_full_refresh_of_the_same_lake(
+    builds: TwoBuilds, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's lake gets SPARK_NIGHTS nights (late events, a re-sent file, edited
+    captions), each built incrementally on the cluster, the second killed half way and run
+    again; then the same lake is built with --full-refresh into another schema of the same
+    cluster. Every model holds the same rows (keys, labels, features, split, weak labels,
+    the serving views at the same as_of), and the nights wrote only some rows of the keyed
+    models: they followed the new data rather than rebuilding."""
+    spark_dir = Path(cluster.spark_dir)
+    landing = builds.work / "landing"
+    nights = tmp_path / "nights" / "warehouse.duckdb"
+    for night in range(1, SPARK_NIGHTS + 1):
+        at = NIGHT + timedelta(days=night)
+        generate(GenerateConfig(**{**vars(small_config(landing)), "nights": night}))
+        report = ingest(str(landing), str(builds.lake), now=at)
+        assert report.ok and report.total("rows_landed") > 0, [f.error for f in report.failed]
+        if night == 2:
+            _kill_spark_build_half_way(builds.lake, nights, spark_dir, at)
+        _spark_night(builds.lake, nights, spark_dir, at)
+    with duckdb.connect(str(nights), read_only=True) as con:
+        seqs = con.sql("select max(build_seq) from main.lakehouse_dbt_runs").fetchone()[0]
+        photos, touched = con.sql(
+            f"select count(*), count(*) filter (_build_seq = {seqs}) from main.dim_photos"
+        ).fetchone()
+    assert 0 < touched < photos  # the last night rewrote only the photos it touched
+    monkeypatch.setenv("LAKEHOUSE_SPARK_SCHEMA", "lakehouse_full")
+    rebuilt = tmp_path / "rebuilt" / "warehouse.duckdb"
+    _spark_night(builds.lake, rebuilt, spark_dir, at, full_refresh=True)
+    assert _differences(nights, rebuilt, MARTS + INTERMEDIATE_AND_STAGING + SERVING) == {}
+    # no leftover of a swap is served
+    tables = spark_dir / "warehouse" / "lakehouse.db"
+    assert not [p.name for p in tables.iterdir() if "__dbt_" in p.name]
+
+
+def test_spark_cluster_stop_stops_every_process_it_started(cluster: Cluster) -> None:
+    """`lakehouse spark-cluster status` reports the module's cluster; `stop` (another
+    process, as a user runs it) ends the master, both workers and the Thrift server, and the
+    ports close (runs last: the module's fixture then has nothing left to stop)."""
+    warehouse = str(Path(cluster.spark_dir).parent / "warehouse.duckdb")
+    status = _lakehouse("spark-cluster", "status", "--warehouse", warehouse)
+    assert status.returncode == 0, status.stderr
+    assert f"LAKEHOUSE_SPARK_PORT={cluster.thrift_port}" in status.stdout
+    assert "2 workers, 2 cores" in " ".join(status.stdout.split())
+    stopped = _lakehouse("spark-cluster", "stop", "--warehouse", warehouse)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    for pid in cluster.pids.values():  # this process started them: it reaps them
+        assert os.waitpid(pid, 0)[0] == pid
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", cluster.thrift_port)) != 0
+    again = _lakehouse("spark-cluster", "status", "--warehouse", warehouse)
+    assert again.returncode == 1 and "no Spark cluster runs" in again.stdout

@@ -38,6 +38,8 @@ ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
 # marks the views attach_spark_tables makes, so a DuckDB build can take their names back
 # (macros/bronze.sql, release_spark_tables, drops the views that carry it)
 VIEW_COMMENT = "lakehouse: a table of a Spark build"
+# the tables a keyed Spark night writes beside a model, and the temp relations of dbt-spark
+REWRITE_SUFFIXES = ("__dbt_next", "__dbt_old", "__dbt_tmp")
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
 
@@ -143,7 +145,11 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
     folder = schema_folder(spark_dir, schema)
     if not folder.is_dir():
         raise WarehouseError(f"no Spark tables at {folder}: {manifest} is not a Spark build's")
-    tables = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    # not the versions a keyed Spark night writes beside a table or swaps out, which a crash
+    # can leave behind (macros/spark/incremental.sql)
+    tables = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.endswith(REWRITE_SUFFIXES)
+    )
     con = duckdb.connect(str(warehouse))
     try:
         con.execute("begin")
