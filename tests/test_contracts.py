@@ -23,12 +23,13 @@ from lakehouse.contracts import (
     embedding_dim,
     event_types,
 )
-from lakehouse.engines import ENV_TARGET, SPARK_TARGET
+from lakehouse.engines import ENV_TARGET, SPARK_TARGET, SPARK_TARGETS
 from lakehouse.ingest import sources
 from lakehouse.ingest.schemas import _TYPES as BRONZE_TYPES
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, INGESTION_COLUMNS
 from lakehouse.layout import Layout, bronze_uri
-from lakehouse.warehouse.spark import ENV_SPARK_DIR, VIEW_COMMENT
+from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_SPARK_SCHEMA, VIEW_COMMENT
+from lakehouse.warehouse.spark_cluster import ENV_THRIFT_HOST, ENV_THRIFT_PORT
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")
@@ -183,6 +184,14 @@ def test_dbt_defaults_match_the_layout_defaults() -> None:
     outputs = yaml.safe_load(profile)["lakehouse"]["outputs"]
     assert outputs[SPARK_TARGET]["type"] == "spark"
     assert outputs[SPARK_TARGET]["method"] == "session"
+    # the thrift target: where the cluster's Thrift server is (what spark-cluster prints and
+    # the spark-thrift engine sets), and the schema either target writes to
+    thrift = outputs[SPARK_TARGETS["spark-thrift"]]
+    assert thrift["type"] == "spark" and thrift["method"] == "thrift"
+    assert f"env_var('{ENV_THRIFT_HOST}'" in thrift["host"]
+    assert f"env_var('{ENV_THRIFT_PORT}'" in thrift["port"]
+    for target in SPARK_TARGETS.values():
+        assert f"env_var('{ENV_SPARK_SCHEMA}', 'lakehouse')" in outputs[target]["schema"]
     assert f"env_var('{ENV_TARGET}', 'dev')" in profile
     assert profile.count(f"env_var('{ENV_SPARK_DIR}', '{defaults.spark}')") == 3
     # a DuckDB build drops the views a Spark build left, found by the mark attach gives them

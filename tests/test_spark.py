@@ -42,7 +42,7 @@ from lakehouse.export import export_model
 from lakehouse.ingest import ingest
 from lakehouse.synth import GenerateConfig, generate
 from lakehouse.warehouse import BuildResult, bronze_versions, run_dbt
-from lakehouse.warehouse.spark import spark_unavailable
+from lakehouse.warehouse.spark import ENV_SPARK_SCHEMA, spark_unavailable
 from lakehouse.warehouse.spark_cluster import THRIFT_APP, Cluster, spark_cluster
 from tests.conftest import NIGHT, PROJECT, small_config
 from tests.test_nights import INTERMEDIATE_AND_STAGING, MARTS, SERVING, _differences
@@ -557,7 +557,7 @@ def test_nights_on_the_cluster_equal_a_full_refresh_of_the_same_lake(
             f"select count(*), count(*) filter (_build_seq = {seqs}) from main.dim_photos"
         ).fetchone()
     assert 0 < touched < photos  # the last night rewrote only the photos it touched
-    monkeypatch.setenv("LAKEHOUSE_SPARK_SCHEMA", "lakehouse_full")
+    monkeypatch.setenv(ENV_SPARK_SCHEMA, "lakehouse_full")
     rebuilt = tmp_path / "rebuilt" / "warehouse.duckdb"
     _spark_night(builds.lake, rebuilt, spark_dir, at, full_refresh=True)
     assert _differences(nights, rebuilt, MARTS + INTERMEDIATE_AND_STAGING + SERVING) == {}

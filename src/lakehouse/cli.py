@@ -329,6 +329,11 @@ def _spark_cluster(commands) -> None:
     )
     cmd.add_argument("action", choices=("start", "stop", "status"))
     cmd.add_argument("--workers", type=_positive, default=2, help="workers to start (default: 2)")
+    cmd.add_argument(
+        "--executor-memory",
+        default="1g",
+        help="heap of each worker's executor, e.g. 4g (default: 1g)",
+    )
     _path_options(cmd, "warehouse")
     cmd.set_defaults(handler=spark_cluster)
 
@@ -347,7 +352,7 @@ def spark_cluster(args: argparse.Namespace, console, err) -> int:
         )
         return EXIT_OK
     cluster = (
-        start_cluster(spark_dir, workers=args.workers)
+        start_cluster(spark_dir, workers=args.workers, executor_memory=args.executor_memory)
         if args.action == "start"
         else running_cluster(spark_dir)
     )
@@ -372,10 +377,12 @@ def _dbt_vars(commands) -> None:
         help="print the --vars `lakehouse build` passes dbt (the lake; on Spark, the pins)",
         description=(
             "Print, as JSON, the dbt vars `lakehouse build` would pass: the lake and, for "
-            "--engine spark, every bronze table's current Delta version and the files of each "
-            'version. For running dbt yourself: dbt build --target spark --vars "$(lakehouse '
-            'dbt-vars --engine spark)". On DuckDB no pins are needed: the session reads every '
-            "bronze table at its version when dbt started."
+            "the Spark engines, the record of the bronze files to read: this writes it "
+            "(spark/bronze_pins.json next to the warehouse: every bronze table's current "
+            "Delta version and the data files of that version). For running dbt yourself: "
+            'dbt build --target spark --vars "$(lakehouse dbt-vars --engine spark)". On '
+            "DuckDB no pins are needed: the session reads every bronze table at its version "
+            "when dbt started."
         ),
     )
     _path_options(cmd, "lake")
@@ -404,10 +411,11 @@ def _attach(commands) -> None:
         "attach",
         help="serve your own `dbt build --target spark` to validate and export",
         description=(
-            "After a `dbt build --target spark` you ran yourself (dbt build --target spark "
-            '--vars "$(lakehouse dbt-vars --engine spark)"): make each of its Spark tables a '
-            "view in the warehouse file, over its Parquet and cast to its contract's types, "
-            "and record the manifest the build parsed, as `lakehouse build --engine spark` "
+            "After a dbt build on Spark you ran yourself (dbt build --target spark "
+            '--vars "$(lakehouse dbt-vars --engine spark)", or --target spark_thrift): make '
+            "each of its Spark tables a view in the warehouse file, over its Parquet and cast "
+            "to its contract's types, and record the manifest the build parsed, as "
+            "`lakehouse build --engine spark` "
             "does after its own dbt build. `lakehouse validate` and `export` then read it. "
             "Reads dbt's manifest.json ($DBT_TARGET_PATH, else the project's target/) and "
             "the Spark tables where the build wrote them ($LAKEHOUSE_SPARK_DIR, else the "

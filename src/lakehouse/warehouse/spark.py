@@ -35,6 +35,9 @@ from lakehouse.warehouse.duckdb_env import WarehouseError
 
 # where the spark output keeps its warehouse
 ENV_SPARK_DIR = "LAKEHOUSE_SPARK_DIR"
+# the schema (database) a Spark build writes its tables to, profiles.yml's (default lakehouse):
+# builds sharing a cluster keep apart by it
+ENV_SPARK_SCHEMA = "LAKEHOUSE_SPARK_SCHEMA"
 # marks the views attach_spark_tables makes, so a DuckDB build can take their names back
 # (macros/bronze.sql, release_spark_tables, drops the views that carry it)
 VIEW_COMMENT = "lakehouse: a table of a Spark build"

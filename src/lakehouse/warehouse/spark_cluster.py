@@ -89,13 +89,13 @@ def start_cluster(
     spark_dir: Path,
     *,
     workers: int = 2,
-    worker_memory: str = "2g",
+    executor_memory: str = "1g",
     driver_memory: str = "2g",
 ) -> Cluster:
     """Start a master, ``workers`` workers of one core each and the Thrift server with its
     warehouse and metastore in ``spark_dir``; return when the server accepts connections
-    and its application holds an executor on every worker. One cluster per folder: an
-    already running one is returned as it is."""
+    and its application holds an executor (``executor_memory`` of heap) on every worker.
+    One cluster per folder: an already running one is returned as it is."""
     reason = spark_unavailable()
     if reason:
         raise WarehouseError(f"cannot start a Spark cluster: {reason}")
@@ -123,7 +123,8 @@ def start_cluster(
             (ui_port,) = _free_ports(1)
             pids[f"worker-{n}"] = _spawn(
                 [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", HOST,
-                 "--cores", "1", "--memory", worker_memory, "--webui-port", str(ui_port),
+                 "--cores", "1", "--memory", _worker_memory(executor_memory),
+                 "--webui-port", str(ui_port),
                  "--work-dir", str(cluster_folder(spark_dir) / f"work-{n}"), master_url],
                 logs / f"worker-{n}.log", env,
             )  # fmt: skip
@@ -134,7 +135,7 @@ def start_cluster(
         )
         pids["thrift"] = _spawn(
             _thrift_command(home, spark_dir, master_url, thrift_port, app_ui_port, workers,
-                            driver_memory),
+                            executor_memory, driver_memory),
             logs / "thrift.log", env,
         )  # fmt: skip
         _wait(lambda: _accepts(thrift_port), "the Thrift server", logs / "thrift.log")
@@ -172,9 +173,10 @@ def stop_cluster(spark_dir: Path) -> bool:
 
 
 @contextmanager
-def spark_cluster(spark_dir: Path, *, workers: int = 2) -> Iterator[Cluster]:
-    """A cluster for the length of a ``with`` block, stopped at its end whatever happens."""
-    cluster = start_cluster(spark_dir, workers=workers)
+def spark_cluster(spark_dir: Path, **options) -> Iterator[Cluster]:
+    """A cluster for the length of a ``with`` block, stopped at its end whatever happens
+    (``options``: those of :func:`start_cluster`)."""
+    cluster = start_cluster(spark_dir, **options)
     try:
         yield cluster
     finally:
@@ -188,6 +190,7 @@ def _thrift_command(
     port: int,
     ui_port: int,
     workers: int,
+    executor_memory: str,
     driver_memory: str,
 ) -> list[str]:
     """spark-submit of HiveThriftServer2 (what sbin/start-thriftserver.sh runs), with the
@@ -198,7 +201,7 @@ def _thrift_command(
     conf = {
         "spark.cores.max": str(workers),
         "spark.executor.cores": "1",
-        "spark.executor.memory": "1g",
+        "spark.executor.memory": executor_memory,
         "spark.driver.host": HOST,
         "spark.ui.port": str(ui_port),
         "spark.sql.warehouse.dir": str(spark_dir / "warehouse"),
@@ -229,6 +232,13 @@ def _thrift_command(
         "spark-internal",
     ]  # fmt: skip
     return command
+
+
+def _worker_memory(executor_memory: str) -> str:
+    """What a worker offers: its one executor's heap and half a gigabyte for its overhead."""
+    number, unit = float(executor_memory[:-1]), executor_memory[-1].lower()
+    megabytes = number * {"g": 1024, "m": 1}[unit]
+    return f"{int(megabytes + 512)}m"
 
 
 def _spark_home() -> Path:
