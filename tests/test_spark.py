@@ -364,6 +364,9 @@ def test_an_analysts_own_spark_build_is_attached_for_the_gate_and_export(
         "LAKEHOUSE_SPARK_DIR": str(builds.spark.parent / "spark"),
         "DBT_TARGET_PATH": str(builds.work / "spark-target"),
     }
+    early = _lakehouse("validate", "--warehouse", str(warehouse), "--lake", str(builds.lake))
+    assert early.returncode != 0  # before the attach: one line naming it
+    assert "`lakehouse attach` serves its tables" in " ".join(early.stderr.split())
     attached = _lakehouse("attach", "--warehouse", str(warehouse), env=env)
     assert attached.returncode == 0, attached.stdout[-2000:] + attached.stderr[-2000:]
     assert MART in attached.stdout

@@ -212,7 +212,10 @@ def connect(
     """A connection to the warehouse that can also scan the bronze Delta tables of ``lake``."""
     path = Path(database)
     if not path.exists():
-        raise WarehouseError(f"no warehouse at {path}; build it with `lakehouse build`")
+        raise WarehouseError(
+            f"no warehouse at {path}; build it with `lakehouse build` (after a dbt build on "
+            "Spark of your own, `lakehouse attach` serves its tables from it)"
+        )
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=connect_config(project))
     except duckdb.IOException as error:
