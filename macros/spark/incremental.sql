@@ -43,16 +43,12 @@
     {%- endfor -%}
     {%- do run_query('drop table if exists ' ~ next) -%}
     {%- do run_query('drop table if exists ' ~ old) -%}
-    {#- the night's rows are read twice below (the keys they replace, then the rows): cached,
-        the model's SQL runs once -#}
-    {%- do run_query('cache table ' ~ source) -%}
     {%- do run_query(
         'create table ' ~ next ~ ' using ' ~ config.get('file_format', 'parquet') ~ ' as '
         ~ 'select ' ~ columns ~ ' from ' ~ target ~ ' as kept where not exists (select 1 from '
         ~ source ~ ' as night where ' ~ matches | join(' and ') ~ ') '
         ~ 'union all select ' ~ columns ~ ' from ' ~ source
     ) -%}
-    {%- do run_query('uncache table if exists ' ~ source) -%}
     {%- do run_query('alter table ' ~ target ~ ' rename to ' ~ old) -%}
     {#- the statement dbt runs as this model's write: the swap's second rename -#}
     {{ return('alter table ' ~ next ~ ' rename to ' ~ target) }}
