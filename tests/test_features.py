@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -159,6 +160,33 @@ def test_unknown_keys_and_a_stale_fill_are_refused_by_name(stores: dict[str, str
         get_online_features("owner", [1], store=store, now=as_of + timedelta(hours=37))
     with pytest.raises(FeatureError, match="feature view 'likes' was never filled"):
         get_online_features("likes", [1], store=store, max_age=None)
+
+
+def test_a_damaged_fill_record_is_refused_in_one_line(
+    stores: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store whose record of a view is not whole (cut short, or a schema that is not an
+    Arrow schema): reads and the CLI say which view of which store, and what to run."""
+    copy = tmp_path / "features.sqlite"
+    shutil.copy(stores["sqlite"], copy)
+    con = sqlite3.connect(copy)
+    text = con.execute("select record from fills where view = 'owner'").fetchone()[0]
+    damaged = {
+        "cut": text[: len(text) // 2],
+        "schema": json.dumps({**json.loads(text), "schema": "bm90IGFuIGFycm93IHNjaGVtYQ=="}),
+    }
+    for name, value in damaged.items():
+        con.execute("update fills set record = ? where view = 'owner'", [value])
+        con.commit()
+        with pytest.raises(FeatureError, match=rf"fill record of owner in {copy} is damaged"):
+            get_online_features("owner", [1], store=str(copy), max_age=None)
+        assert main(["features", "get", "owner", "1", "--store", str(copy),
+                     "--max-age-hours", "0"]) == 1, name  # fmt: skip
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "`lakehouse materialize`" in err, err
+    con.close()
+    # the photo view's record is whole and still served
+    assert get_online_features("photo", [], store=str(copy), max_age=None).rows == []
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

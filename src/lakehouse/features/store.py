@@ -67,8 +67,20 @@ class FillRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> FillRecord:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str | bytes, where: str = "the online store") -> FillRecord:
+        """The record as a store keeps it; one that is not whole (a damaged store, another
+        tool's value under the key, a record of another version) is refused in one line
+        naming ``where`` (the store and the view)."""
+        try:
+            record = cls(**json.loads(text))
+            record.arrow_schema  # noqa: B018  (decoded now, so a bad schema fails here)
+        except (ValueError, TypeError, pa.ArrowException) as error:
+            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise StoreError(
+                f"the fill record of {where} is damaged ({cause}); fill the store again with "
+                "`lakehouse materialize`"
+            ) from None
+        return record
 
 
 def encode_schema(schema: pa.Schema) -> str:
@@ -171,7 +183,7 @@ class SqliteStore(OnlineStore):
 
     def record(self, view: str) -> FillRecord | None:
         row = self._con.execute("select record from fills where view = ?", [view]).fetchone()
-        return None if row is None else FillRecord.from_json(row[0])
+        return None if row is None else FillRecord.from_json(row[0], f"{view} in {self.path}")
 
     def view_names(self) -> list[str]:
         return [r[0] for r in self._con.execute("select view from fills order by view")]
@@ -248,7 +260,8 @@ class RedisStore(OnlineStore):
             text = self._redis.get(f"{self.prefix}:{view}")
         except self._errors as error:
             raise StoreError(f"cannot read the online store {self.uri}: {error}") from error
-        return None if text is None else FillRecord.from_json(text)  # type: ignore[arg-type]
+        where = f"{view} in {self.uri}"
+        return None if text is None else FillRecord.from_json(text, where)  # type: ignore[arg-type]
 
     def view_names(self) -> list[str]:
         names = self._redis.smembers(f"{self.prefix}:views")
