@@ -28,8 +28,13 @@ from lakehouse.ingest import sources
 from lakehouse.ingest.schemas import _TYPES as BRONZE_TYPES
 from lakehouse.ingest.schemas import INGEST_LOG_SCHEMA, INGESTION_COLUMNS
 from lakehouse.layout import Layout, bronze_uri
-from lakehouse.warehouse.spark import ENV_SPARK_DIR, ENV_SPARK_SCHEMA, VIEW_COMMENT
-from lakehouse.warehouse.spark_cluster import ENV_THRIFT_HOST, ENV_THRIFT_PORT
+from lakehouse.warehouse.spark import (
+    ENV_SPARK_DIR,
+    ENV_SPARK_SCHEMA,
+    REWRITE_SUFFIXES,
+    VIEW_COMMENT,
+)
+from lakehouse.warehouse.spark_cluster import ENV_THRIFT_HOST, ENV_THRIFT_PORT, SERVER_CONF
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ("duckdb", "deltalake", "dbt", "great_expectations", "pandas", "sqlalchemy")
@@ -192,6 +197,13 @@ def test_dbt_defaults_match_the_layout_defaults() -> None:
     assert f"env_var('{ENV_THRIFT_PORT}'" in thrift["port"]
     for target in SPARK_TARGETS.values():
         assert f"env_var('{ENV_SPARK_SCHEMA}', 'lakehouse')" in outputs[target]["schema"]
+    # the cluster's Thrift server runs with what the session target sets in its SparkSession
+    session = outputs[SPARK_TARGET]["server_side_parameters"]
+    for key in ("spark.sql.session.timeZone", "spark.sql.parquet.outputTimestampType"):
+        assert SERVER_CONF[key] == session[key], key
+    # the versions a keyed Spark night writes beside a model, never attached
+    rewrite = (REPO / "macros" / "spark" / "incremental.sql").read_text()
+    assert all(f"'{suffix}'" in rewrite for suffix in REWRITE_SUFFIXES if suffix != "__dbt_tmp")
     assert f"env_var('{ENV_TARGET}', 'dev')" in profile
     assert profile.count(f"env_var('{ENV_SPARK_DIR}', '{defaults.spark}')") == 3
     # a DuckDB build drops the views a Spark build left, found by the mark attach gives them

@@ -597,6 +597,21 @@ def test_spark_reads_each_bronze_table_as_exactly_its_pinned_versions_files(
         bronze_files("s3://bucket/lake", {"events": 1})
 
 
+@pytest.mark.parametrize("size", ["4x", "g", "-1g", "lots"])
+def test_a_cluster_with_a_memory_size_that_is_not_one_is_refused_in_one_line(
+    size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lakehouse spark-cluster start --executor-memory` takes a JVM size; anything else is
+    refused before a process starts, naming the value."""
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    assert main(["spark-cluster", "start", f"--executor-memory={size}",
+                 "--warehouse", warehouse]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"executor memory '{size}' is not a memory size like 4g or 512m" in err
+    assert not (tmp_path / "spark").exists()
+
+
 def _dbt_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``dbt <args>`` as an analyst runs it, from the project's folder."""
     dbt = str(Path(sys.executable).parent / "dbt")

@@ -339,7 +339,12 @@ def _spark_cluster(commands) -> None:
 
 
 def spark_cluster(args: argparse.Namespace, console, err) -> int:
-    from lakehouse.warehouse.spark_cluster import running_cluster, start_cluster, stop_cluster
+    from lakehouse.warehouse.spark_cluster import (
+        ENV_THRIFT_HOST,
+        running_cluster,
+        start_cluster,
+        stop_cluster,
+    )
 
     spark_dir = _layout(args).resolved().spark
     if args.action == "stop":
@@ -359,14 +364,14 @@ def spark_cluster(args: argparse.Namespace, console, err) -> int:
     if cluster is None:
         console.print(f"no Spark cluster runs for {shown(str(spark_dir))}", highlight=False)
         return EXIT_FAILED
-    state = cluster.master_state()
+    state, env = cluster.master_state(), cluster.env()
     console.print(
         f"Spark cluster {cluster.master_url}: {state['aliveworkers']} workers, "
         f"{state['cores']} cores; master UI {cluster.master_ui}; Thrift server "
-        f"127.0.0.1:{cluster.thrift_port}; tables in {shown(str(spark_dir))}",
+        f"{env[ENV_THRIFT_HOST]}:{cluster.thrift_port}; tables in {shown(str(spark_dir))}",
         highlight=False,
     )
-    for name, value in cluster.env().items():
+    for name, value in env.items():
         print(f"export {name}={value}")
     return EXIT_OK
 

@@ -34,6 +34,18 @@ THRIFT_APP = "lakehouse-thrift"  # the Thrift server's application name on the m
 ENV_THRIFT_HOST = "LAKEHOUSE_SPARK_HOST"
 ENV_THRIFT_PORT = "LAKEHOUSE_SPARK_PORT"
 STARTUP_TIMEOUT_S = 120.0
+# the Thrift server's own settings: what the session target sets in its SparkSession
+# (profiles.yml's spark output; tests/test_contracts.py holds the two equal) that belongs to
+# the server, not to a session
+SERVER_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.ansi.enabled": "false",  # as dbt-spark sets it for its sessions
+    # INFO would log every statement after Spark substituted its variables, the PII key of
+    # macros/pii.sql among them (the session target runs at ERROR for the same reason)
+    "spark.log.level": "WARN",
+}
+_MEMORY_UNITS = {"g": 1024, "m": 1}  # megabytes per unit of a JVM memory size
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ def start_cluster(
     warehouse and metastore in ``spark_dir``; return when the server accepts connections
     and its application holds an executor (``executor_memory`` of heap) on every worker.
     One cluster per folder: an already running one is returned as it is."""
+    worker_memory = _worker_memory(executor_memory)
     reason = spark_unavailable()
     if reason:
         raise WarehouseError(f"cannot start a Spark cluster: {reason}")
@@ -123,7 +136,7 @@ def start_cluster(
             (ui_port,) = _free_ports(1)
             pids[f"worker-{n}"] = _spawn(
                 [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", HOST,
-                 "--cores", "1", "--memory", _worker_memory(executor_memory),
+                 "--cores", "1", "--memory", worker_memory,
                  "--webui-port", str(ui_port),
                  "--work-dir", str(cluster_folder(spark_dir) / f"work-{n}"), master_url],
                 logs / f"worker-{n}.log", env,
@@ -194,9 +207,8 @@ def _thrift_command(
     driver_memory: str,
 ) -> list[str]:
     """spark-submit of HiveThriftServer2 (what sbin/start-thriftserver.sh runs), with the
-    settings the session target sets in profiles.yml that belong to the server: the
-    warehouse, the metastore, UTC and the Parquet timestamp type. The per-session ones
-    (ANSI mode, the PII key) come from the profile with each connection."""
+    warehouse and metastore in ``spark_dir`` and :data:`SERVER_CONF`. The per-session
+    settings (ANSI mode, the PII key) come from the profile with each connection."""
     utc = "-Duser.timezone=UTC"
     conf = {
         "spark.cores.max": str(workers),
@@ -210,12 +222,7 @@ def _thrift_command(
         ),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir} {utc}",
         "spark.executor.extraJavaOptions": utc,
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.ansi.enabled": "false",  # as dbt-spark sets it for its sessions
-        # INFO would log every statement after Spark substituted its variables, the PII key
-        # of macros/pii.sql among them (the session target runs at ERROR for the same reason)
-        "spark.log.level": "WARN",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        **SERVER_CONF,
     }
     command = [
         str(home / "bin" / "spark-submit"),
@@ -235,9 +242,17 @@ def _thrift_command(
 
 
 def _worker_memory(executor_memory: str) -> str:
-    """What a worker offers: its one executor's heap and half a gigabyte for its overhead."""
-    number, unit = float(executor_memory[:-1]), executor_memory[-1].lower()
-    megabytes = number * {"g": 1024, "m": 1}[unit]
+    """What a worker offers: its one executor's heap (a JVM size: 4g, 512m) and half a
+    gigabyte for its overhead."""
+    unit = executor_memory[-1:].lower()
+    try:
+        megabytes = float(executor_memory[:-1]) * _MEMORY_UNITS[unit]
+    except (ValueError, KeyError):
+        megabytes = 0
+    if megabytes <= 0:
+        raise WarehouseError(
+            f"executor memory {executor_memory!r} is not a memory size like 4g or 512m"
+        )
     return f"{int(megabytes + 512)}m"
 
 
