@@ -32,6 +32,7 @@ from lakehouse.warehouse.duckdb_env import (
 from lakehouse.warehouse.pii import ENV_SALT, pii_key
 from lakehouse.warehouse.spark import (
     attach_spark_tables,
+    clear_rewrite_leftovers,
     spark_dir_env,
     spark_unavailable,
     write_bronze_record,
@@ -204,6 +205,7 @@ def prepare_dbt(
     if is_spark(engine):
         assert spark_dir is not None
         dbt_vars["bronze_record"] = str(write_bronze_record(spark_dir, lake, pinned, as_of))
+        clear_rewrite_leftovers(spark_dir)
         target = ("--target", SPARK_TARGETS[engine])
         engine_env = spark_dir_env(spark_dir)
         if engine == "spark-thrift":

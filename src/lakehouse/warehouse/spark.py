@@ -116,6 +116,22 @@ def write_bronze_record(
     return record
 
 
+def clear_rewrite_leftovers(spark_dir: Path) -> list[str]:
+    """Before a Spark build: remove the folders of the versions a keyed night writes beside a
+    model or swaps out (macros/spark/incremental.sql) that a killed build left behind. A build
+    killed while Spark wrote ``<model>__dbt_next`` can leave its folder with no table in the
+    metastore, and Spark then refuses to create that table again (LOCATION_ALREADY_EXISTS).
+    Only one build writes a warehouse at a time, so nothing else owns them. Returns the
+    names removed."""
+    folder = schema_folder(spark_dir, os.environ.get(ENV_SPARK_SCHEMA) or "lakehouse")
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and p.name.endswith(REWRITE_SUFFIXES[:2])]
+    for path in stale:
+        shutil.rmtree(path)
+    return sorted(p.name for p in stale)
+
+
 def spark_dir_env(spark_dir: Path) -> dict[str, str]:
     """The environment profiles.yml's spark target reads (absolute: dbt's working directory
     is not the user's)."""
