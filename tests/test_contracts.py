@@ -31,7 +31,7 @@ from lakehouse.layout import Layout, bronze_uri
 from lakehouse.warehouse.spark import (
     ENV_SPARK_DIR,
     ENV_SPARK_SCHEMA,
-    REWRITE_SUFFIXES,
+    REWRITE_MARKS,
     VIEW_COMMENT,
 )
 from lakehouse.warehouse.spark_cluster import ENV_THRIFT_HOST, ENV_THRIFT_PORT, SERVER_CONF
@@ -201,9 +201,11 @@ def test_dbt_defaults_match_the_layout_defaults() -> None:
     session = outputs[SPARK_TARGET]["server_side_parameters"]
     for key in ("spark.sql.session.timeZone", "spark.sql.parquet.outputTimestampType"):
         assert SERVER_CONF[key] == session[key], key
-    # the versions a keyed Spark night writes beside a model, never attached
+    # the versions a Spark build writes aside or swaps out, never attached; the first hook
+    # drops the ones a killed build left by the same marks
     rewrite = (REPO / "macros" / "spark" / "incremental.sql").read_text()
-    assert all(f"'{suffix}'" in rewrite for suffix in REWRITE_SUFFIXES if suffix != "__dbt_tmp")
+    assert all(f"'{mark}'" in rewrite for mark in REWRITE_MARKS if mark != "__dbt_tmp")
+    assert "like '*__dbt_next_*|*__dbt_old_*'" in rewrite
     assert f"env_var('{ENV_TARGET}', 'dev')" in profile
     assert profile.count(f"env_var('{ENV_SPARK_DIR}', '{defaults.spark}')") == 3
     # a DuckDB build drops the views a Spark build left, found by the mark attach gives them

@@ -11,10 +11,11 @@ counts; every dbt data test and unit test passes on both; the gate and the expor
 unchanged on the Spark build and exported the same rows as DuckDB's. The master's JSON and the
 application's REST API show the work spread over both workers.
 
-Then the job's lake gets nights (late events, re-sent files, edited captions; one build killed
-half way), each built incrementally on the cluster, and every model equals a --full-refresh
-of the same lake on the cluster. dbt-spark's session method (a SparkSession in dbt's process)
-is covered by the analyst's plain `dbt build --target spark` and the older-warehouse upgrade.
+Then the job's lake gets nights (late events, re-sent files, edited captions; each build
+killed, one inside a table's write, and run again), each built incrementally on the cluster,
+and every model equals a --full-refresh of the same lake on the cluster. dbt-spark's session
+method (a SparkSession in dbt's process) is covered by the analyst's plain `dbt build --target
+spark` and the older-warehouse upgrade.
 
 Skipped, saying why, where Java or the [spark] extra is missing (`make test` says so too).
 """
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from lakehouse.export import export_model
 from lakehouse.ingest import ingest
@@ -158,7 +160,9 @@ def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuild
     assert len(kinds["model"]) == 16 and len(kinds["seed"]) == 2
     assert len(kinds["unit_test"]) == 4  # the project's dbt unit tests, run on Spark
     assert len(kinds["test"]) > 60
-    assert len(kinds["operation"]) == 6  # the project's hooks, Spark's own implementations
+    # the project's hooks ran, Spark's own implementations
+    hooks = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())
+    assert len(kinds["operation"]) == len(hooks["on-run-start"]) + len(hooks["on-run-end"]) == 7
     assert sum(len(ids) for ids in kinds.values()) == len(spark)
     failed = {uid: status for uid, status in spark.items() if status not in ("success", "pass")}
     assert failed == {}
@@ -293,9 +297,16 @@ def test_the_pii_key_is_in_no_file_the_spark_build_writes(builds: TwoBuilds) -> 
     files = [p for folder in folders for p in folder.rglob("*") if p.is_file()]
     assert any(p.name == "manifest.json" for p in files) and any(p.suffix == ".log" for p in files)
     assert any(p.suffix == ".parquet" for p in files) and builds.spark in files
-    # the model, compiled and run (a unit test's fixture of the same name hashes nothing)
-    compiled = [p for p in files if p.name == "stg_app__users.sql" and p.parent.name == "app"]
+    # the model, compiled and run (a unit test's fixture of the same name hashes nothing):
+    # what dbt records as run is the swap of the table written aside, and dbt's log holds the
+    # statement that wrote it (macros/spark/incremental.sql)
+    model = [p for p in files if p.name == "stg_app__users.sql" and p.parent.name == "app"]
+    compiled = [p for p in model if "compiled" in p.parts]
+    ran = [p for p in model if "run" in p.parts]
     assert compiled and all(b"${spark.lakehouse.pii_key}" in p.read_bytes() for p in compiled)
+    assert ran and all(b"__dbt_next_" in p.read_bytes() for p in ran)
+    logs = b"".join(p.read_bytes() for p in files if p.suffix == ".log")
+    assert b"${spark.lakehouse.pii_key}" in logs
     for path in files:
         assert key not in path.read_bytes(), f"the PII salt is in {path}"
 
@@ -503,9 +514,11 @@ def _spark_night(lake: Path, warehouse: Path, spark_dir: Path, at, **options) ->
     assert result.success, (result.error, result.failures)
 
 
-def _kill_spark_build_half_way(lake: Path, warehouse: Path, spark_dir: Path, at) -> None:
+def _kill_spark_build(lake: Path, warehouse: Path, spark_dir: Path, at, *, inside: bool) -> None:
     """Start a build on the cluster in another process and kill it (SIGKILL, dbt's process:
-    the cluster goes on) once it has written some models."""
+    the cluster goes on): ``inside``, as soon as Spark writes a version of a model aside
+    (inside its `create table ... as`, where Spark has made the table's folder and the
+    metastore does not list it yet); else once it has written 4 models."""
     code = (
         "from datetime import datetime\n"
         "from pathlib import Path\n"
@@ -518,19 +531,19 @@ def _kill_spark_build_half_way(lake: Path, warehouse: Path, spark_dir: Path, at)
     started = time.time()
     process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.monotonic() + 300
-    written = 0
     while time.monotonic() < deadline and process.poll() is None:
-        written = sum(
-            1
+        new = [
+            p.name
             for p in tables.iterdir()
             if not p.name.startswith("lakehouse_") and p.stat().st_mtime > started
-        )
-        if written >= 4:
+        ]
+        if (inside and any("__dbt_next_" in name for name in new)) or len(new) >= 4:
             break
-        time.sleep(0.2)
+        time.sleep(0.05 if inside else 0.2)
     assert process.poll() is None, "the build ended before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    assert not inside or any("__dbt_next_" in p.name for p in tables.iterdir())
     time.sleep(3)  # the server closes the dead client's session, cancelling what it ran
 
 
@@ -538,11 +551,12 @@ def test_nights_on_the_cluster_equal_a_full_refresh_of_the_same_lake(
     builds: TwoBuilds, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The job's lake gets SPARK_NIGHTS nights (late events, a re-sent file, edited
-    captions), each built incrementally on the cluster, the second killed half way and run
-    again; then the same lake is built with --full-refresh into another schema of the same
-    cluster. Every model holds the same rows (keys, labels, features, split, weak labels,
-    the serving views at the same as_of), and the nights wrote only some rows of the keyed
-    models: they followed the new data rather than rebuilding."""
+    captions), each built incrementally on the cluster; each build is killed, the first
+    while Spark writes a table (its folder there, no table in the metastore yet), the second
+    half way, and run again; then the same lake is built with --full-refresh into another
+    schema of the same cluster. Every model holds the same rows (keys, labels, features,
+    split, weak labels, the serving views at the same as_of), and the nights wrote only some
+    rows of the keyed models: they followed the new data rather than rebuilding."""
     spark_dir = Path(cluster.spark_dir)
     landing = builds.work / "landing"
     nights = tmp_path / "nights" / "warehouse.duckdb"
@@ -551,8 +565,8 @@ def test_nights_on_the_cluster_equal_a_full_refresh_of_the_same_lake(
         generate(GenerateConfig(**{**vars(small_config(landing)), "nights": night}))
         report = ingest(str(landing), str(builds.lake), now=at)
         assert report.ok and report.total("rows_landed") > 0, [f.error for f in report.failed]
-        if night == 2:
-            _kill_spark_build_half_way(builds.lake, nights, spark_dir, at)
+        # night 1 killed inside a table's write, night 2 once some models are written
+        _kill_spark_build(builds.lake, nights, spark_dir, at, inside=night == 1)
         _spark_night(builds.lake, nights, spark_dir, at)
     with duckdb.connect(str(nights), read_only=True) as con:
         seqs = con.sql("select max(build_seq) from main.lakehouse_dbt_runs").fetchone()[0]

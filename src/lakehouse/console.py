@@ -128,6 +128,14 @@ def print_build(result: BuildResult, warehouse: Path, console: Console, err: Con
     console.print(table)
     pinned = ", ".join(f"{t}@v{v}" for t, v in result.bronze_versions.items())
     console.print(f"bronze read at: {pinned}", highlight=False)
+    if result.unclosed_sessions:
+        console.print(
+            f"the Spark Thrift server failed to close {len(result.unclosed_sessions)} "
+            "session(s) after their work was done (ignored): "
+            f"{shown(result.unclosed_sessions[0])}",
+            style="yellow",
+            markup=False,
+        )
     if result.parse:  # partial: dbt reused its saved parse (the pins are not in the SQL)
         console.print(f"dbt parse: {shown(result.parse)}", highlight=False)
     for failure in result.failures:

@@ -212,7 +212,12 @@ def dbt_models_asset(project: DbtProject, translator: DagsterDbtTranslator):
                 allow_retries=False,
             ) from None
         invocation_id = run_results["metadata"]["invocation_id"]
-        invocation.finish("build", invocation_id, cli.target_path / "manifest.json")
+        invocation.finish(
+            "build",
+            invocation_id,
+            cli.target_path / "manifest.json",
+            succeeded=cli.is_successful(),
+        )
         written = rows_written_by(layout.warehouse, invocation_id) if cli.is_successful() else {}
         pins = MetadataValue.json(dict(sorted(invocation.versions.items())))
         for event in events:

@@ -12,7 +12,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from lakehouse.warehouse.spark import (
     spark_unavailable,
     write_bronze_record,
 )
+from lakehouse.warehouse.spark_cluster import tolerating_session_close_failures
 
 
 @dataclass
@@ -59,6 +60,9 @@ class BuildResult:
     # how dbt read the project: "partial" (its saved parse, the files that changed parsed
     # again) or "full: <dbt's reason>"; None when dbt said neither
     parse: str | None = None
+    # Thrift sessions the Spark server failed to close after their node's work
+    # (spark_cluster.tolerating_session_close_failures): not failures, reported
+    unclosed_sessions: list[str] = field(default_factory=list)
 
     def counts(self) -> Counter[tuple[str, str]]:
         return Counter((n.resource_type, n.status) for n in self.nodes)
@@ -141,13 +145,17 @@ class DbtInvocation:
         """The --vars this invocation passes, as JSON (`lakehouse dbt-vars`)."""
         return self.flags[self.flags.index("--vars") + 1]
 
-    def finish(self, command: str, invocation_id: str | None, manifest: Path) -> None:
+    def finish(
+        self, command: str, invocation_id: str | None, manifest: Path, *, succeeded: bool
+    ) -> None:
         """After dbt ran ``command`` with these flags and wrote ``manifest``: a Spark
-        build's tables become views in the warehouse file, and a build or run records the
-        manifest it parsed, and the job's ``as_of``, next to its lineage. Call it only when
-        dbt ran nodes."""
+        build's tables become views in the warehouse file (and, when it succeeded, the
+        folders a killed build left go), and a build or run records the manifest it parsed,
+        and the job's ``as_of``, next to its lineage. Call it only when dbt ran nodes."""
         if is_spark(self.engine) and command in ("build", "run", "seed"):
             assert self.spark_dir is not None
+            if succeeded:
+                clear_rewrite_leftovers(self.spark_dir)
             attach_spark_tables(self.warehouse, self.spark_dir, manifest)
         if invocation_id and command in ("build", "run"):
             record_dbt_manifest(
@@ -205,7 +213,6 @@ def prepare_dbt(
     if is_spark(engine):
         assert spark_dir is not None
         dbt_vars["bronze_record"] = str(write_bronze_record(spark_dir, lake, pinned, as_of))
-        clear_rewrite_leftovers(spark_dir)
         target = ("--target", SPARK_TARGETS[engine])
         engine_env = spark_dir_env(spark_dir)
         if engine == "spark-thrift":
@@ -296,7 +303,10 @@ def run_dbt(
         elif name in ("PartialParsingEnabled", "PartialParsingSkipParsing"):
             parse.append("partial")
 
-    with invocation.environment():
+    with invocation.environment(), ExitStack() as stack:
+        unclosed: list[str] = []
+        if engine == "spark-thrift":
+            unclosed = stack.enter_context(tolerating_session_close_failures())
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(args)
         finally:
@@ -322,7 +332,12 @@ def run_dbt(
     error = str(outcome.exception) if outcome.exception else None
     code = 0 if outcome.success else (2 if outcome.exception else 1)
     if nodes:
-        invocation.finish(command, invocation_id, dbt_artifacts(project) / "manifest.json")
+        invocation.finish(
+            command,
+            invocation_id,
+            dbt_artifacts(project) / "manifest.json",
+            succeeded=outcome.success,
+        )
     return BuildResult(
         outcome.success,
         code,
@@ -331,6 +346,7 @@ def run_dbt(
         nodes,
         error,
         parse[0] if parse else None,
+        unclosed,
     )
 
 

@@ -41,8 +41,10 @@ ENV_SPARK_SCHEMA = "LAKEHOUSE_SPARK_SCHEMA"
 # marks the views attach_spark_tables makes, so a DuckDB build can take their names back
 # (macros/bronze.sql, release_spark_tables, drops the views that carry it)
 VIEW_COMMENT = "lakehouse: a table of a Spark build"
-# the tables a keyed Spark night writes beside a model, and the temp relations of dbt-spark
-REWRITE_SUFFIXES = ("__dbt_next", "__dbt_old", "__dbt_tmp")
+# in the names of the versions a Spark build writes aside or swaps out
+# (macros/spark/incremental.sql, ``<model>__dbt_next_<invocation>``), and of dbt-spark's temp
+# relations: never a model's table
+REWRITE_MARKS = ("__dbt_next", "__dbt_old", "__dbt_tmp")
 # characters a Hadoop glob or a Spark SQL path literal would read as syntax
 _GLOB_SYNTAX = set("{}[]*?\\,`'")
 
@@ -109,6 +111,11 @@ def write_bronze_record(
         for path in paths
     ]  # fmt: skip
     record = bronze_record_path(spark_dir)
+    if _GLOB_SYNTAX & set(str(record)):  # Spark reads it as a glob, inside backticks
+        raise WarehouseError(
+            f"{record}: Spark cannot read the bronze record from a path holding glob syntax, "
+            "a quote or a backtick; keep the warehouse in a folder without them"
+        )
     record.parent.mkdir(parents=True, exist_ok=True)
     aside = record.with_name(f".{record.name}.{os.getpid()}")
     aside.write_text("\n".join(lines) + "\n")
@@ -116,17 +123,24 @@ def write_bronze_record(
     return record
 
 
+def is_rewrite_leftover(name: str) -> bool:
+    """Whether a table (folder) of a Spark schema is a version a build wrote aside or swapped
+    out, or a temp relation of dbt-spark's, rather than a model's table."""
+    return any(mark in name for mark in REWRITE_MARKS)
+
+
 def clear_rewrite_leftovers(spark_dir: Path) -> list[str]:
-    """Before a Spark build: remove the folders of the versions a keyed night writes beside a
-    model or swaps out (macros/spark/incremental.sql) that a killed build left behind. A build
-    killed while Spark wrote ``<model>__dbt_next`` can leave its folder with no table in the
-    metastore, and Spark then refuses to create that table again (LOCATION_ALREADY_EXISTS).
-    Only one build writes a warehouse at a time, so nothing else owns them. Returns the
-    names removed."""
+    """After a Spark build that succeeded: remove the folders of the versions a killed build
+    wrote aside or swapped out (macros/spark/incremental.sql). Spark writes a table's files
+    before the metastore lists it, so a build killed while it wrote leaves a folder no table
+    owns; its name carries the killed invocation's id, so it never blocks a build, but it
+    holds a copy of a model. The build's first hook dropped the ones the metastore listed,
+    and each of its own it swapped in, so what is left is owned by nothing. Only one build
+    writes a warehouse at a time. Returns the names removed."""
     folder = schema_folder(spark_dir, os.environ.get(ENV_SPARK_SCHEMA) or "lakehouse")
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if p.is_dir() and p.name.endswith(REWRITE_SUFFIXES[:2])]
+    stale = [p for p in folder.iterdir() if p.is_dir() and is_rewrite_leftover(p.name)]
     for path in stale:
         shutil.rmtree(path)
     return sorted(p.name for p in stale)
@@ -164,10 +178,10 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
     folder = schema_folder(spark_dir, schema)
     if not folder.is_dir():
         raise WarehouseError(f"no Spark tables at {folder}: {manifest} is not a Spark build's")
-    # not the versions a keyed Spark night writes beside a table or swaps out, which a crash
-    # can leave behind (macros/spark/incremental.sql)
+    # not the versions a build writes aside or swaps out, which a crash can leave behind
+    # (macros/spark/incremental.sql)
     tables = sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.endswith(REWRITE_SUFFIXES)
+        p.name for p in folder.iterdir() if p.is_dir() and not is_rewrite_leftover(p.name)
     )
     con = duckdb.connect(str(warehouse))
     try:

@@ -196,6 +196,38 @@ def spark_cluster(spark_dir: Path, **options) -> Iterator[Cluster]:
         stop_cluster(spark_dir)
 
 
+@contextmanager
+def tolerating_session_close_failures() -> Iterator[list[str]]:
+    """While dbt runs on the Thrift server in this process: a session the server fails to
+    close is logged and counted (the list yielded), not made a failure of the node whose
+    work it did. Spark 4 ships without ``hive-llap-common`` (SPARK-51029), and the Hive code
+    that closes a session can load Hive's function registry, which needs it: now and then
+    the server answers a CloseSession with ``NoClassDefFoundError: ...LlapSigner$Signable``
+    after the node's statements ran and their results were read. The session is gone either
+    way (the server then reports it unknown). dbt-spark already ignores the same kind of
+    answer to a cursor's close; this applies it to the session's. Any other error raises."""
+    from dbt.adapters.spark.connections import PyhiveConnectionWrapper
+    from pyhive.exc import OperationalError
+
+    original = PyhiveConnectionWrapper.close
+    failed: list[str] = []
+
+    def close(self: PyhiveConnectionWrapper) -> None:
+        try:
+            original(self)
+        except OperationalError as error:
+            text = str(error)
+            if not text.startswith("TCloseSessionResp("):
+                raise
+            failed.append(text.split("errorMessage=", 1)[-1][:200])
+
+    PyhiveConnectionWrapper.close = close  # type: ignore[method-assign]
+    try:
+        yield failed
+    finally:
+        PyhiveConnectionWrapper.close = original  # type: ignore[method-assign]
+
+
 def _thrift_command(
     home: Path,
     spark_dir: Path,
