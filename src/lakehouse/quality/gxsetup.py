@@ -13,18 +13,44 @@ before third-party packages (``[tool.ruff.lint.isort]`` in pyproject.toml).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
+import types
 
 # GX sends usage analytics unless told not to (and this machine has no internet)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # what Great Expectations imports when it is installed and the gate never uses
 UNUSED_BY_THE_GATE = ("pyspark",)
+# what Great Expectations imports at its own import for expectations the gate never runs
+# (scipy.stats: the KL-divergence and KS-test ones, about 1 s of the gate's start): imported
+# when first used instead, by GX or anyone after it
+LOADED_ON_FIRST_USE = ("scipy.stats",)
+
+
+class _LoadedOnFirstUse(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until an attribute of it is read, then imports
+    it and hands the attribute over. (importlib.util.LazyLoader would do, but Python 3.11's
+    import machinery reads ``__spec__`` of a module already in ``sys.modules``, which loads
+    it.)"""
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(_real(self.__name__), attribute)
+
+
+def _real(name: str) -> types.ModuleType:
+    if isinstance(sys.modules.get(name), _LoadedOnFirstUse):
+        del sys.modules[name]
+    return importlib.import_module(name)
 
 
 def _import_gx() -> None:
     if "great_expectations" in sys.modules:
         return
+    for name in LOADED_ON_FIRST_USE:
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            sys.modules[name] = _LoadedOnFirstUse(name)
     hidden = [name for name in UNUSED_BY_THE_GATE if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # an import of it raises
