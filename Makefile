@@ -53,7 +53,7 @@ test: lint
 	else \
 	  echo "Spark tests: SKIPPED, java is not on PATH (Debian: apt-get install openjdk-17-jre-headless)"; \
 	fi
-	$(BIN)/python -m pytest -n 2 --dist loadfile  # two processes, a module on one of them
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15  # two processes, a module on one of them; the slowest named
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"

@@ -45,11 +45,20 @@ def _real(name: str) -> types.ModuleType:
     return importlib.import_module(name)
 
 
+def _installed(name: str) -> bool:
+    """Whether ``name`` can be imported (finding a submodule imports its package, which
+    may be missing: then GX's own import names what is)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _import_gx() -> None:
     if "great_expectations" in sys.modules:
         return
     for name in LOADED_ON_FIRST_USE:
-        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        if name not in sys.modules and _installed(name):
             sys.modules[name] = _LoadedOnFirstUse(name)
     hidden = [name for name in UNUSED_BY_THE_GATE if name not in sys.modules]
     for name in hidden:
