@@ -95,5 +95,5 @@
 {% macro default__upsert_strategy() -%}delete+insert{%- endmacro %}
 
 {% macro spark__upsert_strategy() -%}
-    {{ return('merge' if config.get('file_format') in ['delta', 'iceberg', 'hudi'] else 'insert_overwrite') }}
+    {{ return('merge' if spark_updates_in_place() else 'insert_overwrite') }}
 {%- endmacro %}

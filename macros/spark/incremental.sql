@@ -42,12 +42,20 @@
         model's write is the swap. Temporary views, Python models, table formats that replace
         a table in place (Delta, Iceberg) and tables at a location of their own are dbt-spark's. -#}
     {%- if temporary or language != 'sql' or config.get('location_root')
-        or config.get('file_format', 'parquet') in ['delta', 'iceberg', 'hudi'] -%}
+        or spark_updates_in_place() -%}
         {{ return(dbt.spark__create_table_as(temporary, relation, compiled_code, language)) }}
     {%- endif -%}
     {%- set next = spark_rewrite_relation(relation, '__dbt_next') -%}
     {%- do run_query(dbt.spark__create_table_as(False, next, compiled_code, language)) -%}
     {{ return(spark_swap_in(next, relation)) }}
+{%- endmacro %}
+
+
+{% macro spark_updates_in_place() -%}
+    {#- Whether this model's table format updates rows and replaces tables in place (Delta,
+        Iceberg, Hudi): such tables merge a keyed night (spark__upsert_strategy) and are
+        replaced by dbt-spark; Parquet ones are written aside and swapped in -#}
+    {{ return(config.get('file_format') in ['delta', 'iceberg', 'hudi']) }}
 {%- endmacro %}
 
 

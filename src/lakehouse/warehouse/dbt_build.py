@@ -32,7 +32,6 @@ from lakehouse.warehouse.duckdb_env import (
 from lakehouse.warehouse.pii import ENV_SALT, pii_key
 from lakehouse.warehouse.spark import (
     attach_spark_tables,
-    clear_rewrite_leftovers,
     spark_dir_env,
     spark_unavailable,
     write_bronze_record,
@@ -154,9 +153,9 @@ class DbtInvocation:
         and the job's ``as_of``, next to its lineage. Call it only when dbt ran nodes."""
         if is_spark(self.engine) and command in ("build", "run", "seed"):
             assert self.spark_dir is not None
-            if succeeded:
-                clear_rewrite_leftovers(self.spark_dir)
-            attach_spark_tables(self.warehouse, self.spark_dir, manifest)
+            attach_spark_tables(
+                self.warehouse, self.spark_dir, manifest, remove_leftovers=succeeded
+            )
         if invocation_id and command in ("build", "run"):
             record_dbt_manifest(
                 self.warehouse, manifest, invocation_id, self.as_of, project=self.project

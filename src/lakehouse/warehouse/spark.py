@@ -129,17 +129,15 @@ def is_rewrite_leftover(name: str) -> bool:
     return any(mark in name for mark in REWRITE_MARKS)
 
 
-def clear_rewrite_leftovers(spark_dir: Path) -> list[str]:
-    """After a Spark build that succeeded: remove the folders of the versions a killed build
-    wrote aside or swapped out (macros/spark/incremental.sql). Spark writes a table's files
-    before the metastore lists it, so a build killed while it wrote leaves a folder no table
-    owns; its name carries the killed invocation's id, so it never blocks a build, but it
-    holds a copy of a model. The build's first hook dropped the ones the metastore listed,
-    and each of its own it swapped in, so what is left is owned by nothing. Only one build
-    writes a warehouse at a time. Returns the names removed."""
-    folder = schema_folder(spark_dir, os.environ.get(ENV_SPARK_SCHEMA) or "lakehouse")
-    if not folder.is_dir():
-        return []
+def clear_rewrite_leftovers(folder: Path) -> list[str]:
+    """Remove from a Spark schema's ``folder`` the folders of the versions a killed build
+    wrote aside or swapped out (macros/spark/incremental.sql); call it after a build that
+    succeeded. Spark writes a table's files before the metastore lists it, so a build killed
+    while it wrote leaves a folder no table owns; its name carries the killed invocation's
+    id, so it never blocks a build, but it holds a copy of a model. The build's first hook
+    dropped the ones the metastore listed, and each of its own it swapped in, so what is left
+    is owned by nothing. Only one build writes a warehouse at a time. Returns the names
+    removed."""
     stale = [p for p in folder.iterdir() if p.is_dir() and is_rewrite_leftover(p.name)]
     for path in stale:
         shutil.rmtree(path)
@@ -159,12 +157,15 @@ def schema_folder(spark_dir: Path, schema: str) -> Path:
     return spark_dir / "warehouse" / f"{schema}.db"
 
 
-def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> list[str]:
+def attach_spark_tables(
+    warehouse: Path, spark_dir: Path, manifest: Path, *, remove_leftovers: bool = False
+) -> list[str]:
     """Make every table of the Spark build a view in the DuckDB ``warehouse`` file over its
     Parquet files, each contracted column cast to the type its dbt contract states (Spark has
     no fixed-size arrays; DuckDB's loader-facing type is ``float[64]``). A DuckDB table of the
     same name, from an earlier DuckDB build, is replaced. All in one transaction: a failure
-    leaves the file as it was. Returns the views' names."""
+    leaves the file as it was. ``remove_leftovers``, after a build that succeeded: first
+    :func:`clear_rewrite_leftovers` in the build's schema. Returns the views' names."""
     nodes = json.loads(manifest.read_text())["nodes"].values()
     built = [n for n in nodes if n["resource_type"] in ("model", "seed")]
     if not built:
@@ -178,6 +179,8 @@ def attach_spark_tables(warehouse: Path, spark_dir: Path, manifest: Path) -> lis
     folder = schema_folder(spark_dir, schema)
     if not folder.is_dir():
         raise WarehouseError(f"no Spark tables at {folder}: {manifest} is not a Spark build's")
+    if remove_leftovers:
+        clear_rewrite_leftovers(folder)
     # not the versions a build writes aside or swaps out, which a crash can leave behind
     # (macros/spark/incremental.sql)
     tables = sorted(
