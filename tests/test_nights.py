@@ -232,7 +232,11 @@ def _gate(lake: Path, warehouse: Path, quality: Path, night: int) -> dict[str, i
         warehouse, str(lake), out=quality, as_of=NIGHT + timedelta(days=night), tables=GATED
     )
     assert report.passed, [(r.table, r.name, r.observed_value) for r in report.blocking_failures]
-    return {t.table: t.new_rows for t in report.tables}
+    served = {t.table: len((t.running_totals or {}).get("served", [])) for t in report.tables}
+    return {
+        **{t.table: t.new_rows for t in report.tables},
+        "totals served": served["bronze_events"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +253,8 @@ def nightly(
     assert ingest(str(landing), str(lake), now=NIGHT).ok
     _build(lake, warehouse, as_of=NIGHT)
     quality = root / "quality"
-    assert set(_gate(lake, warehouse, quality, 0).values()) == {None}  # first run: every row
+    first = _gate(lake, warehouse, quality, 0)
+    assert first.pop("totals served") == 0 and set(first.values()) == {None}  # every row
     parity = [_serving_parity(warehouse, store, 0, NIGHT)]
     changed = []
     for night in range(1, NIGHTS + 1):
@@ -361,13 +366,15 @@ def test_a_night_touches_only_what_it_brought(nightly) -> None:
 
 def test_the_gate_reads_each_night_only_its_new_rows_row_by_row(nightly) -> None:
     """After a passing gate, the next night's row-by-row checks read exactly the rows that
-    night's build wrote (and ingest landed); table-level checks still read whole tables."""
+    night's build wrote (and ingest landed); bronze_events' table-level checks are its running
+    totals plus the rows ingest appended (row count, freshness, session share, like share)."""
     _, _, changed, _ = nightly
     for night in changed:
         gate = night["gate"]
         assert gate["fct_events"] == night["fct_events"] > 0
         assert gate["photo_popularity_training"] == night["photo_popularity_training"] > 0
         assert gate["bronze_events"] == night["ingested"] > 0
+        assert gate["totals served"] == 4
 
 
 def test_a_photo_edit_reaches_the_marts_and_a_resent_file_does_not_undo_it(nightly) -> None:

@@ -821,3 +821,127 @@ def test_a_suite_gx_would_silently_shorten_is_refused_by_name(tmp_path: Path) ->
     path.write_text(json.dumps(suite))
     with pytest.raises(SuiteError, match=r"fct_events.json: .*expect_column_to_be_purple"):
         read_suite(path)
+
+
+def _all_rows_results(report, table: str) -> dict[str, Any]:
+    """What each whole-table expectation of ``table`` observed."""
+    (found,) = [t for t in report.tables if t.table == table]
+    return {r.name: (r.observed_value, r.success) for r in found.results if r.rows == "all"}
+
+
+def test_whole_table_checks_of_bronze_are_running_totals_with_the_same_results(
+    good, tmp_path: Path
+) -> None:
+    """A bronze table only grows by ingest appends, so its row count, non-null counts, max and
+    value counts are the last pass's totals plus those of the rows appended since (issue 30):
+    the same observed values as reading the whole table, and whole again after a commit that
+    is not an ingest append, or when the rows appended are not what the commits say."""
+    import pyarrow as pa
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    from lakehouse.ingest.bronze import Bronze
+
+    lake = tmp_path / "lake"
+    shutil.copytree(good[0], lake)
+    warehouse = good[1]
+    uri = str(lake / "bronze" / "events")
+    table = ["bronze_events"]
+    out = tmp_path / "quality"
+
+    def night(**kwargs: Any) -> Any:
+        report, _ = validate(
+            warehouse, str(lake), out=out, as_of=AS_OF, project=PROJECT, tables=table, **kwargs
+        )
+        whole, _ = validate(
+            warehouse, str(lake), out=tmp_path / "whole", as_of=AS_OF, project=PROJECT,
+            tables=table, all_rows=True,
+        )  # fmt: skip
+        assert report.passed and whole.tables[0].running_totals is None
+        ours = _all_rows_results(report, "bronze_events")
+        wholly = _all_rows_results(whole, "bronze_events")
+        assert ours == {name: wholly[name] for name in ours}
+        assert {
+            "expect_table_row_count_to_be_between", "expect_column_max_to_be_recent(ts)",
+            "expect_column_proportion_of_non_null_values_to_be_between(session_id)",
+            "like_share",
+        } <= set(ours)  # fmt: skip
+        assert report.tables[0].rows == whole.tables[0].rows
+        return report.tables[0]
+
+    first = night()
+    assert first.running_totals is None  # nothing kept yet: the whole table
+    assert set(first.cursor["totals"]["values"]) >= {
+        "table.row_count", "column.max(ts)", "column.non_null_count(session_id)",
+        "column.value_counts(event_type)",
+    }  # fmt: skip
+
+    # an ingest append: 300 newer events, all likes, a third without a session
+    rows = DeltaTable(uri).to_pyarrow_table().slice(0, 300)
+    ids = pa.array([f"appended-{i}" for i in range(300)])
+    session = pa.array([None if i % 3 == 0 else f"s{i}" for i in range(300)], pa.string())
+    newest = AS_OF  # newer than any event of the history
+    rows = (
+        rows.set_column(rows.schema.get_field_index("event_id"), "event_id", ids)
+        .set_column(rows.schema.get_field_index("session_id"), "session_id", session)
+        .set_column(
+            rows.schema.get_field_index("event_type"), "event_type", pa.array(["like"] * 300)
+        )
+        .set_column(
+            rows.schema.get_field_index("ts"),
+            "ts",
+            pa.array([newest] * 300, rows.schema.field("ts").type),
+        )
+        .set_column(rows.schema.get_field_index("_batch_id"), "_batch_id", pa.array(["b-a"] * 300))
+    )
+    Bronze(str(lake)).append("events", rows, "b-a")
+    second = night()
+    assert second.running_totals is not None
+    assert second.running_totals["since_delta_version"] == first.cursor["delta_version"]
+    assert set(second.running_totals["served"]) == {
+        "table.row_count", "column.value_counts(event_type)", "column.max(ts)",
+        "column.non_null_count(session_id)",
+    }  # fmt: skip
+    assert second.rows == first.rows + 300 and second.new_rows == 300
+    before = {r.name: r.observed_value for r in first.results}
+    after = {r.name: r.observed_value for r in second.results}
+    assert after["expect_column_max_to_be_recent(ts)"] == 0.0  # the appended events are the newest
+    assert after["like_share"] > before["like_share"]
+    assert (
+        after["expect_column_proportion_of_non_null_values_to_be_between(session_id)"]
+        < (before["expect_column_proportion_of_non_null_values_to_be_between(session_id)"])
+    )
+
+    # a commit that names an ingest batch already in the table: its rows are read twice by
+    # the batch filter, which no longer matches what the commits added; the whole table
+    write_deltalake(
+        uri, rows.slice(0, 10), mode="append",
+        commit_properties=CommitProperties(custom_metadata={"lakehouse.batch_id": "b-a"}),
+    )  # fmt: skip
+    assert night().running_totals is None
+    third = night()
+    assert third.running_totals is not None  # totals kept again by the whole read
+
+    # a commit that is not an ingest append (a delete): the whole table
+    DeltaTable(uri).delete("event_id = 'appended-7'")
+    assert night().running_totals is None
+
+
+def test_only_metrics_that_combine_exactly_are_kept_as_totals() -> None:
+    from decimal import Decimal
+
+    from lakehouse.quality.totals import NotKept, as_type_of, combine, encode, metric_key
+
+    whole = {"batch_id": "warehouse-bronze_events", "column": "ts", "row_condition": None}
+    assert metric_key("column.max", whole, {}) == "column.max(ts)"
+    assert metric_key("table.row_count", {"batch_id": "b"}, {}) == "table.row_count"
+    assert metric_key("column.mean", whole, {}) is None  # not a count, sum, max or min
+    assert metric_key("column.max", {**whole, "row_condition": 'col("x")>1'}, {}) is None
+    assert metric_key("column.value_counts", whole, {"sort": "count"}) is None
+    assert metric_key("column.value_counts", whole, {"sort": "value", "collate": None})
+    for value in (float("nan"), Decimal("1.5"), b"x"):
+        with pytest.raises(NotKept):
+            encode(value)
+    assert combine("column.max", None, 3) == 3 and combine("column.min", 2, None) == 2
+    assert combine("column.value_counts", {"a": 1}, {"a": 2, "b": 1}) == {"a": 3, "b": 1}
+    kept = as_type_of("2026-11-01T06:00:00+00:00", NIGHT)  # GX returns a max as ISO text
+    assert combine("column.max", kept, NIGHT) == max(kept, NIGHT)

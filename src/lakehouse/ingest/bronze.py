@@ -292,23 +292,31 @@ def _version_of_batch(table: DeltaTable, batch_id: str) -> int:
     return table.version()
 
 
-def batches_committed(uri: str, since: int, version: int) -> set[str] | None:
-    """The ingest batches a bronze table's commits after ``since`` up to ``version`` added,
-    from the Delta history (each ingest commit names its batch); None when a commit in that
-    range is not an ingest append (a rewrite, a delete, a table replaced, a version gone),
-    which makes every row new again. The gate's row checks and the night's dbt tests of a
-    source read only these batches (lakehouse.quality.runner, macros/tests/night_scope.sql)."""
+class Appended(NamedTuple):
+    """What a bronze table's ingest commits after one version up to another added."""
+
+    batches: set[str]  # the ingest batches, each named by its commit
+    rows: int | None  # the rows, from each commit's own metrics (None: a commit has none)
+    table_id: str  # the Delta table's id: a table replaced under the same path has another
+
+
+def appended_since(table: DeltaTable, since: int, version: int) -> Appended | None:
+    """The ingest batches (and their rows) that a bronze table's commits after ``since`` up to
+    ``version`` added, from the Delta history (each ingest commit names its batch and counts
+    its rows); None when a commit in that range is not an ingest append (a rewrite, a delete,
+    a table replaced, a version gone), which makes every row new again."""
     if version < since:
         return None
+    table_id = str(table.metadata().id)
     if version == since:
-        return set()
-    table = open_delta(uri)
+        return Appended(set(), 0, table_id)
     entries = {
         int(e["version"]): e
         for e in table.history(limit=max(table.version() - since, 1))
         if "version" in e
     }
     batches: set[str] = set()
+    rows: int | None = 0
     for v in range(since + 1, version + 1):
         entry = entries.get(v)
         if entry is None:
@@ -316,9 +324,24 @@ def batches_committed(uri: str, since: int, version: int) -> set[str] | None:
         batch = entry.get(_BATCH_KEY)
         if batch:
             batches.add(str(batch))
+            added = (entry.get("operationMetrics") or {}).get("num_added_rows")
+            rows = rows + int(added) if rows is not None and isinstance(added, int) else None
         elif str(entry.get("operation", "")).upper() != "CREATE TABLE":
             return None
-    return batches
+    return Appended(batches, rows, table_id)
+
+
+def batches_committed(uri: str, since: int, version: int) -> set[str] | None:
+    """The ingest batches a bronze table's commits after ``since`` up to ``version`` added
+    (:func:`appended_since`); None when a commit in that range is not an ingest append. The
+    gate's row checks and the night's dbt tests of a source read only these batches
+    (lakehouse.quality.runner, macros/tests/night_scope.sql)."""
+    if version < since:
+        return None
+    if version == since:
+        return set()
+    appended = appended_since(open_delta(uri), since, version)
+    return None if appended is None else appended.batches
 
 
 # Delta's names of the contract's types, for a column added to an existing table

@@ -21,22 +21,41 @@ Usage::
         read_only=True, extension_directory=".duckdb/extensions", init_sql=["load delta"])
     ds.add_table_asset("fct_events", table_name="fct_events")
 
+The engine can also serve a batch's whole-table metrics from **running totals** (an
+append-only table's row count, non-null counts, max, min and value counts at an earlier
+version, combined with those of the rows appended since: :mod:`lakehouse.quality.totals`):
+``engine.running_totals[batch_id] = RunningTotals(...)`` before the checkpoint runs. Every
+other metric, and every metric the totals do not know yet, is GX's own computation; the
+values GX computes for such metrics are recorded for the next run.
+
 Regex expectations are not in GX's DuckDB dialect map (there is none): suites express them
 as ``unexpected_rows_expectation`` with ``regexp_matches``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import lakehouse.quality.gxsetup  # noqa: F401  (first: GX without pyspark, analytics off)
 
+import pandas as pd
 import sqlalchemy as sa
 from great_expectations.compatibility import pydantic
 from great_expectations.datasource.fluent import SQLDatasource
 from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+from great_expectations.util import convert_to_json_serializable
+
+from lakehouse.quality.totals import (
+    VALUE_COUNTS,
+    RunningTotals,
+    added_counts_sql,
+    added_sql,
+    as_type_of,
+    combine,
+    metric_key,
+)
 
 DIALECT = "duckdb"
 
@@ -90,6 +109,89 @@ class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
                 init_sql=init_sql,
             )
         super().__init__(*args, engine=engine, create_temp_table=create_temp_table, **rest)
+        self.running_totals: dict[str, RunningTotals] = {}
+
+    def resolve_metrics(
+        self,
+        metrics_to_resolve: Iterable[Any],
+        metrics: dict[Any, Any] | None = None,
+        runtime_configuration: dict | None = None,
+    ) -> dict[Any, Any]:
+        """GX's resolution, except whole-table metrics the running totals know: those are the
+        kept value combined with the appended rows' (one query per batch, one more per value
+        count). The values GX computes for metrics the totals could keep are recorded."""
+        served: dict[str, list[tuple[Any, str]]] = {}
+        rest = []
+        for config in metrics_to_resolve:
+            found = self._totals_of(config)
+            if found is not None and found[0].knows(found[1]):
+                served.setdefault(config.metric_domain_kwargs["batch_id"], []).append(
+                    (config, found[1])
+                )
+            else:
+                rest.append(config)
+        resolved: dict[Any, Any] = {}
+        for batch_id, wanted in served.items():
+            values = self._from_totals(self.running_totals[batch_id], [k for _, k in wanted])
+            if values is None:  # the kept values do not combine: GX reads the whole table
+                rest.extend(config for config, _ in wanted)
+                continue
+            for config, key in wanted:
+                resolved[config.id] = values[key]
+        if rest:
+            resolved.update(super().resolve_metrics(rest, metrics, runtime_configuration))
+        for config in rest:
+            found = self._totals_of(config)
+            if found is not None and config.id in resolved:
+                found[0].record(found[1], resolved[config.id])
+        return resolved
+
+    def _totals_of(self, config: Any) -> tuple[RunningTotals, str] | None:
+        totals = self.running_totals.get(config.metric_domain_kwargs.get("batch_id"))
+        if totals is None:
+            return None
+        key = metric_key(
+            config.metric_name,
+            dict(config.metric_domain_kwargs),
+            dict(config.metric_value_kwargs or {}),
+        )
+        return None if key is None else (totals, key)
+
+    def _from_totals(self, totals: RunningTotals, keys: list[str]) -> dict[str, Any] | None:
+        scalars = [k for k in dict.fromkeys(keys) if not k.startswith(VALUE_COUNTS)]
+        counted = [k for k in dict.fromkeys(keys) if k.startswith(VALUE_COUNTS)]
+        added: dict[str, Any] = {}
+        try:  # a query that fails here fails again, in GX's own words, over the whole table
+            if scalars:
+                row = self.execute_query(sa.text(added_sql(totals.rows_sql, scalars))).fetchone()
+                added.update(zip(scalars, row, strict=True))
+            for key in counted:
+                rows = self.execute_query(sa.text(added_counts_sql(totals.rows_sql, key)))
+                added[key] = {value: int(count) for value, count in rows.fetchall()}
+        except sa.exc.SQLAlchemyError:
+            return None
+        values: dict[str, Any] = {}
+        try:
+            for key in scalars:  # as GX returns a bundled metric: JSON-serializable
+                kept = as_type_of(totals.kept_value(key), added[key])
+                combined = combine(key.split("(")[0], kept, added[key])
+                values[key] = convert_to_json_serializable(combined)
+            for key in counted:  # as GX's column.value_counts returns them: sorted by value
+                ordered = sorted(
+                    combine(VALUE_COUNTS, totals.kept_value(key), added[key]).items(),
+                    key=lambda pair: pair[0],
+                )
+                values[key] = pd.Series(
+                    data=[n for _, n in ordered],
+                    index=pd.Index(data=[v for v, _ in ordered], name="value"),
+                    name="count",
+                )
+        except (TypeError, ValueError):
+            return None
+        for key, value in values.items():
+            totals.record(key, value)
+            totals.served.append(key)
+        return values
 
     @contextmanager
     def get_connection(self) -> Generator[sa.Connection, None, None]:

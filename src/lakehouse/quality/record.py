@@ -27,7 +27,8 @@ class TableVerdict:
     blocking_failures: list[str]  # names of the critical expectations that failed
     versions: dict[str, Any]  # what was validated: a Delta version or a dbt invocation
     # the last passing run's cursor: {"delta_version": N} for a bronze table, {"build_seq":
-    # N} for a model, with "fingerprint" ("rows:hash") for a model that can be exported
+    # N} for a model, with "fingerprint" ("rows:hash") for a model that can be exported, and
+    # "totals" (whole-table metrics at that version, lakehouse.quality.totals) for bronze
     cursor: dict[str, Any] | None = None
 
     @property
@@ -100,7 +101,12 @@ def _cursor(value: Any) -> dict[str, Any] | None:
     """A cursor as the gate wrote it, checked here: the gate puts its numbers in SQL."""
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) - {"delta_version", "build_seq", "fingerprint"}:
+    if not isinstance(value, dict) or set(value) - {
+        "delta_version",
+        "build_seq",
+        "fingerprint",
+        "totals",
+    }:
         raise TypeError(f"cursor {value!r} is not the gate's")
     cursor: dict[str, Any] = {}
     for key in ("delta_version", "build_seq"):
@@ -115,4 +121,14 @@ def _cursor(value: Any) -> dict[str, Any] | None:
         if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
             raise TypeError(f"cursor fingerprint {fingerprint!r} is not rows:hash")
         cursor["fingerprint"] = fingerprint
+    totals = value.get("totals")
+    if totals is not None:
+        if (
+            not isinstance(totals, dict)
+            or set(totals) != {"table_id", "values"}
+            or not isinstance(totals["table_id"], str)
+            or not isinstance(totals["values"], dict)
+        ):
+            raise TypeError(f"cursor totals {totals!r} are not the gate's")
+        cursor["totals"] = totals
     return cursor

@@ -30,7 +30,7 @@ import great_expectations as gx
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from lakehouse.ingest.bronze import batches_committed
+from lakehouse.ingest.bronze import Appended, appended_since
 from lakehouse.layout import bronze_uri
 from lakehouse.quality.datadocs import serve_offline
 from lakehouse.quality.gx_duckdb import DuckDBDatasource  # registers add_duckdb
@@ -38,6 +38,7 @@ from lakehouse.quality.numbers import format_value
 from lakehouse.quality.parameters import Parameters
 from lakehouse.quality.record import DBT_TESTS, GateRecord
 from lakehouse.quality.suites import BLOCKING, Expectation, Suite, gx_suite
+from lakehouse.quality.totals import ROW_COUNT, RunningTotals
 from lakehouse.sql import identifier
 from lakehouse.sql import string as sql_string
 from lakehouse.storage import open_delta
@@ -93,6 +94,9 @@ class TableReport:
     # cursor when the whole run passed; the previous cursor otherwise
     cursor: dict[str, Any] | None = None
     changed_outside_dbt: bool = False  # the content differs from what builds left: all rows
+    # a bronze table's whole-table metrics served from running totals: the Delta version
+    # they were kept at and the metrics (lakehouse.quality.totals); None: read whole
+    running_totals: dict[str, Any] | None = None
 
 
 @dataclass
@@ -148,6 +152,10 @@ class _Target:
     # an exported model whose content is not what its last build left: its tests' verdict
     # is about other content
     changed_since_build: bool = False
+    # a bronze table's whole-table metrics: kept at the cursor's version and appended since
+    totals: RunningTotals | None = None
+    totals_since: int | None = None  # the Delta version the kept totals are of
+    table_id: str | None = None  # the Delta table's id, kept with the totals
 
     @property
     def relation_sql(self) -> str:
@@ -212,7 +220,7 @@ def run_suites(
     )
     for target in targets:
         # a blocked run validates nothing: every table keeps the cursor of the last pass
-        cursor = target.cursor if passed else _previous_cursor(previous, target.suite.name)
+        cursor = _with_totals(target) if passed else _previous_cursor(previous, target.suite.name)
         report.tables.append(
             TableReport(
                 target.suite.name,
@@ -223,6 +231,9 @@ def run_suites(
                 outcomes.get(target.suite.name, []),
                 cursor,
                 target.changed_outside_dbt,
+                {"since_delta_version": target.totals_since, "served": target.totals.served}
+                if target.totals is not None and target.totals.served
+                else None,
             )
         )
     if data_docs is not None:
@@ -268,13 +279,13 @@ def _target(
     if table:
         uri = bronze_uri(lake, table)
         try:
+            delta = open_delta(uri)
             version = pins.get(table)
             pinned = version is not None
-            if not pinned:
-                version = open_delta(uri).version()
-            version = int(version)
+            version = int(version) if pinned else delta.version()
+            table_id = str(delta.metadata().id)
             since = mark.get("delta_version") if mark else None
-            batches = batches_committed(uri, since, version) if since is not None else None
+            appended = appended_since(delta, since, version) if since is not None else None
         except Exception as exc:  # a missing table: deltalake raises its own errors
             return _Target(suite, "bronze", {}, error=f"cannot read {suite.relation}: {exc}")
         versions: dict[str, Any] = {"delta_version": version, "pinned": pinned}
@@ -282,6 +293,7 @@ def _target(
             versions["pinned_by"] = pins["dbt_invocation_id"]
         query = f"select * from delta_scan({sql_string(uri)}, version => {version})"
         target = _Target(suite, "bronze", versions, query, cursor={"delta_version": version})
+        target.table_id = table_id
         if pinned:  # the source's dbt tests, as the build that pinned this version ran them
             target.dbt_tests = test_verdict(
                 con,
@@ -289,9 +301,11 @@ def _target(
                 pins["dbt_invocation_id"],
                 bronze_version=(table, version),
             )
-        if batches is not None:
-            ids = ", ".join(sql_string(b) for b in sorted(batches))
-            newer = f"_batch_id in ({ids})" if batches else "false"
+        if appended is not None:
+            ids = ", ".join(sql_string(b) for b in sorted(appended.batches))
+            newer = f"_batch_id in ({ids})" if appended.batches else "false"
+            if _totals_from(target, mark, appended, newer, con):
+                return target
     else:
         versions = (
             {"dbt_invocation_id": build.invocation_id, "bronze_versions": build.bronze_versions}
@@ -364,6 +378,49 @@ def _unchanged_since(
         if step.phase == "after":
             expected = step.fingerprint
     return expected == now
+
+
+def _totals_from(
+    target: _Target,
+    mark: dict[str, Any] | None,
+    appended: Appended,
+    newer: str,
+    con: duckdb.DuckDBPyConnection,
+) -> bool:
+    """Set up a bronze table's running totals from the last pass's (lakehouse.quality.totals)
+    and count its rows from them; False when they cannot be used and the whole table is
+    read: none kept, another table under the path, or the rows appended since not being
+    exactly those its ingest commits added (``appended.rows``)."""
+    kept = (mark or {}).get("totals")
+    if (
+        not kept
+        or kept.get("table_id") != appended.table_id
+        or type(kept.get("values", {}).get(ROW_COUNT)) is not int
+        or appended.rows is None
+    ):
+        return False
+    new_rows_query = f"select * from {target.relation_sql} where {newer}"
+    try:
+        (new,) = con.execute(f"select count(*) from ({new_rows_query})").fetchone()
+    except duckdb.Error:
+        return False
+    if new != appended.rows:
+        return False
+    target.rows = int(kept["values"][ROW_COUNT]) + int(new)
+    target.new_rows = int(new)
+    target.new_rows_query = new_rows_query
+    target.totals = RunningTotals(new_rows_query, kept=dict(kept["values"]))
+    target.totals_since = int(mark["delta_version"])  # type: ignore[index]
+    return True
+
+
+def _with_totals(target: _Target) -> dict[str, Any] | None:
+    """The cursor a passing run keeps: with a bronze table's totals at the version read."""
+    if target.cursor is None or target.kind != "bronze" or target.table_id is None:
+        return target.cursor
+    totals = target.totals.now if target.totals is not None else {}
+    values = {**totals, ROW_COUNT: target.rows}
+    return {**target.cursor, "totals": {"table_id": target.table_id, "values": values}}
 
 
 def _previous_cursor(previous: GateRecord | None, table: str) -> dict[str, Any] | None:
@@ -441,6 +498,10 @@ def _validate(
             query = (target.new_rows_query if rows == "new" else None) or target.query
             if query:
                 asset = source.add_query_asset(name, query=query)
+                if target.kind == "bronze" and rows == "all":  # whole-table metrics: totals
+                    target.totals = target.totals or RunningTotals("")
+                    engine = source.get_execution_engine()
+                    engine.running_totals[f"{source.name}-{name}"] = target.totals
             else:
                 asset = source.add_table_asset(name, table_name=suite.relation)
             batch = asset.add_batch_definition_whole_table("whole")
