@@ -9,7 +9,9 @@ size). Each run is one subprocess (``bench_job.STEP``: time and peak RSS):
 1. **first run**: a fresh quality folder, so every row is checked row by row;
 2. **the next night**: the same folder, so row-by-row checks read only the rows loaded since
    the first run (none here: the warehouse did not change) and table-level checks read whole
-   tables. This is the gate's fixed nightly cost at that size; target at 100M events: <= 60 s.
+   tables (a bronze table's counts, max, min and value counts: the first run's totals plus
+   the rows appended since, none here). This is the gate's fixed nightly cost at that size;
+   target at 100M events: <= 60 s.
 
 Results: benchmarks/results/gate-<workdir name>.json; figures in BENCHMARKS.md.
 """

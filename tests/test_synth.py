@@ -223,6 +223,27 @@ def test_a_night_of_a_fixed_size_is_that_size_on_any_history(tmp_path: Path) -> 
     assert sizes[1][1] == sizes[10][1] > 0  # new photos follow the night, not the history
 
 
+def test_a_history_gets_nights_of_a_fixed_size_without_being_written_again(
+    tmp_path: Path,
+) -> None:
+    """A history made without --night-events is the same history for nights of any size:
+    bench_nights.py rewrote a 100M history (ten minutes) before its first fixed-size night."""
+    from dataclasses import replace
+
+    out = tmp_path / "landing"
+    base = small_config(out, dirty_rate=0.0)
+    generate(base)
+    before = {p: (_sha(p), p.stat().st_mtime_ns) for p in out.rglob("*.*")}
+    generate(replace(base, nights=2, night_events=3_000))
+    after = {p: (_sha(p), p.stat().st_mtime_ns) for p in out.rglob("*.*")}
+    assert {p: after[p] for p in before if p.name != "_generator.json"} == {
+        p: v for p, v in before.items() if p.name != "_generator.json"
+    }  # not one history file written again
+    assert (out / "events" / "events-2026-11-02.jsonl.gz") in after
+    generate(replace(base, out=tmp_path / "at_once", nights=2, night_events=3_000))
+    assert _digest(out) == _digest(tmp_path / "at_once")  # the same nights either way
+
+
 def test_appending_nights_reuses_the_folders_world_and_refuses_another(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -159,10 +159,13 @@ def existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableSt
     """The folder's per-table stats and nights when it holds ``config``'s world."""
     try:
         manifest = json.loads((out / MANIFEST).read_text())
+        have = int(manifest["config"].get("nights", 0))
+        # a night's size shapes the nights only: a history without nights serves any
+        ignored = ("out", "nights") if have else ("out", "nights", "night_events")
         same = {
             k: (str(v) if isinstance(v, datetime) else v)
             for k, v in asdict(config).items()
-            if k not in ("out", "nights")
+            if k not in ignored
         }
         if any(manifest["config"].get(k) != v for k, v in same.items()):
             return None, 0
@@ -175,7 +178,7 @@ def existing_world(out: Path, config: GenerateConfig) -> tuple[dict[str, TableSt
             )
             for name, t in manifest["tables"].items()
         }
-        return stats, int(manifest["config"].get("nights", 0))
+        return stats, have
     except (OSError, ValueError, KeyError, TypeError):
         return None, 0
 
