@@ -929,7 +929,15 @@ def test_whole_table_checks_of_bronze_are_running_totals_with_the_same_results(
 def test_only_metrics_that_combine_exactly_are_kept_as_totals() -> None:
     from decimal import Decimal
 
-    from lakehouse.quality.totals import NotKept, as_type_of, combine, encode, metric_key
+    from lakehouse.quality.totals import (
+        MAX_KEPT_VALUES,
+        NotKept,
+        RunningTotals,
+        as_type_of,
+        combine,
+        encode,
+        metric_key,
+    )
 
     whole = {"batch_id": "warehouse-bronze_events", "column": "ts", "row_condition": None}
     assert metric_key("column.max", whole, {}) == "column.max(ts)"
@@ -945,3 +953,7 @@ def test_only_metrics_that_combine_exactly_are_kept_as_totals() -> None:
     assert combine("column.value_counts", {"a": 1}, {"a": 2, "b": 1}) == {"a": 3, "b": 1}
     kept = as_type_of("2026-11-01T06:00:00+00:00", NIGHT)  # GX returns a max as ISO text
     assert combine("column.max", kept, NIGHT) == max(kept, NIGHT)
+    totals = RunningTotals("select 1")
+    totals.record("column.value_counts(split)", {"train": 8, "val": 1})
+    totals.record("column.value_counts(photo_id)", {i: 1 for i in range(MAX_KEPT_VALUES + 1)})
+    assert totals.now == {"column.value_counts(split)": [["train", 8], ["val", 1]]}

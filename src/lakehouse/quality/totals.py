@@ -28,6 +28,9 @@ EXTREMES = {"column.max": max, "column.min": min}
 VALUE_COUNTS = "column.value_counts"
 DECOMPOSABLE = frozenset((*SUMMED, *EXTREMES, VALUE_COUNTS))
 ROW_COUNT = "table.row_count"
+# value counts kept in result.json at most this many values (an event type, a split, a
+# country); a column of ids would grow the record with the table: read whole instead
+MAX_KEPT_VALUES = 1_000
 # domain kwargs a whole-table metric may carry; any other set (a row condition) reads rows
 _WHOLE_DOMAIN = frozenset(("batch_id", "column"))
 
@@ -149,6 +152,8 @@ class RunningTotals:
         """Keep a value GX computed over the whole table (skipped when it has no JSON form)."""
         try:
             if key.startswith(VALUE_COUNTS):
+                if len(value) > MAX_KEPT_VALUES:
+                    raise NotKept(f"{len(value)} values")
                 self.now[key] = [[encode(v), int(n)] for v, n in value.items()]
             else:
                 self.now[key] = encode(value)

@@ -309,7 +309,7 @@ def run_dbt(
         try:
             outcome = dbtRunner(callbacks=[on_event]).invoke(args)
         finally:
-            _release_duckdb()
+            _release_duckdb(warehouse)
             if engine == "spark":  # the session method's SparkSession, in this process
                 _stop_spark()
     from dbt_common.invocation import get_invocation_id
@@ -434,19 +434,36 @@ def _refuse_unsafe_vars(lake: str, versions: dict[str, int]) -> None:
             )
 
 
-def _release_duckdb() -> None:
+def _release_duckdb(warehouse: str | Path) -> None:
     """dbt-duckdb keeps its database open in this process after a run; close it so the
     warehouse file can be opened again (read-only, or by the next run) without a conflict.
     Cursors of the run's threads and of its `run_query` results can keep DuckDB's instance
     alive until they are collected, and another configuration cannot open the file until
     then ("Can't open a connection to same database file with a different configuration"):
-    collect them here rather than whenever the garbage collector gets to it."""
+    collect them here rather than whenever the garbage collector gets to it, and wait (at
+    most 5 s) until a read-only connection opens: CI once found the instance still alive
+    right after one collection."""
     import gc
+    import time
 
+    import duckdb
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     DuckDBConnectionManager.close_all_connections()
     gc.collect()
+    if not Path(warehouse).exists():
+        return
+    for _ in range(50):
+        try:
+            duckdb.connect(str(warehouse), read_only=True).close()
+            return
+        except duckdb.ConnectionException as error:
+            if "different configuration" not in str(error):
+                return
+        except duckdb.Error:
+            return  # not this function's to report: the caller's next open names it
+        time.sleep(0.1)
+        gc.collect()
 
 
 def _stop_spark() -> None:
