@@ -22,12 +22,12 @@ from typing import Any
 
 from lakehouse.sql import identifier
 
+ROW_COUNT = "table.row_count"
 # the metrics whose whole-table value follows from two parts of the table, and how
-SUMMED = ("table.row_count", "column.non_null_count")
+SUMMED = (ROW_COUNT, "column.non_null_count")
 EXTREMES = {"column.max": max, "column.min": min}
 VALUE_COUNTS = "column.value_counts"
 DECOMPOSABLE = frozenset((*SUMMED, *EXTREMES, VALUE_COUNTS))
-ROW_COUNT = "table.row_count"
 # value counts kept in result.json at most this many values (an event type, a split, a
 # country); a column of ids would grow the record with the table: read whole instead
 MAX_KEPT_VALUES = 1_000
