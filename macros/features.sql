@@ -50,14 +50,18 @@
 {%- endmacro %}
 
 
-{% macro owner_features_before(spine, owner_photos) -%}
+{% macro owner_features_before(spine, owner_photos, same_day_from) -%}
     {#- The photo owner's features as they were strictly before an instant: CTEs ending in
         `owner_features`, one row per row of `spine` (spine_key, owner_user_id, spine_at).
         `owner_photos` holds every photo of the spine's owners (photo_id, owner_user_id,
         posted_at). The one definition of these features: the training set evaluates it for
         each photo at its posting (int_owner_features_as_of_posting) and serving for every
         owner at the night's as_of (online_owner_features), so a model is served what it
-        trained on. features_as_of is the newest event time the features used. -#}
+        trained on. features_as_of is the newest event time the features used.
+        The engagement received before an instant is the owner's daily totals of the days
+        before the instant's day (int_owner_engagement_daily) plus the instant's own day up
+        to it, counted from its events: `same_day_from`, a constant no later than the start
+        of any spine instant's day, lets DuckDB skip the row groups of older events. -#}
 users as (
     select
         user_id,
@@ -67,38 +71,98 @@ users as (
     from {{ ref('stg_app__users') }}
 ),
 
-engagement_received as (
-    -- likes and follows the owner received through any of their photos
+spine_days as (
+    select
+        spine_key,
+        owner_user_id,
+        spine_at,
+        cast(spine_at as date) as spine_day
+    from {{ spine }}
+),
+
+owner_days as (
+    -- one row per (owner, day) with running totals up to and including that day
+    select
+        owner_user_id,
+        engagement_date,
+        -- counts, as the events' own count() would give them (a sum of them widens)
+        cast(sum(likes_received) over running as {{ dbt.type_bigint() }}) as likes_received_total,
+        cast(sum(follows_received) over running as {{ dbt.type_bigint() }}) as followers_total,
+        max(last_received_at) over running as received_as_of
+    from {{ ref('int_owner_engagement_daily') }}
+    where owner_user_id in (select owner_user_id from spine_days)
+    window running as (
+        partition by owner_user_id order by engagement_date
+        rows between unbounded preceding and current row
+    )
+),
+
+received_days_before as (
+    -- the days strictly before the instant's day
+    select
+        l.spine_key,
+        r.received_as_of,
+        r.likes_received_total,
+        r.followers_total
+    from {{ point_in_time_join('spine_days', 'owner_days', 'owner_user_id', 'spine_day', 'engagement_date') }}
+),
+
+same_day_received as (
+    -- likes and follows received on an instant's own day, by owner and day
     select
         photos.owner_user_id,
+        cast(events.occurred_at as date) as spine_day,
         events.occurred_at,
         events.event_type
     from {{ ref('stg_app__events') }} as events
     inner join {{ owner_photos }} as photos on events.photo_id = photos.photo_id
-    where events.event_type in ('like', 'follow')
+    where
+        events.event_type in ('like', 'follow')
+        and events.occurred_at >= {{ same_day_from }}
+        and exists (
+            select 1 from spine_days
+            where
+                spine_days.owner_user_id = photos.owner_user_id
+                and spine_days.spine_day = cast(events.occurred_at as date)
+        )
 ),
 
-owner_timeline as (
-    -- one row per (owner, instant) with running totals up to and including that instant
+same_day_timeline as (
+    -- one row per (owner, day, instant) with the day's totals up to and including it
     select distinct
         owner_user_id,
+        spine_day,
         occurred_at,
         count(case when event_type = 'like' then 1 end) over running as likes_received_total,
         count(case when event_type = 'follow' then 1 end) over running as followers_total
-    from engagement_received
+    from same_day_received
     window running as (
-        partition by owner_user_id order by occurred_at
+        partition by owner_user_id, spine_day order by occurred_at
         range between unbounded preceding and current row
     )
 ),
 
-received_before as (
+received_same_day_before as (
     select
         l.spine_key,
         r.occurred_at as received_as_of,
-        coalesce(r.likes_received_total, 0) as owner_likes_received,
-        coalesce(r.followers_total, 0) as owner_followers
-    from {{ point_in_time_join(spine, 'owner_timeline', 'owner_user_id', 'spine_at', 'occurred_at') }}
+        r.likes_received_total,
+        r.followers_total
+    from {{ point_in_time_join('spine_days', 'same_day_timeline', ['owner_user_id', 'spine_day'], 'spine_at', 'occurred_at') }}
+),
+
+received_before as (
+    select
+        spine_days.spine_key,
+        greatest(days.received_as_of, same_day.received_as_of) as received_as_of,
+        coalesce(days.likes_received_total, 0)
+        + coalesce(same_day.likes_received_total, 0) as owner_likes_received,
+        coalesce(days.followers_total, 0)
+        + coalesce(same_day.followers_total, 0) as owner_followers
+    from spine_days
+    left join received_days_before as days on spine_days.spine_key = days.spine_key
+    left join received_same_day_before as same_day
+        on spine_days.spine_key = same_day.spine_key
 ),
 
 posting_timeline as (

@@ -1,16 +1,22 @@
 {#- Point-in-time join: for each left row, the right row of the same key with the latest
-    timestamp strictly before the left row's timestamp. The right side must have one row per
-    (key, timestamp). DuckDB has ASOF JOIN; other engines get a portable window-based form. -#}
+    timestamp strictly before the left row's timestamp. `key` is a column or a list of them.
+    The right side must have one row per (key, timestamp). DuckDB has ASOF JOIN; other
+    engines get a portable window-based form. -#}
 
 {% macro point_in_time_join(left, right, key, left_ts, right_ts) -%}
     {{ return(adapter.dispatch('point_in_time_join', 'lakehouse')(left, right, key, left_ts, right_ts)) }}
 {%- endmacro %}
 
+{% macro _pit_keys(key) -%}
+    {{ return([key] if key is string else key) }}
+{%- endmacro %}
+
 {% macro duckdb__point_in_time_join(left, right, key, left_ts, right_ts) -%}
     {{ left }} as l
     asof left join {{ right }} as r
-        on l.{{ key }} = r.{{ key }}
-        and l.{{ left_ts }} > r.{{ right_ts }}
+        on
+        {%- for column in _pit_keys(key) %} l.{{ column }} = r.{{ column }} and{% endfor %}
+        l.{{ left_ts }} > r.{{ right_ts }}
 {%- endmacro %}
 
 {% macro default__point_in_time_join(left, right, key, left_ts, right_ts) -%}
@@ -18,11 +24,14 @@
     left join (
         select
             *,
-            lead({{ right_ts }}) over (partition by {{ key }} order by {{ right_ts }}) as _pit_next_ts
+            lead({{ right_ts }}) over (
+                partition by {{ _pit_keys(key) | join(', ') }} order by {{ right_ts }}
+            ) as _pit_next_ts
         from {{ right }}
     ) as r
-        on l.{{ key }} = r.{{ key }}
-        and r.{{ right_ts }} < l.{{ left_ts }}
+        on
+        {%- for column in _pit_keys(key) %} l.{{ column }} = r.{{ column }} and{% endfor %}
+        r.{{ right_ts }} < l.{{ left_ts }}
         and (r._pit_next_ts is null or r._pit_next_ts >= l.{{ left_ts }})
 {%- endmacro %}
 

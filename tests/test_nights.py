@@ -45,6 +45,7 @@ INTERMEDIATE_AND_STAGING = (
     "int_photo_engagement_windows",
     "int_owner_features_as_of_posting",
     "int_user_activity_daily",
+    "int_owner_engagement_daily",
     "int_caption_rule_votes",
     "int_photos_weak_labeled",
     "stg_app__events",

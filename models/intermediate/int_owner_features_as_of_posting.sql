@@ -12,21 +12,22 @@
 -- (online_owner_features). features_as_of is the newest event time the features used.
 -- Incremental: what arrived tonight can only change the features of photos posted after it
 -- (a late like, a late photo, the owner's own late activity) or of an owner who just
--- arrived; those photos are computed again from their owners' whole history.
+-- arrived; those photos are computed again from their owners' whole history. A day of
+-- engagement that changed (int_owner_engagement_daily) changes the photos posted from the
+-- start of that day on.
 
 with
 
 {% if is_incremental() %}
-changes as (
+{%- set changes_sql -%}
     -- (owner, since): the owner's photos posted at or after `since` may change
     select owner_user_id, posted_at as since
     from {{ ref('stg_app__photos') }} as photos
     where {{ loaded_since_last_run('photos') }}
     union all
-    select photos.owner_user_id, events.occurred_at
-    from {{ ref('stg_app__events') }} as events
-    inner join {{ ref('stg_app__photos') }} as photos on photos.photo_id = events.photo_id
-    where {{ loaded_since_last_run('events') }} and events.event_type in ('like', 'follow')
+    select owner_user_id, cast(engagement_date as {{ timestamp_tz() }})
+    from {{ ref('int_owner_engagement_daily') }} as engagement
+    where {{ loaded_since_last_run('engagement') }}
     union all
     select activity.user_id, cast(activity.activity_date as {{ timestamp_tz() }})
     from {{ ref('int_user_activity_daily') }} as activity
@@ -35,19 +36,21 @@ changes as (
     select users.user_id, {{ timestamp_literal('-infinity') }}
     from {{ ref('stg_app__users') }} as users
     where {{ loaded_since_last_run('users') }}
-),
-
-owners as (
-    select owner_user_id, min(since) as since from changes group by owner_user_id
-),
-
-photos as (
+{%- endset %}
+{%- set photos_sql -%}
     -- the photos whose features are computed tonight
     select all_photos.photo_id, all_photos.owner_user_id, all_photos.posted_at
     from {{ ref('stg_app__photos') }} as all_photos
-    inner join owners
+    inner join (
+        select owner_user_id, min(since) as since
+        from ({{ changes_sql }}) as changes
+        group by owner_user_id
+    ) as owners
         on owners.owner_user_id = all_photos.owner_user_id
         and all_photos.posted_at >= owners.since
+{%- endset %}
+photos as (
+    {{ photos_sql }}
 ),
 
 owner_photos as (
@@ -77,7 +80,11 @@ spine as (
     from photos
 ),
 
-{{ owner_features_before('spine', 'owner_photos') }},
+{#- the events of a posting's own day: none before the day of the earliest photo computed -#}
+{{ owner_features_before('spine', 'owner_photos', incremental_lower_bound(
+    "select cast(min(cast(posted_at as date)) as " ~ dbt.type_string() ~ ") || ' 00:00:00+00' from ("
+    ~ photos_sql ~ ") as photos"
+) if is_incremental() else timestamp_literal('-infinity')) }},
 
 final as (
     select

@@ -23,7 +23,10 @@ spine as (
     where app_users.signup_at <= serving_instant.instant
 ),
 
-{{ owner_features_before('spine', ref('stg_app__photos')) }},
+{{ owner_features_before(
+    'spine', ref('stg_app__photos'),
+    'cast(cast(' ~ serving_as_of() ~ ' as date) as ' ~ timestamp_tz() ~ ')'
+) }},
 
 final as (
     select
