@@ -71,6 +71,14 @@
 {%- endmacro %}
 
 
+{% macro incremental_newest_from(sql) -%}
+    {#- A constant lower time bound for finding the newest time in a large model: the value
+        of `sql` (the newest of tonight's rows, as text), which the newest of all is no older
+        than. '-infinity' (read everything) when tonight brought nothing. -#}
+    {{ _incremental_timestamp(sql, "-infinity") }}
+{%- endmacro %}
+
+
 {% macro _incremental_timestamp(sql, when_null) -%}
     {#- The timestamp `sql` returns (as text), run now and written as a SQL constant;
         `when_null` when it returns null; '-infinity' (everything) in a full build. -#}
