@@ -78,10 +78,18 @@ print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": peak(),
 """
 
 
-def run_step(name: str, *args: str) -> dict:
-    """Run one step of STEP in its own interpreter; its time, peak RSS and rows."""
+def run_step(name: str, *args: str, checkout: Path = REPO) -> dict:
+    """Run one step of STEP in its own interpreter; its time, peak RSS and rows.
+    ``checkout``: another checkout's code and dbt project (a baseline commit to compare)."""
+    env = None
+    if checkout != REPO:
+        env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     out = subprocess.run(
-        [sys.executable, "-c", STEP, name, *args], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-c", STEP, name, *args],
+        capture_output=True,
+        text=True,
+        cwd=checkout,
+        env=env,
     )
     if out.returncode:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")

@@ -3,6 +3,7 @@
     python benchmarks/bench_nights.py --events 10000000 [100000000 ...] [--nights 5]
         [--series-events 1000000] [--series-nights 30] [--workdir DIR] [--skip-series]
         [--skip-night] [--skip-full] [--memory-limit 4GB] [--night-events 170000]
+        [--continue [--baseline CHECKOUT]]
 
 Part 1, the next night. A history of ``--events`` events over 60 days (the generator's
 world: ``events / 40`` photos, ``events / 400`` users) is ingested, built, gated and
@@ -23,6 +24,13 @@ world's proportions), the same night on every history. ``--memory-limit`` bounds
 about 25 minutes of a 2-core machine), for runs about how the nights grow.
 
 Each step runs in its own subprocess, so each gets its own peak RSS (VmHWM).
+
+``--continue`` goes on with the lake, warehouse and nights a previous part 1 left in the
+workdir: ``--nights`` more nights, without rebuilding the history (at 100M, 26 minutes).
+``--baseline CHECKOUT`` (with ``--continue``) also runs each of those nights' ``dbt build``
+with another checkout's code and dbt project (e.g. a ``git worktree`` of the commit before
+a change) on a copy of the warehouse made before the first of them, over the same lake:
+old and new models, the same nights, in the same run.
 
 Part 2, the series. A smaller history of ``--series-nights`` days (``--series-events``
 events), then ``--series-nights`` nights in a row, each a whole ``lakehouse run`` (the job
@@ -192,6 +200,49 @@ def next_night(
     }
 
 
+def more_nights(
+    events: int, work: Path, nights: int, night_events: int | None, baseline: Path | None
+) -> dict:
+    """``nights`` more nights on the lake and warehouse part 1 left; with ``baseline``,
+    each night's ``dbt build`` also with that checkout, on its own copy of the warehouse."""
+    root = work / (f"night-{events}" + ("" if night_events is None else f"-{night_events}"))
+    with_night = root / "landing-1"
+    done = _nights_in(with_night)
+    if not done or not (root / "warehouse.duckdb").exists():
+        raise SystemExit(f"--continue: no nights of part 1 in {root}")
+    lake, warehouse = str(root / "lake"), str(root / "warehouse.duckdb")
+    quality, shards = str(root / "quality"), str(root / "shards")
+    baseline_wh = str(root / "baseline.duckdb")
+    if baseline is not None:
+        shutil.copyfile(warehouse, baseline_wh)
+    rows = []
+    for night in range(done + 1, done + nights + 1):
+        print(f"night {night}, incrementally", flush=True)
+        _generate(_config(with_night, events, 60, night, night_events))
+        clock = END + timedelta(days=night) + JOB_HOUR
+        steps = {
+            "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
+            **_build_gate_export(
+                lake, warehouse, quality, shards, clock, "incremental", "if-changed"
+            ),
+        }
+        row = {"night": night, "steps": steps}
+        if baseline is not None:
+            print(f"  baseline ({baseline}):", flush=True)
+            result = run_step("dbt build", lake, baseline_wh, "incremental", checkout=baseline)
+            print(f"  dbt build: {result['seconds']:.1f} s", flush=True)
+            row["baseline_dbt_build"] = result
+        rows.append(row)
+    if baseline is not None:
+        Path(baseline_wh).unlink()
+    return {
+        "history_events": events,
+        "night_events": night_events,
+        "baseline": str(baseline),
+        "nights": rows,
+    }
+
+
 def series(events: int, nights: int, work: Path) -> list[dict]:
     """Part 2: ``nights`` whole nightly jobs in a row on a history of ``nights`` days."""
     import duckdb
@@ -268,6 +319,17 @@ def main() -> None:
     parser.add_argument("--skip-series", action="store_true")
     parser.add_argument("--skip-full", action="store_true", help="no full rebuild in part 1")
     parser.add_argument("--chart-only", action="store_true", help="redraw from the results")
+    parser.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="--nights more nights on what part 1 left in the workdir (no new history)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --continue: each night's dbt build also with this checkout's code",
+    )
 
     args = parser.parse_args()
     # warehouses outside data/demo need a PII key: a throwaway one for the benchmark
@@ -282,7 +344,12 @@ def main() -> None:
         if args.chart_only:
             chart(results["series"], CHART)
             return
-        if not args.skip_night:
+        if args.resume:
+            results["continued"] = more_nights(
+                events, args.workdir, args.nights, args.night_events, args.baseline
+            )
+            out.write_text(json.dumps(results, indent=2))
+        elif not args.skip_night:
             results["next_night"] = next_night(
                 events, args.workdir, args.nights, args.night_events, not args.skip_full
             )
