@@ -157,8 +157,8 @@ def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuild
         kind: [uid for uid in spark if uid.startswith(kind + ".")]
         for kind in ("model", "test", "unit_test", "seed", "operation")
     }
-    assert len(kinds["model"]) == 16 and len(kinds["seed"]) == 2
-    assert len(kinds["unit_test"]) == 4  # the project's dbt unit tests, run on Spark
+    assert len(kinds["model"]) == 17 and len(kinds["seed"]) == 2
+    assert len(kinds["unit_test"]) == 5  # the project's dbt unit tests, run on Spark
     assert len(kinds["test"]) > 60
     # the project's hooks ran, Spark's own implementations
     hooks = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())
