@@ -63,6 +63,22 @@
 {%- endmacro %}
 
 
+{% macro rebuilt_since_last_run(relation) -%}
+    {#- Whether every row of an upstream model is newer than this model's cursor: it was
+        rebuilt whole since this model last ran (a `--full-refresh` of it alone), so "loaded
+        since the last run" is every row. A model that adds tonight's rows to what it holds
+        must then count everything again. False in a full build. -#}
+    {%- if execute and is_incremental() -%}
+        {%- set rebuilt = _scalar(
+            "select coalesce(min(_build_seq) > " ~ last_build_seq() ~ ", false) from " ~ relation
+        ) -%}
+        {{ return(rebuilt == true) }}
+    {%- else -%}
+        {{ return(false) }}
+    {%- endif -%}
+{%- endmacro %}
+
+
 {% macro incremental_lower_bound(sql) -%}
     {#- A constant lower time bound for an incremental run's scan of a large model: the value
         of `sql` (a min over tonight's rows, as text), so DuckDB skips the row groups of older

@@ -14,6 +14,10 @@
 -- held photo whose first week the data has just covered gets its flag (the label matures
 -- tonight). A caption edit changes no count: the owner and posted_at are the first recorded.
 
+{#- staging's events rebuilt alone since this model last ran: each would look new, and be
+    added to counts that hold it already; count every photo again instead -#}
+{%- set adds = is_incremental() and not rebuilt_since_last_run(ref('stg_app__events')) %}
+
 with
 
 data_horizon as (
@@ -27,7 +31,7 @@ data_horizon as (
     ) }}
 ),
 
-{% if is_incremental() %}
+{% if adds %}
 {%- set counted_sql -%}
     -- photos to count from all their events: those this table does not hold yet, of the
     -- photos and events loaded tonight
@@ -150,10 +154,10 @@ final as (
         photos.posted_at,
         {%- for column in ['views_24h', 'likes_24h', 'views_7d', 'likes_7d', 'comments_7d',
                            'shares_7d', 'saves_7d', 'engagement_score_7d'] %}
-        {% if is_incremental() %}coalesce(held.{{ column }}, 0) + {% endif -%}
+        {% if adds %}coalesce(held.{{ column }}, 0) + {% endif -%}
         coalesce(windowed.{{ column }}, 0) as {{ column }},
         {%- endfor %}
-        {% if is_incremental() %}coalesce(held.likes_7d, 0) + {% endif -%}
+        {% if adds %}coalesce(held.likes_7d, 0) + {% endif -%}
         coalesce(windowed.likes_7d, 0) >= {{ var('popular_likes_threshold') }} as is_popular,
         {{ dbt.dateadd('day', 7, 'photos.posted_at') }} <= data_horizon.observed_until
             as is_label_mature,
@@ -161,7 +165,7 @@ final as (
     from photos
     cross join data_horizon
     left join windowed on photos.photo_id = windowed.photo_id
-    {%- if is_incremental() %}
+    {%- if adds %}
     -- the counts held before tonight (none for a photo counted from all its events)
     left join held on photos.photo_id = held.photo_id
     {%- endif %}
