@@ -41,6 +41,16 @@ events as (
             ~ touched_sql ~ ") as touched"
         ) }}
 ),
+{% else %}
+events as (
+    select
+        photo_id,
+        event_type,
+        occurred_at
+    from {{ ref('stg_app__events') }}
+    where event_type in ('like', 'follow')
+),
+{% endif %}
 
 received as (
     select
@@ -50,6 +60,7 @@ received as (
         events.occurred_at
     from events
     inner join {{ ref('stg_app__photos') }} as photos on events.photo_id = photos.photo_id
+    {%- if is_incremental() %}
     -- a semi join on the pair: an inner join lets the planner join the days first (each
     -- event with every touched owner of its day)
     where exists (
@@ -58,19 +69,8 @@ received as (
             touched.owner_user_id = photos.owner_user_id
             and touched.engagement_date = cast(events.occurred_at as date)
     )
+    {%- endif %}
 ),
-{% else %}
-received as (
-    select
-        photos.owner_user_id,
-        cast(events.occurred_at as date) as engagement_date,
-        events.event_type,
-        events.occurred_at
-    from {{ ref('stg_app__events') }} as events
-    inner join {{ ref('stg_app__photos') }} as photos on events.photo_id = photos.photo_id
-    where events.event_type in ('like', 'follow')
-),
-{% endif %}
 
 daily as (
     select
