@@ -50,3 +50,23 @@ def delta_versions(lake: Path) -> dict[str, int]:
         for p in sorted(root.iterdir())
         if p.is_dir() and delta_exists(str(p))
     }
+
+
+def project_models() -> list[str]:
+    """The dbt project's models, read from its folder (one .sql file each), as the tests
+    that count what a build ran expect them."""
+    from lakehouse.warehouse import project_dir
+
+    return sorted(p.stem for p in (project_dir() / "models").rglob("*.sql"))
+
+
+def project_unit_tests() -> list[str]:
+    """The dbt unit tests the project's YAML declares."""
+    import yaml
+
+    from lakehouse.warehouse import project_dir
+
+    names = []
+    for path in (project_dir() / "models").rglob("*.yml"):
+        names += [t["name"] for t in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])]
+    return sorted(names)

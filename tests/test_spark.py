@@ -47,6 +47,7 @@ from lakehouse.warehouse import BuildResult, bronze_versions, run_dbt
 from lakehouse.warehouse.spark import ENV_SPARK_SCHEMA, spark_unavailable
 from lakehouse.warehouse.spark_cluster import THRIFT_APP, Cluster, spark_cluster
 from tests.conftest import NIGHT, PROJECT, small_config
+from tests.helpers import project_models, project_unit_tests
 from tests.test_nights import INTERMEDIATE_AND_STAGING, MARTS, SERVING, _differences
 
 UNAVAILABLE = spark_unavailable()
@@ -157,8 +158,9 @@ def test_spark_build_passes_every_model_data_test_and_unit_test(builds: TwoBuild
         kind: [uid for uid in spark if uid.startswith(kind + ".")]
         for kind in ("model", "test", "unit_test", "seed", "operation")
     }
-    assert len(kinds["model"]) == 17 and len(kinds["seed"]) == 2
-    assert len(kinds["unit_test"]) == 5  # the project's dbt unit tests, run on Spark
+    assert len(kinds["model"]) == len(project_models()) and len(kinds["seed"]) == 2
+    # the project's dbt unit tests, run on Spark
+    assert len(kinds["unit_test"]) == len(project_unit_tests())
     assert len(kinds["test"]) > 60
     # the project's hooks ran, Spark's own implementations
     hooks = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())
