@@ -12,7 +12,7 @@ DEMO_DIR ?= data/demo
 $(STAMP): pyproject.toml constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"  # dev = all (loader + pipeline) + test tools
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e ".[dev]"  # dev = all (loader + pipeline) + test tools; bytecode on first import
 	$(BIN)/python -c "from lakehouse.warehouse import ensure_extensions, project_dir; ensure_extensions(project_dir())"
 	@# dbt looks for profiles.yml in the working directory only: after `source .venv/bin/activate`
 	@# it finds this checkout's from any folder of it (`cd models && dbt build`)

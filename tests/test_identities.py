@@ -268,8 +268,11 @@ def test_an_edit_followed_by_a_build_is_still_checked(root: Path) -> None:
 
 # ----------------------------------------------------------------- all of it, in any order
 
-STEPS = ("night", "late", "replay", "replay_earlier", "clock_back", "kill_build", "kill_gate",
-         "edit", "typo")  # fmt: skip
+# a night on a clock two days behind is test_a_build_whose_clock_is_behind_loses_no_night's,
+# with the same full-refresh comparison; the sequence runs it only when asked
+# (LAKEHOUSE_SEQUENCE_CLOCK_BACK=1): no cursor reads the clock, and CI's 30 minutes are short
+STEPS = ("night", "late", "replay", "replay_earlier", "kill_build", "kill_gate", "edit", "typo",
+         *(("clock_back",) if os.environ.get("LAKEHOUSE_SEQUENCE_CLOCK_BACK") else ()))  # fmt: skip
 
 
 def _published_rows_were_validated(root: Path) -> None:
@@ -336,11 +339,12 @@ def _kill_build_after(lake: str, warehouse: Path, models: int = 4) -> None:
 def test_a_random_sequence_of_nights_keeps_every_model_exact_and_every_export_validated(
     root: Path, tmp_path: Path
 ) -> None:
-    """Nights, a late file, replays at the same and an earlier clock, a clock two days
-    behind, a killed build and a killed gate, an edit outside dbt and a mistyped clock, each
-    once, in an order drawn from a seed ($LAKEHOUSE_SEQUENCE_SEED, else fixed, printed on
-    failure): after each step every model equals a --full-refresh of the same lake, and
-    every published version was validated by a passing run, judged from the records."""
+    """Nights, a late file, replays at the same and an earlier clock, a killed build and a
+    killed gate, an edit outside dbt and a mistyped clock (and a clock two days behind, when
+    asked: STEPS), each once, in an order drawn from a seed ($LAKEHOUSE_SEQUENCE_SEED, else
+    fixed, printed on failure): after each step every model equals a --full-refresh of the
+    same lake, and every published version was validated by a passing run, judged from the
+    records."""
     import random
 
     seed = int(os.environ.get("LAKEHOUSE_SEQUENCE_SEED", "2512"))
