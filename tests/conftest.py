@@ -42,20 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("LAKEHOUSE_PII_SALT", f"test-key-{uuid.uuid4().hex}")
 
 
-# the modules that take longest (`make test` names the slowest tests), collected first: CI
-# runs a module on one of two processes (`--dist loadfile`), each taking the next module
-# in collection order, so the longest start at once instead of one being left for the end
-LONGEST_MODULES = ("test_identities.py", "test_spark.py", "test_orchestrate.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
-
-    items.sort(key=rank)  # stable: each module's own order stays
-
-
 def small_config(out: Path, dirty_rate: float = 0.04, seed: int = 11) -> GenerateConfig:
     return GenerateConfig(
         out=out,
