@@ -50,6 +50,13 @@
 {%- endmacro %}
 
 
+{% macro engagement_received_types() -%}
+    {#- The events that count as engagement an owner received through a photo (likes and
+        follows): int_owner_engagement_daily's days and the instant's own day alike -#}
+    ('like', 'follow')
+{%- endmacro %}
+
+
 {% macro owner_features_before(spine, owner_photos, same_day_from) -%}
     {#- The photo owner's features as they were strictly before an instant: CTEs ending in
         `owner_features`, one row per row of `spine` (spine_key, owner_user_id, spine_at).
@@ -117,7 +124,7 @@ same_day_received as (
     from {{ ref('stg_app__events') }} as events
     inner join {{ owner_photos }} as photos on events.photo_id = photos.photo_id
     where
-        events.event_type in ('like', 'follow')
+        events.event_type in {{ engagement_received_types() }}
         and events.occurred_at >= {{ same_day_from }}
         and exists (
             select 1 from spine_days

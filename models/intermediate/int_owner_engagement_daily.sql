@@ -19,12 +19,12 @@ with
     select photos.owner_user_id, cast(events.occurred_at as date) as engagement_date
     from {{ ref('stg_app__events') }} as events
     inner join {{ ref('stg_app__photos') }} as photos on events.photo_id = photos.photo_id
-    where {{ loaded_since_last_run('events') }} and events.event_type in ('like', 'follow')
+    where {{ loaded_since_last_run('events') }} and events.event_type in {{ engagement_received_types() }}
     union
     select photos.owner_user_id, cast(events.occurred_at as date)
     from {{ ref('stg_app__events') }} as events
     inner join {{ ref('stg_app__photos') }} as photos on events.photo_id = photos.photo_id
-    where {{ loaded_since_last_run('photos') }} and events.event_type in ('like', 'follow')
+    where {{ loaded_since_last_run('photos') }} and events.event_type in {{ engagement_received_types() }}
 {%- endset %}
 touched as (
     {{ touched_sql }}
@@ -35,7 +35,7 @@ events as (
     -- constant, so DuckDB skips the row groups of older days
     select events.photo_id, events.event_type, events.occurred_at
     from {{ ref('stg_app__events') }} as events
-    where events.event_type in ('like', 'follow')
+    where events.event_type in {{ engagement_received_types() }}
         and events.occurred_at >= {{ incremental_lower_bound(
             "select cast(min(engagement_date) as " ~ dbt.type_string() ~ ") || ' 00:00:00+00' from ("
             ~ touched_sql ~ ") as touched"
@@ -48,7 +48,7 @@ events as (
         event_type,
         occurred_at
     from {{ ref('stg_app__events') }}
-    where event_type in ('like', 'follow')
+    where event_type in {{ engagement_received_types() }}
 ),
 {% endif %}
 
