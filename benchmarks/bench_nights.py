@@ -112,6 +112,27 @@ def _nights_in(landing: Path) -> int | None:
         return None
 
 
+def _incremental_night(root: Path, events: int, night: int, night_events: int | None) -> dict:
+    """Night ``night``'s dump added to ``root``'s landing-1, then the job's steps on its
+    lake and warehouse, incrementally (export if changed)."""
+    with_night, lake = root / "landing-1", str(root / "lake")
+    print(f"night {night}, incrementally", flush=True)
+    _generate(_config(with_night, events, 60, night, night_events))
+    clock = END + timedelta(days=night) + JOB_HOUR
+    return {
+        "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
+        **_build_gate_export(
+            lake,
+            str(root / "warehouse.duckdb"),
+            str(root / "quality"),
+            str(root / "shards"),
+            clock,
+            "incremental",
+            "if-changed",
+        ),
+    }
+
+
 def next_night(
     events: int,
     work: Path,
@@ -174,17 +195,7 @@ def next_night(
     }
     more = []
     for night in range(2, nights + 1):
-        print(f"night {night}, incrementally", flush=True)
-        _generate(_config(with_night, events, 60, night, night_events))
-        clock = END + timedelta(days=night) + JOB_HOUR
-        more.append(
-            {
-                "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
-                **_build_gate_export(
-                    lake, warehouse, quality, shards, clock, "incremental", "if-changed"
-                ),
-            }
-        )
+        more.append(_incremental_night(root, events, night, night_events))
     rows_read = incremental["ingest"]["rows"]
     return {
         "history_events": events,
@@ -211,22 +222,12 @@ def more_nights(
     if not done or not (root / "warehouse.duckdb").exists():
         raise SystemExit(f"--continue: no nights of part 1 in {root}")
     lake, warehouse = str(root / "lake"), str(root / "warehouse.duckdb")
-    quality, shards = str(root / "quality"), str(root / "shards")
     baseline_wh = str(root / "baseline.duckdb")
     if baseline is not None:
         shutil.copyfile(warehouse, baseline_wh)
     rows = []
     for night in range(done + 1, done + nights + 1):
-        print(f"night {night}, incrementally", flush=True)
-        _generate(_config(with_night, events, 60, night, night_events))
-        clock = END + timedelta(days=night) + JOB_HOUR
-        steps = {
-            "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
-            **_build_gate_export(
-                lake, warehouse, quality, shards, clock, "incremental", "if-changed"
-            ),
-        }
-        row = {"night": night, "steps": steps}
+        row = {"night": night, "steps": _incremental_night(root, events, night, night_events)}
         if baseline is not None:
             print(f"  baseline ({baseline}):", flush=True)
             result = run_step("dbt build", lake, baseline_wh, "incremental", checkout=baseline)
