@@ -5,13 +5,21 @@
 }}
 
 -- One row per event. Incremental: each run appends the events staging loaded since this
--- table's last load (staging holds each event_id once, so nothing is appended twice).
+-- table's last load (staging holds each event_id once, so nothing is appended twice). When
+-- staging was rebuilt alone since then (`--full-refresh --select stg_app__events`), every
+-- staged event looks new: the run then appends only the event ids this table does not hold.
 
 with
 
 events as (
     select * from {{ ref('stg_app__events') }} as events
     where {{ loaded_since_last_run('events') }}
+    {%- if rebuilt_since_last_run(ref('stg_app__events')) %}
+        and not exists (
+            select 1 from {{ this }} as held
+            where held.event_id = events.event_id
+        )
+    {%- endif %}
 ),
 
 photos as (
