@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -152,6 +153,32 @@ def test_a_cache_limit_that_is_no_size_names_the_setting(
     monkeypatch.setenv("LAKEHOUSE_CACHE_LIMIT", "1i")
     with pytest.raises(LoaderError, match="LAKEHOUSE_CACHE_LIMIT: '1i' is not a size such as"):
         ShardDataset(remote["uri"], "train", batch_size=50)
+
+
+def test_read_ahead_never_takes_the_cache_over_its_limit(tmp_path: Path) -> None:
+    """Shards other readers are downloading cannot be evicted. Read-ahead that finds no room
+    beside them is not fetched; a shard a batch needs waits until one of them is done (and
+    evictable), then evicts it. (Two workers under load used to leave 6 shards in a cache of
+    5: each worker's batch and its read-ahead, all downloading at once.)"""
+    cache = tmp_path / "cache" / "shards"
+    (cache / "s3").mkdir(parents=True)
+    index = CacheIndex(cache, limit=100)
+    other = cache / "s3" / "other.arrow"
+    assert index.reserve(other, 60)  # another reader is downloading it
+    ahead, needed = cache / "s3" / "ahead.arrow", cache / "s3" / "needed.arrow"
+    assert not index.reserve(ahead, 50, read_ahead=True)
+    assert index.total() == 60  # nothing reserved for the read-ahead
+
+    done: list[bool] = []
+    waiting = threading.Thread(target=lambda: done.append(index.reserve(needed, 50)))
+    waiting.start()
+    time.sleep(0.5)
+    assert not done  # waits while the other download leaves no room
+    other.write_bytes(b"x" * 60)
+    assert index.touch(other, 60)  # downloaded: evictable now
+    waiting.join(timeout=30)
+    assert done == [True]
+    assert not other.exists() and index.total() == 50
 
 
 def test_the_cache_index_never_evicts_a_file_outside_the_cache(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ DEFAULT_CACHE_LIMIT = "50GB"
 _PENDING = 10**9
 # a pin older than this was left by a process that died between a fetch and an open
 _PIN_EXPIRES = 600
+# how long a shard a batch needs waits for room while other readers download or open theirs
+_RESERVE_WAIT = 60
 
 
 def parse_size(text: str | int) -> int:
@@ -159,16 +161,29 @@ class CacheIndex:
         with closing(self._connect()) as con:
             con.execute("delete from pins where path = ? and pid = ?", (str(path), os.getpid()))
 
-    def reserve(self, path: Path, size: int) -> None:
+    def reserve(self, path: Path, size: int, *, read_ahead: bool = False) -> bool:
         """Make room for ``size`` bytes at ``path`` before it is downloaded, evicting the
         least recently used shards; the reservation counts for every other process at once.
         A reserved shard is never evicted while it downloads (its time of use is set in the
-        future until :meth:`touch` marks it done)."""
+        future until :meth:`touch` marks it done), nor a pinned one.
+
+        When the shards other readers are downloading or opening leave no room, a shard a
+        batch needs waits for them (they become evictable within moments), for at most
+        ``_RESERVE_WAIT`` seconds, then goes ahead over the limit; a ``read_ahead`` shard is
+        not fetched at all (False): read-ahead never takes the cache over its limit."""
         if size > self.limit:
             raise FetchError(
                 f"shard {path.name} is {size:,} bytes, more than the cache limit of "
                 f"{self.limit:,}; raise LAKEHOUSE_CACHE_LIMIT (or cache_limit=)"
             )
+        deadline = time.monotonic() + _RESERVE_WAIT
+        while not self._try_reserve(path, size, force=time.monotonic() >= deadline):
+            if read_ahead:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _try_reserve(self, path: Path, size: int, *, force: bool) -> bool:
         with closing(self._connect()) as con:
             con.execute("begin immediate")  # one process at a time decides what goes
             try:
@@ -177,18 +192,21 @@ class CacheIndex:
                 con.execute("delete from pins where at <= ?", (now - _PIN_EXPIRES,))
                 self._drop_foreign(con)
                 rows = con.execute(
-                    "select path, bytes, used from shards where path != ? and path not in "
-                    "(select path from pins) order by used",
+                    "select path, bytes, used, path in (select path from pins) from shards "
+                    "where path != ? order by used",
                     (str(path),),
                 ).fetchall()
-                total = con.execute(
-                    "select coalesce(sum(bytes), 0) from shards where path != ?", (str(path),)
-                ).fetchone()[0]
-                for victim, taken, used in rows:
-                    if used > now + _PENDING / 2:  # being downloaded by someone
-                        continue
+                total = sum(taken for _, taken, _, _ in rows)
+                # being downloaded by someone, or about to be memory-mapped
+                busy = sum(t for _, t, used, pin in rows if pin or used > now + _PENDING / 2)
+                if busy + size > self.limit and not force:
+                    con.execute("rollback")
+                    return False
+                for victim, taken, used, pinned in rows:
                     if total + size <= self.limit:
                         break
+                    if pinned or used > now + _PENDING / 2:
+                        continue
                     Path(victim).unlink(missing_ok=True)
                     con.execute("delete from shards where path = ?", (victim,))
                     total -= taken
@@ -197,6 +215,7 @@ class CacheIndex:
                     (str(path), size, now + _PENDING),
                 )
                 con.execute("commit")
+                return True
             except BaseException:
                 con.execute("rollback")
                 raise
@@ -273,7 +292,8 @@ class RemoteVersion:
         while True:
             downloaded = False
             if not _present(target, shard.bytes):
-                self._fetch(shard, target)
+                if not self._fetch(shard, target, read_ahead=not use):
+                    return target  # read-ahead that found no room: fetched when needed
                 downloaded = True
             if not (use or downloaded):
                 return target
@@ -282,19 +302,23 @@ class RemoteVersion:
                 return target
             # evicted by another reader between the look and the pin: fetch it again
 
-    def _fetch(self, shard: ShardEntry, target: Path) -> None:
+    def _fetch(self, shard: ShardEntry, target: Path, *, read_ahead: bool = False) -> bool:
+        """Download ``shard`` to ``target`` unless another process did; False when read-ahead
+        found no room in the cache (:meth:`CacheIndex.reserve`)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target.with_name(f".{target.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be fetching it
             if _present(target, shard.bytes):
-                return
-            self.index.reserve(target, shard.bytes)
+                return True
+            if not self.index.reserve(target, shard.bytes, read_ahead=read_ahead):
+                return False
             fs, base = filesystem_for(self.uri)
             try:
                 _download(fs, base, shard.path, target, shard.bytes, shard.sha256, self.uri)
             except BaseException:
                 self.index.forget(target)
                 raise
+        return True
 
     def opened(self, shard: ShardEntry) -> None:
         """This process has memory-mapped ``shard``: it may be evicted from now on."""
