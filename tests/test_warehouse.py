@@ -398,31 +398,28 @@ def test_split_is_stable_across_days(built) -> None:
     assert 0.7 < share["train"] < 0.9
 
 
-def test_dbt_docs_generate_documents_every_mart_column(built, tmp_path: Path) -> None:
-    _, con, lake = built
-    database = con.sql(
-        "select path from duckdb_databases() where database_name = current_database()"
-    ).fetchone()[0]
-    copy = tmp_path / "warehouse.duckdb"  # the fixture holds the original open (a file lock)
-    shutil.copy(database, copy)
-    env = {**os.environ, "LAKEHOUSE_LAKE": str(lake), "LAKEHOUSE_DUCKDB": str(copy)}
-    out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            "docs",
-            "generate",
-            "--target-path",
-            str(tmp_path / "target"),
-        ],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout[:3000]
-    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
-    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+@pytest.fixture(scope="module")
+def docs(built_warehouse: BuiltWarehouse, tmp_path_factory: pytest.TempPathFactory):
+    """`dbt docs generate` as an analyst runs it, on a copy of the built warehouse: its
+    manifest.json and catalog.json."""
+    work = tmp_path_factory.mktemp("docs")
+    warehouse = work / "warehouse.duckdb"
+    shutil.copy(built_warehouse.warehouse, warehouse)
+    env = {
+        **os.environ,
+        "LAKEHOUSE_LAKE": str(built_warehouse.lake),
+        "LAKEHOUSE_DUCKDB": str(warehouse),
+        "LAKEHOUSE_PII_SALT": "a key for this test",
+    }
+    target = work / "target"
+    out = _dbt_cli("docs", "generate", "--target-path", str(target), env=env)
+    assert out.returncode == 0, out.stdout[-3000:]
+    manifest = json.loads((target / "manifest.json").read_text())
+    return manifest, json.loads((target / "catalog.json").read_text())
+
+
+def test_dbt_docs_generate_documents_every_mart_column(docs) -> None:
+    manifest, catalog = docs
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert sorted(models) == project_models()
     tables = {k.rsplit(".", 1)[-1]: v for k, v in catalog["nodes"].items()}
@@ -626,24 +623,12 @@ def _dbt_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_dbt_docs_catalog_lists_the_bronze_sources_with_described_columns(
-    built_warehouse: BuiltWarehouse, tmp_path: Path
+    built_warehouse: BuiltWarehouse, docs
 ) -> None:
     """`dbt docs generate`: the Delta sources (read with delta_scan, not relations DuckDB
     knows) are in catalog.json with their columns and types as the models read them, and
     every one of those columns has a description in the sources' YAML."""
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(built_warehouse.warehouse, warehouse)
-    env = {
-        **os.environ,
-        "LAKEHOUSE_LAKE": str(built_warehouse.lake),
-        "LAKEHOUSE_DUCKDB": str(warehouse),
-        "LAKEHOUSE_PII_SALT": "a key for this test",
-    }
-    target = tmp_path / "target"
-    out = _dbt_cli("docs", "generate", "--target-path", str(target), env=env)
-    assert out.returncode == 0, out.stdout[-2000:]
-    catalog = json.loads((target / "catalog.json").read_text())
-    manifest = json.loads((target / "manifest.json").read_text())
+    manifest, catalog = docs
     assert sorted(catalog["sources"]) == sorted(manifest["sources"])
     for unique_id, entry in catalog["sources"].items():
         table = manifest["sources"][unique_id]["identifier"]
