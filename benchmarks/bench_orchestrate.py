@@ -58,7 +58,15 @@ def _night(code: str, root: Path, as_of: str) -> float:
         [sys.executable, "-c", code, str(root), as_of],
         check=True,
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "DAGSTER_HOME": str(root.parent / "dagster-home")},
+        env={
+            **os.environ,
+            "DAGSTER_HOME": str(root.parent / "dagster-home"),
+            # each deployment its own dbt artifacts, as on a machine that runs one: two
+            # deployments sharing the checkout's target/ would each find the other's parse
+            # state (another warehouse, other vars) and parse in full every night
+            "DBT_TARGET_PATH": str(root / "dbt-target"),
+            "DBT_LOG_PATH": str(root / "dbt-logs"),
+        },
     )
     return time.perf_counter() - started
 
