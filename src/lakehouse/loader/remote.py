@@ -191,21 +191,25 @@ class CacheIndex:
                 # pins left by processes that died between a fetch and an open
                 con.execute("delete from pins where at <= ?", (now - _PIN_EXPIRES,))
                 self._drop_foreign(con)
-                rows = con.execute(
-                    "select path, bytes, used, path in (select path from pins) from shards "
-                    "where path != ? order by used",
-                    (str(path),),
-                ).fetchall()
-                total = sum(taken for _, taken, _, _ in rows)
-                # being downloaded by someone, or about to be memory-mapped
-                busy = sum(t for _, t, used, pin in rows if pin or used > now + _PENDING / 2)
+                # (path, bytes, busy): busy = being downloaded by someone (used in the
+                # future) or about to be memory-mapped (pinned), so not evictable
+                rows = [
+                    (victim, taken, bool(pinned) or used > now + _PENDING / 2)
+                    for victim, taken, used, pinned in con.execute(
+                        "select path, bytes, used, path in (select path from pins) "
+                        "from shards where path != ? order by used",
+                        (str(path),),
+                    )
+                ]
+                total = sum(taken for _, taken, _ in rows)
+                busy = sum(taken for _, taken, busy in rows if busy)
                 if busy + size > self.limit and not force:
                     con.execute("rollback")
                     return False
-                for victim, taken, used, pinned in rows:
+                for victim, taken, in_use in rows:
                     if total + size <= self.limit:
                         break
-                    if pinned or used > now + _PENDING / 2:
+                    if in_use:
                         continue
                     Path(victim).unlink(missing_ok=True)
                     con.execute("delete from shards where path = ?", (victim,))
