@@ -570,6 +570,74 @@ def test_a_repeated_key_fails_the_nights_test_and_an_edit_in_place_the_weekly_on
     assert all(since is None for _, _, since in tests.values())
 
 
+def _compiled(warehouse: Path, test: str) -> str:
+    """The SQL the last `_dbt_test` on ``warehouse`` ran for ``test``."""
+    results = json.loads((warehouse.parent / "target" / "run_results.json").read_text())
+    return next(
+        r["compiled_code"] for r in results["results"] if r["unique_id"].split(".")[2] == test
+    )
+
+
+def test_the_unique_probe_reads_key_numbers_and_compares_the_ids_they_match(
+    nightly, tmp_path: Path
+) -> None:
+    """The night's `unique` test of event ids reads their numbers (`_key_hash`,
+    macros/keys.sql) and then the ids of the rows whose numbers repeat. A new event whose
+    number an old event shares, with another id (two ids whose md5 prefixes collide, made
+    here by hand), is no repeat; a new row repeating an old id is one."""
+    lake, warehouse, *_ = nightly
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse, copy)
+    new_row = (
+        "insert into main.fct_events select * replace ({id} as event_id, (select max(build_seq)"
+        " + 1 from main.lakehouse_dbt_runs) as _build_seq) from main.fct_events "
+        "where _build_seq = (select min(_build_seq) from main.fct_events) order by event_id limit 1"
+    )
+    with duckdb.connect(str(copy)) as con:
+        con.execute(new_row.format(id="'forged-' || event_id"))
+    test = "unique_fct_events_event_id"
+    collided = _dbt_test(lake, copy, select=test)
+    assert collided.returncode == 0, collided.stdout[-3000:]
+    assert "_key_hash" in _compiled(copy, test)
+    assert _tests_of(copy, _builds(copy)[-1])[test][1:] == ("pass", _builds(copy)[-2])
+    with duckdb.connect(str(copy)) as con:
+        con.execute(new_row.format(id="event_id"))
+    repeated = _dbt_test(lake, copy, select=test)
+    assert repeated.returncode == 1, repeated.stdout[-3000:]
+    assert "Got 1 result, configured to fail if != 0" in repeated.stdout
+
+
+def test_staging_loads_an_event_whose_number_an_old_event_shares(nightly, tmp_path: Path) -> None:
+    """Staging drops a re-sent event by its id, probing the numbers of the ids it holds first:
+    an event whose number an old event shares (a collision made by hand) is still loaded.
+    Staging forgets the last night's batches here, and a build of it alone loads them again."""
+    lake, warehouse, *_ = nightly
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        last = con.sql("select max(batch_log_version) from main.stg_app__events").fetchone()[0]
+        night = f"from main.stg_app__events where batch_log_version = {last}"
+        before = con.sql(f"select * exclude (_build_seq) {night} order by event_id").fetchall()
+        event_id, number = con.sql(f"select event_id, _key_hash {night} order by 1").fetchone()
+        con.execute(f"delete {night}")
+        con.execute(
+            "update main.stg_app__events set _key_hash = ? "
+            "where event_id = (select min(event_id) from main.stg_app__events)",
+            [number],
+        )
+    staging = run_dbt(
+        str(lake), copy, project=project_dir(), quiet=True, select=["stg_app__events"]
+    )
+    assert staging.success, (staging.error, staging.failures)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        after = con.sql(f"select * exclude (_build_seq) {night} order by event_id").fetchall()
+        shared = con.sql(
+            f"select count(*) from main.stg_app__events where _key_hash = {number}"
+        ).fetchone()[0]
+    assert len(before) > 100 and after == before
+    assert any(row[0] == event_id for row in after) and shared == 2
+
+
 def test_a_source_whose_delta_history_is_not_appends_is_tested_whole(
     nightly, tmp_path: Path
 ) -> None:

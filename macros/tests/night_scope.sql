@@ -13,7 +13,9 @@
       from the child's side): the rows since the last pass;
     - uniqueness (unique, unique_combination_of_columns): every row whose key is among the
       rows since the last pass, so a new key that repeats an old one is found (two old rows
-      with one key were found when the test last passed);
+      with one key were found when the test last passed); of a model that holds the key's
+      number (`_key_hash`, macros/keys.sql), the rows whose number more than one row holds
+      among the numbers of the rows since the last pass;
     - a source's tests (bronze is append-only): the batches its Delta commits after the
       version this test last passed on added (lakehouse_bronze_batches_since, registered by
       the profile's plugin from deltalake's history); a commit that is not an ingest append
@@ -37,7 +39,20 @@
     {%- set where = config.get('where', '') or 'true' -%}
     {%- set kwargs = model.test_metadata.kwargs -%}
     {%- set marker = "/* " ~ night_scope_marker() ~ scope.rows ~ " " ~ scope.since ~ " */" -%}
-    {%- if model.test_metadata.name in ['unique', 'unique_combination_of_columns'] -%}
+    {%- if model.test_metadata.name == 'unique' and scope.key_hash == kwargs.column_name -%}
+        {#- the model holds this key's number (macros/keys.sql): the numbers of tonight's
+            keys that more than one row holds, read from the number column alone, then the
+            rows with those numbers (none on a night with no repeat: nothing more is read).
+            Every row of a key tonight repeats is among them, so the test finds exactly what
+            the form below finds, plus any old repeat whose number a new key shares -#}
+        {%- set night = "select _key_hash from " ~ relation ~ " where " ~ scope.predicate -%}
+        {%- set scoped -%}
+            (select * from {{ relation }} as tested where tested._key_hash in (
+                {{ held_key_hashes(relation, night) }}
+                group by held._key_hash having count(*) > 1
+            ) and ({{ where }}) {{ marker }}) dbt_subquery
+        {%- endset -%}
+    {%- elif model.test_metadata.name in ['unique', 'unique_combination_of_columns'] -%}
         {%- set key = [kwargs.column_name] if model.test_metadata.name == 'unique'
             else kwargs.combination_of_columns -%}
         {%- set matches = [] -%}
@@ -116,7 +131,8 @@
         {{ return(none) }}
     {%- endif -%}
     {%- if not tested.startswith('source:') -%}
-        {{ return({'predicate': '_build_seq > ' ~ since, 'rows': 'rows with _build_seq >', 'since': since | int}) }}
+        {{ return({'predicate': '_build_seq > ' ~ since, 'rows': 'rows with _build_seq >',
+            'since': since | int, 'key_hash': hashed_key(node)}) }}
     {%- endif -%}
     {%- set batches = fromjson(run_query("select coalesce(to_json(lakehouse_bronze_batches_since("
         ~ sql_string(table) ~ ", " ~ since ~ ", " ~ bronze_pin_sql(table) ~ ")), 'null')").rows[0][0]) -%}
@@ -129,5 +145,6 @@
     {%- endfor -%}
     {{ return({
         'predicate': '_batch_id in (' ~ ids | join(', ') ~ ')' if ids else 'false',
-        'rows': 'batches committed after Delta version', 'since': since | int}) }}
+        'rows': 'batches committed after Delta version', 'since': since | int,
+        'key_hash': none}) }}
 {%- endmacro %}

@@ -1,6 +1,7 @@
 {{
     config(
         incremental_strategy='append',
+        meta={'key_hash': 'event_id'},
     )
 }}
 
@@ -55,7 +56,8 @@ final as (
         event_types.engagement_weight,
         events.batch_id,
         events.ingested_at,
-        {{ build_seq() }} as _build_seq
+        {{ build_seq() }} as _build_seq,
+        events._key_hash  -- staging's number of the same event_id (macros/keys.sql)
     from events
     inner join event_types on events.event_type = event_types.event_type
     left join photos on events.photo_id = photos.photo_id

@@ -1,0 +1,49 @@
+{#- A model's key held as a number beside it (`_key_hash`), for the probes that ask whether
+    tonight's keys are held already: whether staging loaded an event before, and whether a
+    new event id repeats one (the night's `unique` tests, macros/tests/night_scope.sql). Such
+    a probe reads the key column of every row ever written; reading an 8-byte number instead
+    of a string it would hash is several times cheaper (issue 30; decision 0013).
+
+    A model that holds one names its key in its config (`meta: {key_hash: event_id}`) and
+    writes `{{ key_hash() }} as _key_hash`. The number is the first 15 hex digits of the
+    key's md5: a standard function, so the value is the same on DuckDB and Spark and on every
+    version of either (DuckDB's own hash() is not promised stable across versions, and a
+    changed hash would silently miss repeats), and 60 bits fit a bigint on both. It only
+    narrows: every probe compares the keys themselves among the rows whose numbers match. -#}
+
+{% macro key_hash(column=none) -%}
+    {%- set column = column or hashed_key() -%}
+    {%- if column is none and not execute -%}
+        {{ return('cast(null as bigint)') }}  {#- parsing: dbt reads a model's config after it -#}
+    {%- elif column is none -%}
+        {{ exceptions.raise_compiler_error(
+            "key_hash(): " ~ model.name ~ " names no key_hash in its config meta") }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('key_hash', 'lakehouse')(column)) }}
+{%- endmacro %}
+
+{% macro default__key_hash(column) -%}
+    cast(('0x' || left(md5(cast({{ column }} as varchar)), 15)) as bigint)
+{%- endmacro %}
+
+{% macro spark__key_hash(column) -%}
+    cast(conv(left(md5(cast({{ column }} as string)), 15), 16, 10) as bigint)
+{%- endmacro %}
+
+
+{% macro hashed_key(node=none) -%}
+    {#- The key whose number a model holds in `_key_hash` (its config's meta.key_hash), or
+        none: of `node` (from dbt's graph), else of the model being compiled -#}
+    {%- set meta = node.config.meta if node is not none else config.get('meta') -%}
+    {{ return((meta or {}).get('key_hash')) }}
+{%- endmacro %}
+
+
+{% macro held_key_hashes(relation, probe) -%}
+    {#- The `_key_hash` values of `relation` that also appear in `probe` (a query of key
+        numbers), read from the number column alone. Empty on a night whose keys are all
+        new, and then a query that goes on to read the keys of only these rows stops at
+        once: DuckDB skips the probe side of a join whose build side is empty. -#}
+    select held._key_hash from {{ relation }} as held
+    where held._key_hash in ({{ probe }})
+{%- endmacro %}
