@@ -47,3 +47,23 @@
     select held._key_hash from {{ relation }} as held
     where held._key_hash in ({{ probe }})
 {%- endmacro %}
+
+
+{% macro add_key_hashes() -%}
+    {#- `dbt run-operation add_key_hashes`: a warehouse built before its models held their
+        keys' numbers gets the column, filled from the keys it holds, instead of a
+        `--full-refresh` (an incremental model refuses a changed schema: on_schema_change
+        fail). Models that hold the column already are left as they are. -#}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' and hashed_key(node) -%}
+        {%- set relation = adapter.get_relation(node.database, node.schema, node.alias) -%}
+        {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list
+            if relation is not none else ['_key_hash'] -%}
+        {%- if '_key_hash' not in columns -%}
+            {%- do run_query('alter table ' ~ relation ~ ' add column _key_hash bigint') -%}
+            {%- do run_query('update ' ~ relation ~ ' set _key_hash = '
+                ~ key_hash(hashed_key(node))) -%}
+            {%- do adapter.commit() -%}
+            {{ log(relation ~ ": _key_hash added, the number of " ~ hashed_key(node), info=true) }}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}

@@ -638,6 +638,40 @@ def test_staging_loads_an_event_whose_number_an_old_event_shares(nightly, tmp_pa
     assert any(row[0] == event_id for row in after) and shared == 2
 
 
+def test_a_warehouse_from_before_the_key_numbers_gets_them_without_a_full_refresh(
+    nightly, tmp_path: Path
+) -> None:
+    """A warehouse built before its models held `_key_hash`: the next build refuses the
+    changed schema (on_schema_change fail); `dbt run-operation add_key_hashes` adds the
+    column filled from the ids, the same numbers a build writes, and the build goes on."""
+    lake, warehouse, *_ = nightly
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse, copy)
+    numbers = "select event_id, _key_hash from main.{} order by event_id"
+    with duckdb.connect(str(copy)) as con:
+        written = {
+            m: con.sql(numbers.format(m)).fetchall() for m in ("fct_events", "stg_app__events")
+        }
+        for model in written:
+            con.execute(f"alter table main.{model} drop column _key_hash")
+    select = ["stg_app__events", "fct_events"]
+    refused = run_dbt(str(lake), copy, project=project_dir(), quiet=True, select=select)
+    assert not refused.success and "_key_hash" in str(refused.failures), refused.failures
+    dbt = str(Path(sys.executable).parent / "dbt")
+    env = {**os.environ, "LAKEHOUSE_LAKE": str(lake), "LAKEHOUSE_DUCKDB": str(copy)}
+    target = ["--target-path", str(tmp_path / "target")]
+    added = subprocess.run(
+        [dbt, "run-operation", "add_key_hashes", *target],
+        cwd=project_dir(), env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout[-3000:]
+    assert added.stdout.count("_key_hash added") == 2
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert {m: con.sql(numbers.format(m)).fetchall() for m in written} == written
+    built = run_dbt(str(lake), copy, project=project_dir(), quiet=True, select=select)
+    assert built.success, (built.error, built.failures)
+
+
 def test_a_source_whose_delta_history_is_not_appends_is_tested_whole(
     nightly, tmp_path: Path
 ) -> None:
