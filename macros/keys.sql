@@ -1,15 +1,17 @@
-{#- A model's key held as a number beside it (`_key_hash`), for the probes that ask whether
-    tonight's keys are held already: whether staging loaded an event before, and whether a
-    new event id repeats one (the night's `unique` tests, macros/tests/night_scope.sql). Such
-    a probe reads the key column of every row ever written; reading an 8-byte number instead
-    of a string it would hash is several times cheaper (issue 30; decision 0013).
+{#- A model's key held as a number beside it (`_key_hash`), for the night's `unique` test of
+    it (macros/tests/night_scope.sql), which asks whether tonight's keys repeat any held
+    already. That probe read the key column of every row ever written; it now reads an 8-byte
+    number instead of a string it would hash, and the keys of only the rows whose numbers
+    repeat: none on a night without a repeat (issue 30; decision 0013). Staging's check for
+    re-sent events still compares the keys themselves (macros/staging.sql): a night with
+    re-sent rows, most nights, would read both.
 
     A model that holds one names its key in its config (`meta: {key_hash: event_id}`) and
     writes `{{ key_hash() }} as _key_hash`. The number is the first 15 hex digits of the
     key's md5: a standard function, so the value is the same on DuckDB and Spark and on every
     version of either (DuckDB's own hash() is not promised stable across versions, and a
     changed hash would silently miss repeats), and 60 bits fit a bigint on both. It only
-    narrows: every probe compares the keys themselves among the rows whose numbers match. -#}
+    narrows: the test counts the keys themselves among the rows whose numbers match. -#}
 
 {% macro key_hash(column=none) -%}
     {%- set column = column or hashed_key() -%}
@@ -39,14 +41,6 @@
 {%- endmacro %}
 
 
-{% macro held_key_hashes(relation, probe) -%}
-    {#- The `_key_hash` values of `relation` that also appear in `probe` (a query of key
-        numbers), read from the number column alone. Empty on a night whose keys are all
-        new, and then a query that goes on to read the keys of only these rows stops at
-        once: DuckDB skips the probe side of a join whose build side is empty. -#}
-    select held._key_hash from {{ relation }} as held
-    where held._key_hash in ({{ probe }})
-{%- endmacro %}
 
 
 {% macro add_key_hashes() -%}

@@ -49,21 +49,13 @@
 {% macro not_loaded_yet(relation, key) -%}
     {#- Rows whose key this incremental model does not hold yet: the first committed row of a
         key is in already, so a row re-sent on a later night is dropped (in a full build,
-        first_ingested keeps the same one). A model that holds its key's number
-        (macros/keys.sql) reads the keys of only the rows whose number tonight's rows have:
-        none on a night of new keys. -#}
+        first_ingested keeps the same one). -#}
     select *
     from {{ relation }}
     {%- if is_incremental() %}
     where {{ key }} not in (
         select existing.{{ key }} from {{ this }} as existing
-        {%- if hashed_key() == key %}
-        where existing._key_hash in (
-            {{ held_key_hashes(this, "select " ~ key_hash(key) ~ " from " ~ relation) }}
-        )
-        {%- else %}
         where existing.{{ key }} in (select {{ key }} from {{ relation }})
-        {%- endif %}
     )
     {%- endif %}
 {%- endmacro %}

@@ -607,37 +607,6 @@ def test_the_unique_probe_reads_key_numbers_and_compares_the_ids_they_match(
     assert "Got 1 result, configured to fail if != 0" in repeated.stdout
 
 
-def test_staging_loads_an_event_whose_number_an_old_event_shares(nightly, tmp_path: Path) -> None:
-    """Staging drops a re-sent event by its id, probing the numbers of the ids it holds first:
-    an event whose number an old event shares (a collision made by hand) is still loaded.
-    Staging forgets the last night's batches here, and a build of it alone loads them again."""
-    lake, warehouse, *_ = nightly
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(warehouse, copy)
-    with duckdb.connect(str(copy)) as con:
-        last = con.sql("select max(batch_log_version) from main.stg_app__events").fetchone()[0]
-        night = f"from main.stg_app__events where batch_log_version = {last}"
-        before = con.sql(f"select * exclude (_build_seq) {night} order by event_id").fetchall()
-        event_id, number = con.sql(f"select event_id, _key_hash {night} order by 1").fetchone()
-        con.execute(f"delete {night}")
-        con.execute(
-            "update main.stg_app__events set _key_hash = ? "
-            "where event_id = (select min(event_id) from main.stg_app__events)",
-            [number],
-        )
-    staging = run_dbt(
-        str(lake), copy, project=project_dir(), quiet=True, select=["stg_app__events"]
-    )
-    assert staging.success, (staging.error, staging.failures)
-    with duckdb.connect(str(copy), read_only=True) as con:
-        after = con.sql(f"select * exclude (_build_seq) {night} order by event_id").fetchall()
-        shared = con.sql(
-            f"select count(*) from main.stg_app__events where _key_hash = {number}"
-        ).fetchone()[0]
-    assert len(before) > 100 and after == before
-    assert any(row[0] == event_id for row in after) and shared == 2
-
-
 def test_a_warehouse_from_before_the_key_numbers_gets_them_without_a_full_refresh(
     nightly, tmp_path: Path
 ) -> None:

@@ -42,13 +42,15 @@
     {%- if model.test_metadata.name == 'unique' and scope.key_hash == kwargs.column_name -%}
         {#- the model holds this key's number (macros/keys.sql): the numbers of tonight's
             keys that more than one row holds, read from the number column alone, then the
-            rows with those numbers (none on a night with no repeat: nothing more is read).
+            rows with those numbers (none on a night with no repeat, and DuckDB stops a join
+            whose build side is empty: no key is read).
             Every row of a key tonight repeats is among them, so the test finds exactly what
             the form below finds, plus any old repeat whose number a new key shares -#}
         {%- set night = "select _key_hash from " ~ relation ~ " where " ~ scope.predicate -%}
         {%- set scoped -%}
             (select * from {{ relation }} as tested where tested._key_hash in (
-                {{ held_key_hashes(relation, night) }}
+                select held._key_hash from {{ relation }} as held
+                where held._key_hash in ({{ night }})
                 group by held._key_hash having count(*) > 1
             ) and ({{ where }}) {{ marker }}) dbt_subquery
         {%- endset -%}

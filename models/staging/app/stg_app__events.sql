@@ -8,7 +8,7 @@
 -- One row per event: the first one ingested of each event_id. Incremental: a night reads
 -- only the bronze batches added since the last load, and an event_id this table holds
 -- already (a retried upload, a re-sent file) is dropped. `_key_hash`: the event id as a
--- number, so that probe reads numbers, not every event id ever loaded (macros/keys.sql).
+-- number, for the night's unique test (macros/keys.sql).
 
 with
 
