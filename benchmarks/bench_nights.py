@@ -3,7 +3,7 @@
     python benchmarks/bench_nights.py --events 10000000 [100000000 ...] [--nights 5]
         [--series-events 1000000] [--series-nights 30] [--workdir DIR] [--skip-series]
         [--skip-night] [--skip-full] [--memory-limit 4GB] [--night-events 170000]
-        [--continue [--baseline CHECKOUT]]
+        [--continue [--baseline CHECKOUT] [--operation NAME]]
 
 Part 1, the next night. A history of ``--events`` events over 60 days (the generator's
 world: ``events / 40`` photos, ``events / 400`` users) is ingested, built, gated and
@@ -30,7 +30,9 @@ workdir: ``--nights`` more nights, without rebuilding the history (at 100M, 26 m
 ``--baseline CHECKOUT`` (with ``--continue``) also runs each of those nights' ``dbt build``
 with another checkout's code and dbt project (e.g. a ``git worktree`` of the commit before
 a change) on a copy of the warehouse made before the first of them, over the same lake:
-old and new models, the same nights, in the same run.
+old and new models, the same nights, in the same run; the two builds take turns going
+first. ``--operation NAME`` runs ``dbt run-operation NAME`` on the warehouse after that
+copy, for a change that comes with one (``add_key_hashes``).
 
 Part 2, the series. A smaller history of ``--series-nights`` days (``--series-events``
 events), then ``--series-nights`` nights in a row, each a whole ``lakehouse run`` (the job
@@ -48,6 +50,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,16 +116,22 @@ def _nights_in(landing: Path) -> int | None:
         return None
 
 
-def _incremental_night(root: Path, events: int, night: int, night_events: int | None) -> dict:
+def _incremental_night(
+    root: Path, events: int, night: int, night_events: int | None, baseline: Path | None = None
+) -> dict:
     """Night ``night``'s dump added to ``root``'s landing-1, then the job's steps on its
-    lake and warehouse, incrementally (export if changed)."""
+    lake and warehouse, incrementally (export if changed). ``baseline``: the night's `dbt
+    build` also with that checkout, on ``root``'s baseline.duckdb; the two builds take turns
+    going first, so neither always finds the night's files in the page cache."""
     with_night, lake = root / "landing-1", str(root / "lake")
     print(f"night {night}, incrementally", flush=True)
     _generate(_config(with_night, events, 60, night, night_events))
     clock = END + timedelta(days=night) + JOB_HOUR
-    return {
-        "ingest": _step("ingest", str(with_night), lake, clock.isoformat()),
-        **_build_gate_export(
+    steps = {"ingest": _step("ingest", str(with_night), lake, clock.isoformat())}
+    if baseline is not None and night % 2:
+        steps["baseline dbt build"] = _baseline_build(root, baseline)
+    steps.update(
+        _build_gate_export(
             lake,
             str(root / "warehouse.duckdb"),
             str(root / "quality"),
@@ -129,8 +139,35 @@ def _incremental_night(root: Path, events: int, night: int, night_events: int | 
             clock,
             "incremental",
             "if-changed",
-        ),
-    }
+        )
+    )
+    if baseline is not None and not night % 2:
+        steps["baseline dbt build"] = _baseline_build(root, baseline)
+    return steps
+
+
+def _baseline_build(root: Path, baseline: Path) -> dict:
+    print(f"  baseline ({baseline}):", flush=True)
+    result = run_step(
+        "dbt build", str(root / "lake"), str(root / "baseline.duckdb"), "incremental",
+        checkout=baseline,
+    )  # fmt: skip
+    print(f"  dbt build: {result['seconds']:.1f} s", flush=True)
+    return result
+
+
+def _operation(name: str, lake: str, warehouse: str) -> float:
+    """``dbt run-operation <name>`` on the warehouse (this checkout's project); seconds."""
+    started = time.perf_counter()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "run-operation", name],
+        cwd=REPO,
+        env={**os.environ, "LAKEHOUSE_LAKE": lake, "LAKEHOUSE_DUCKDB": warehouse},
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    print(f"  dbt run-operation {name}: {seconds:.1f} s", flush=True)
+    return seconds
 
 
 def next_night(
@@ -212,10 +249,17 @@ def next_night(
 
 
 def more_nights(
-    events: int, work: Path, nights: int, night_events: int | None, baseline: Path | None
+    events: int,
+    work: Path,
+    nights: int,
+    night_events: int | None,
+    baseline: Path | None,
+    operation: str | None = None,
 ) -> dict:
     """``nights`` more nights on the lake and warehouse part 1 left; with ``baseline``,
-    each night's ``dbt build`` also with that checkout, on its own copy of the warehouse."""
+    each night's ``dbt build`` also with that checkout, on its own copy of the warehouse;
+    ``operation``: a dbt run-operation on the warehouse first (after the copy), for a change
+    that comes with one (e.g. add_key_hashes)."""
     root = work / (f"night-{events}" + ("" if night_events is None else f"-{night_events}"))
     with_night = root / "landing-1"
     done = _nights_in(with_night)
@@ -225,14 +269,13 @@ def more_nights(
     baseline_wh = str(root / "baseline.duckdb")
     if baseline is not None:
         shutil.copyfile(warehouse, baseline_wh)
+    operation_seconds = _operation(operation, lake, warehouse) if operation else None
     rows = []
     for night in range(done + 1, done + nights + 1):
-        row = {"night": night, "steps": _incremental_night(root, events, night, night_events)}
+        steps = _incremental_night(root, events, night, night_events, baseline)
+        row = {"night": night, "steps": steps}
         if baseline is not None:
-            print(f"  baseline ({baseline}):", flush=True)
-            result = run_step("dbt build", lake, baseline_wh, "incremental", checkout=baseline)
-            print(f"  dbt build: {result['seconds']:.1f} s", flush=True)
-            row["baseline_dbt_build"] = result
+            row["baseline_dbt_build"] = steps.pop("baseline dbt build")
         rows.append(row)
     if baseline is not None:
         Path(baseline_wh).unlink()
@@ -240,6 +283,8 @@ def more_nights(
         "history_events": events,
         "night_events": night_events,
         "baseline": str(baseline),
+        "operation": operation,
+        "operation_seconds": operation_seconds,
         "nights": rows,
     }
 
@@ -331,6 +376,11 @@ def main() -> None:
         type=Path,
         help="with --continue: each night's dbt build also with this checkout's code",
     )
+    parser.add_argument(
+        "--operation",
+        help="with --continue: a dbt run-operation on the warehouse before the nights "
+        "(after the baseline's copy), e.g. add_key_hashes",
+    )
 
     args = parser.parse_args()
     # warehouses outside data/demo need a PII key: a throwaway one for the benchmark
@@ -347,8 +397,9 @@ def main() -> None:
             return
         if args.resume:
             results["continued"] = more_nights(
-                events, args.workdir, args.nights, args.night_events, args.baseline
-            )
+                events, args.workdir, args.nights, args.night_events, args.baseline,
+                args.operation,
+            )  # fmt: skip
             out.write_text(json.dumps(results, indent=2))
         elif not args.skip_night:
             results["next_night"] = next_night(
