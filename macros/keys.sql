@@ -41,8 +41,6 @@
 {%- endmacro %}
 
 
-
-
 {% macro add_key_hashes() -%}
     {#- `dbt run-operation add_key_hashes`: a warehouse built before its models held their
         keys' numbers gets the column, filled from the keys it holds, instead of a
