@@ -513,10 +513,8 @@ def test_a_nights_data_tests_read_what_they_have_not_passed_yet(nightly) -> None
         assert len(scoped) > len(tests) / 2, sorted(whole)
 
 
-def _dbt_test(
-    lake: Path, warehouse: Path, *args: str, select: str = "fct_events stg_app__events"
-) -> subprocess.CompletedProcess[str]:
-    """``dbt test`` of some models as an analyst runs it (its own target folder)."""
+def _dbt(command: str, lake: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dbt <command>`` on ``warehouse`` as an analyst runs it (its own target folder)."""
     dbt = str(Path(sys.executable).parent / "dbt")
     env = {
         **os.environ,
@@ -526,13 +524,20 @@ def _dbt_test(
     }
     target = ["--target-path", str(warehouse.parent / "target")]
     return subprocess.run(
-        [dbt, "test", "--select", select, *target, *args],
+        [dbt, command, *target, *args],
         cwd=project_dir(),
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def _dbt_test(
+    lake: Path, warehouse: Path, *args: str, select: str = "fct_events stg_app__events"
+) -> subprocess.CompletedProcess[str]:
+    """``dbt test`` of some models as an analyst runs it."""
+    return _dbt("test", lake, warehouse, "--select", select, *args)
 
 
 def test_a_repeated_key_fails_the_nights_test_and_an_edit_in_place_the_weekly_one(
@@ -626,13 +631,7 @@ def test_a_warehouse_from_before_the_key_numbers_gets_them_without_a_full_refres
     select = ["stg_app__events", "fct_events"]
     refused = run_dbt(str(lake), copy, project=project_dir(), quiet=True, select=select)
     assert not refused.success and "_key_hash" in str(refused.failures), refused.failures
-    dbt = str(Path(sys.executable).parent / "dbt")
-    env = {**os.environ, "LAKEHOUSE_LAKE": str(lake), "LAKEHOUSE_DUCKDB": str(copy)}
-    target = ["--target-path", str(tmp_path / "target")]
-    added = subprocess.run(
-        [dbt, "run-operation", "add_key_hashes", *target],
-        cwd=project_dir(), env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    added = _dbt("run-operation", lake, copy, "add_key_hashes")
     assert added.returncode == 0, added.stdout[-3000:]
     assert added.stdout.count("_key_hash added") == 2
     with duckdb.connect(str(copy), read_only=True) as con:

@@ -191,8 +191,8 @@ class CacheIndex:
                 # pins left by processes that died between a fetch and an open
                 con.execute("delete from pins where at <= ?", (now - _PIN_EXPIRES,))
                 self._drop_foreign(con)
-                # (path, bytes, busy): busy = being downloaded by someone (used in the
-                # future) or about to be memory-mapped (pinned), so not evictable
+                # (path, bytes, in use): being downloaded by someone (used in the future)
+                # or about to be memory-mapped (pinned), so not evictable
                 rows = [
                     (victim, taken, bool(pinned) or used > now + _PENDING / 2)
                     for victim, taken, used, pinned in con.execute(
@@ -202,7 +202,7 @@ class CacheIndex:
                     )
                 ]
                 total = sum(taken for _, taken, _ in rows)
-                busy = sum(taken for _, taken, busy in rows if busy)
+                busy = sum(taken for _, taken, in_use in rows if in_use)
                 if busy + size > self.limit and not force:
                     con.execute("rollback")
                     return False
